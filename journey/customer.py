@@ -1,0 +1,173 @@
+"""One customer's state: exactly what the SPEC formulas need, and its compact encoding.
+
+Everything older than a window is folded away as the latest event time `T` moves forward
+(`T` never moves back), so a customer's state is bounded by the events inside the windows
+plus the set of seen `event_id`s, which exact deduplication cannot do without.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from journey.decimals import decimal_sum
+
+__all__ = [
+    "MOMENTS",
+    "CustomerState",
+    "decode_state",
+    "encode_state",
+    "format_us",
+    "to_us",
+]
+
+MOMENTS = ("zmot", "fmot", "smot", "umot")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_ZERO = Decimal(0)
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch: exact, cheap to compare, compact to store."""
+    return (moment - _EPOCH) // _ONE_US
+
+
+def format_us(micros: int) -> str:
+    """RFC 3339 in UTC with `Z`, as every timestamp out is written."""
+    text = (_EPOCH + timedelta(microseconds=micros)).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+@dataclass(slots=True, eq=True)
+class CustomerState:
+    """The folded history of one customer.
+
+    The three lists are min-heaps on the timestamp, so that folding away what left a
+    window costs a pop, not a scan. Each has its running sum beside it.
+    """
+
+    customer_id: str
+    seen: set[str] = field(default_factory=set)
+    first_us: int = 0
+    last_us: int = 0
+    surveys: int = 0
+    purchases: int = 0
+    refunds: int = 0
+    moments: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    # Normalised survey scores inside the CSAT window, and their sum.
+    window_surveys: list[tuple[int, Decimal]] = field(default_factory=list)
+    window_survey_sum: Decimal = _ZERO
+    # The most recent survey ever: (occurred_at, event_id, normalised score).
+    latest_survey: tuple[int, str, Decimal] | None = None
+    # Sentiments of touchpoints and shares inside the CSAT window, and their sum.
+    sentiments: list[tuple[int, Decimal]] = field(default_factory=list)
+    sentiment_sum: Decimal = _ZERO
+    # Purchases minus refunds in the base currency over the whole lifetime, unrounded.
+    lifetime_net: Decimal = _ZERO
+    # Signed base-currency amounts inside the 365-day window, and their sum.
+    recent_money: list[tuple[int, Decimal]] = field(default_factory=list)
+    recent_sum: Decimal = _ZERO
+    # What was last published, to tell whether an event changed a score.
+    version: int = 0
+    csat: Decimal = _ZERO
+    cltv: Decimal = _ZERO
+    cltv_365d: Decimal = _ZERO
+    ppp: Decimal = _ZERO
+    # The event behind the latest update, so that a redelivered one can re-send it.
+    cause_event_id: str = ""
+    cause_type: str = ""
+
+    def moments_dict(self) -> dict[str, int]:
+        return dict(zip(MOMENTS, self.moments, strict=True))
+
+    def view(self) -> dict[str, Any]:
+        """The customer state of SPEC.md ("Customer state"), JSON-ready."""
+        return {
+            "customer_id": self.customer_id,
+            "csat": float(self.csat),
+            "cltv": float(self.cltv),
+            "ppp": float(self.ppp),
+            "cltv_365d": float(self.cltv_365d),
+            "version": self.version,
+            "moments": self.moments_dict(),
+            "as_of": format_us(self.last_us),
+            "surveys": self.surveys,
+            "purchases": self.purchases,
+            "refunds": self.refunds,
+            "first_seen": format_us(self.first_us),
+            "last_seen": format_us(self.last_us),
+        }
+
+
+def _pairs(items: list[tuple[int, Decimal]]) -> list[list[Any]]:
+    return [[ts, str(value)] for ts, value in items]
+
+
+def _unpairs(items: list[list[Any]]) -> list[tuple[int, Decimal]]:
+    return [(int(ts), Decimal(value)) for ts, value in items]
+
+
+def encode_state(state: CustomerState) -> bytes:
+    """Compact JSON for the table's changelog; heaps are stored in heap order."""
+    latest = state.latest_survey
+    return orjson.dumps(
+        {
+            "c": state.customer_id,
+            "e": sorted(state.seen),
+            "t": [state.first_us, state.last_us],
+            "n": [state.surveys, state.purchases, state.refunds, *state.moments],
+            "ws": _pairs(state.window_surveys),
+            "ls": None if latest is None else [latest[0], latest[1], str(latest[2])],
+            "se": _pairs(state.sentiments),
+            "ln": str(state.lifetime_net),
+            "rm": _pairs(state.recent_money),
+            "p": [
+                state.version,
+                str(state.csat),
+                str(state.cltv),
+                str(state.cltv_365d),
+                str(state.ppp),
+                state.cause_event_id,
+                state.cause_type,
+            ],
+        }
+    )
+
+
+def decode_state(raw: bytes) -> CustomerState:
+    data = orjson.loads(raw)
+    counts = data["n"]
+    published = data["p"]
+    latest = data["ls"]
+    window_surveys = _unpairs(data["ws"])
+    sentiments = _unpairs(data["se"])
+    recent_money = _unpairs(data["rm"])
+    return CustomerState(
+        customer_id=data["c"],
+        seen=set(data["e"]),
+        first_us=data["t"][0],
+        last_us=data["t"][1],
+        surveys=counts[0],
+        purchases=counts[1],
+        refunds=counts[2],
+        moments=list(counts[3:7]),
+        window_surveys=window_surveys,
+        window_survey_sum=decimal_sum(window_surveys),
+        latest_survey=None if latest is None else (latest[0], latest[1], Decimal(latest[2])),
+        sentiments=sentiments,
+        sentiment_sum=decimal_sum(sentiments),
+        lifetime_net=Decimal(data["ln"]),
+        recent_money=recent_money,
+        recent_sum=decimal_sum(recent_money),
+        version=published[0],
+        csat=Decimal(published[1]),
+        cltv=Decimal(published[2]),
+        cltv_365d=Decimal(published[3]),
+        ppp=Decimal(published[4]),
+        cause_event_id=published[5],
+        cause_type=published[6],
+    )

@@ -1,0 +1,183 @@
+"""The scoring core: a customer state plus one event gives the new state and what to emit.
+
+No I/O, no Kafka, no Faust: the stream agents and `journey replay` both call `apply_event`,
+so streaming and replay agree by construction. Every score is a function of the set of the
+customer's events (SPEC.md, "Scores"); only `version` depends on arrival order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from journey.customer import CustomerState, format_us, to_us
+from journey.decimals import EXACT, ZERO
+from journey.decimals import round_cents as _round
+from journey.money import FxRates
+from schemas.events import Event, Purchase, Share, Survey, Touchpoint
+
+__all__ = ["DAY_US", "ApplyResult", "ScoringRules", "apply_event", "normalise_score", "ppp_update"]
+
+DAY_US = 86_400_000_000
+_ZERO = ZERO
+_ONE = Decimal(1)
+_TEN = Decimal(10)
+_NINE_TENTHS = Decimal("0.9")
+_NINE_QUARTERS = Decimal("2.25")
+_MOMENT_INDEX = {"zmot": 0, "fmot": 1, "smot": 2}
+_UMOT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringRules:
+    """The knobs of the formulas (JOURNEY_CSAT_WINDOW_DAYS, _SENTIMENT_WEIGHT, FX rates)."""
+
+    rates: FxRates
+    csat_window_days: int = 90
+    sentiment_weight: Decimal = _ONE
+    cltv_window_days: int = 365
+
+    @property
+    def csat_window_us(self) -> int:
+        return self.csat_window_days * DAY_US
+
+    @property
+    def cltv_window_us(self) -> int:
+        return self.cltv_window_days * DAY_US
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What one event did: `update` is the `ppp-updates` message to send, if any."""
+
+    duplicate: bool
+    update: dict[str, Any] | None
+
+
+def normalise_score(score: Decimal, scale: str) -> Decimal:
+    """Any survey scale onto 1..10."""
+    if scale == "0-10":
+        return EXACT.add(_ONE, EXACT.multiply(_NINE_TENTHS, score))
+    if scale == "1-5":
+        return EXACT.add(_ONE, EXACT.multiply(_NINE_QUARTERS, EXACT.subtract(score, _ONE)))
+    return score
+
+
+def _fold_windows(state: CustomerState, rules: ScoringRules) -> None:
+    """Drop what fell out of the windows now that `T` is `state.last_us`."""
+    csat_start = state.last_us - rules.csat_window_us
+    surveys = state.window_surveys
+    while surveys and surveys[0][0] < csat_start:
+        state.window_survey_sum = EXACT.subtract(state.window_survey_sum, heapq.heappop(surveys)[1])
+    sentiments = state.sentiments
+    while sentiments and sentiments[0][0] < csat_start:
+        state.sentiment_sum = EXACT.subtract(state.sentiment_sum, heapq.heappop(sentiments)[1])
+    money_start = state.last_us - rules.cltv_window_us
+    money = state.recent_money
+    while money and money[0][0] < money_start:
+        state.recent_sum = EXACT.subtract(state.recent_sum, heapq.heappop(money)[1])
+
+
+def _add_sentiment(state: CustomerState, at: int, sentiment: Decimal | None, start: int) -> None:
+    if sentiment is not None and at >= start:
+        heapq.heappush(state.sentiments, (at, sentiment))
+        state.sentiment_sum = EXACT.add(state.sentiment_sum, sentiment)
+
+
+def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -> None:
+    csat_start = state.last_us - rules.csat_window_us
+    if isinstance(event, Touchpoint):
+        state.moments[_MOMENT_INDEX[event.moment]] += 1
+        _add_sentiment(state, at, event.sentiment, csat_start)
+    elif isinstance(event, Share):
+        state.moments[_UMOT] += 1
+        _add_sentiment(state, at, event.sentiment, csat_start)
+    elif isinstance(event, Survey):
+        state.surveys += 1
+        score = normalise_score(event.score, event.scale)
+        candidate = (at, event.event_id, score)
+        if state.latest_survey is None or candidate[:2] > state.latest_survey[:2]:
+            state.latest_survey = candidate
+        if at >= csat_start:
+            heapq.heappush(state.window_surveys, (at, score))
+            state.window_survey_sum = EXACT.add(state.window_survey_sum, score)
+    elif isinstance(event, Purchase):
+        amount = EXACT.multiply(event.amount, rules.rates.rates[event.currency])
+        if event.kind == "refund":
+            state.refunds += 1
+            amount = -amount
+        else:
+            state.purchases += 1
+        state.lifetime_net = EXACT.add(state.lifetime_net, amount)
+        if at >= state.last_us - rules.cltv_window_us:
+            heapq.heappush(state.recent_money, (at, amount))
+            state.recent_sum = EXACT.add(state.recent_sum, amount)
+
+
+def _csat(state: CustomerState, rules: ScoringRules) -> Decimal:
+    if state.surveys == 0 or state.latest_survey is None:
+        return _ZERO
+    if state.window_surveys:
+        reported = EXACT.divide(state.window_survey_sum, Decimal(len(state.window_surveys)))
+    else:
+        reported = state.latest_survey[2]
+    sentiment = (
+        EXACT.divide(state.sentiment_sum, Decimal(len(state.sentiments)))
+        if state.sentiments
+        else _ZERO
+    )
+    blended = EXACT.add(reported, EXACT.multiply(rules.sentiment_weight, sentiment))
+    return _round(min(max(blended, _ONE), _TEN))
+
+
+def ppp_update(state: CustomerState, previous_ppp: Decimal | None) -> dict[str, Any]:
+    """The `ppp-updates` message for the state as it is now."""
+    return {
+        "customer_id": state.customer_id,
+        "csat": float(state.csat),
+        "cltv": float(state.cltv),
+        "ppp": float(state.ppp),
+        "previous_ppp": None if previous_ppp is None else float(previous_ppp),
+        "cltv_365d": float(state.cltv_365d),
+        "version": state.version,
+        "cause_event_id": state.cause_event_id,
+        "cause_type": state.cause_type,
+        "moments": state.moments_dict(),
+        "as_of": format_us(state.last_us),
+    }
+
+
+def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> ApplyResult:
+    """Fold one validated event of `state.customer_id` into `state` (in place).
+
+    A repeated `event_id` changes nothing. An update is due on the customer's first event
+    and whenever a published score (csat, cltv, ppp, at two decimals) changes.
+    """
+    if event.event_id in state.seen:
+        return ApplyResult(duplicate=True, update=None)
+    state.seen.add(event.event_id)
+    at = to_us(event.occurred_at)
+    first = state.version == 0
+    if first:
+        state.first_us = state.last_us = at
+    elif at > state.last_us:
+        state.last_us = at
+        _fold_windows(state, rules)
+    elif at < state.first_us:
+        state.first_us = at
+    _fold_in(state, event, at, rules)
+
+    csat = _csat(state, rules)
+    cltv = _round(max(state.lifetime_net, _ZERO))
+    ppp = _round(EXACT.multiply(csat, cltv))
+    state.cltv_365d = _round(max(state.recent_sum, _ZERO))
+    if not first and (csat, cltv, ppp) == (state.csat, state.cltv, state.ppp):
+        return ApplyResult(duplicate=False, update=None)
+    previous = None if first else state.ppp
+    state.csat, state.cltv, state.ppp = csat, cltv, ppp
+    state.version += 1
+    state.cause_event_id = event.event_id
+    state.cause_type = event.type
+    return ApplyResult(duplicate=False, update=ppp_update(state, previous))

@@ -1,0 +1,127 @@
+"""From message bytes or parsed JSON to a validated event, or a reason why not.
+
+One place decides what is valid, so that the worker, `journey publish` and `journey replay`
+reject exactly the same messages with the same words.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.events import EVENT_MODELS, Event
+
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "InvalidEvent", "parse_event", "parse_json", "validate_event"]
+
+# Events are a few hundred bytes; a megabyte is a broken or hostile producer.
+DEFAULT_MAX_EVENT_BYTES = 1_048_576
+# Events are flat objects; anything deeper is not an event and must not cost a deep walk.
+_MAX_DEPTH = 32
+
+
+class InvalidEvent(ValueError):
+    """A message that breaks a rule of SPEC.md; `str()` names the field and the rule."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidEvent(f"{name} is not a JSON number")
+
+
+def _nesting_depth_exceeds(text: str, limit: int) -> bool:
+    # A cheap scan before parsing: brackets inside strings can only overcount, and an
+    # overcount only matters for objects that are already absurdly nested.
+    if text.count("{") + text.count("[") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "}]":
+            depth -= 1
+    return False
+
+
+def parse_json(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Any:
+    """Parse one JSON value, numbers with a fraction as `Decimal`, within size and depth limits."""
+    if len(raw) > max_bytes:
+        raise InvalidEvent(f"message is {len(raw)} bytes, more than the limit of {max_bytes}")
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = raw
+    if _nesting_depth_exceeds(text, _MAX_DEPTH):
+        raise InvalidEvent(f"JSON nested deeper than {_MAX_DEPTH} levels")
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except InvalidEvent:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent(f"not JSON ({exc})") from None
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        # Model-level rules name their field in the message themselves.
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def validate_event(
+    data: Any, *, expected_type: str | None, currencies: Collection[str] | None = None
+) -> Event:
+    """Validate a parsed JSON value as an event.
+
+    `expected_type` is the type the topic carries (then `type` is optional and must match);
+    `None` means the value came from a file, where `type` is required.
+    """
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"event: must be a JSON object, not {type(data).__name__}")
+    given = data.get("type")
+    if expected_type is None:
+        if given is None:
+            raise InvalidEvent("type: field required in files")
+        if given not in EVENT_MODELS:
+            raise InvalidEvent(f"type: {given!r} is not one of {', '.join(EVENT_MODELS)}")
+        expected_type = given
+    elif given is not None and given != expected_type:
+        raise InvalidEvent(f"type: {given!r} does not match the topic, which carries {expected_type}")
+    model = EVENT_MODELS[expected_type]
+    try:
+        return model.model_validate(data, context={"currencies": currencies})
+    except ValidationError as exc:
+        raise InvalidEvent(_describe(exc)) from None
+
+
+def parse_event(
+    raw: bytes | str,
+    *,
+    expected_type: str | None,
+    currencies: Collection[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> Event:
+    """Bytes of one message (or one line of a file) to a validated event."""
+    return validate_event(
+        parse_json(raw, max_bytes=max_bytes), expected_type=expected_type, currencies=currencies
+    )

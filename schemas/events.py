@@ -1,0 +1,222 @@
+"""Input event models: the four event types producers publish (SPEC.md, "Input events").
+
+Numbers arrive as `int` or `Decimal` (the JSON text is parsed with `parse_float=Decimal`),
+so that money and scores are exact from the wire on. Strings are never coerced into numbers
+except for `amount`, which SPEC allows as a string.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "EVENT_MODELS",
+    "MAX_AMOUNT",
+    "Event",
+    "EventType",
+    "Moment",
+    "Purchase",
+    "Scale",
+    "Share",
+    "Survey",
+    "Touchpoint",
+]
+
+EventType = Literal["touchpoint", "purchase", "survey", "share"]
+Moment = Literal["zmot", "fmot", "smot"]
+Scale = Literal["1-10", "0-10", "1-5"]
+
+# A single order above a trillion units is a producer bug, not a sale; the bound also keeps
+# every sum exact within the core's decimal precision (SPEC is silent; see README).
+MAX_AMOUNT = Decimal("1000000000000")
+_FOUR_PLACES = Decimal("0.0001")
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(?P<tz>[Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def _parse_rfc3339(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamp needs an offset or Z")
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError("must be an RFC 3339 timestamp with an offset or Z")
+    frac = match.group("frac") or ""
+    # fromisoformat takes at most six fractional digits; finer precision is truncated.
+    text = value[: match.start("frac")] if frac else value[: match.start("tz")]
+    text += frac[:7] + match.group("tz").upper()
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError as exc:
+        raise ValueError(f"not a valid timestamp ({exc})") from None
+
+
+def _require_number(value: Any) -> Decimal:
+    # bool is an int subclass in Python, but `true` is not a number in JSON.
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
+        raise ValueError("must be a JSON number")
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _require_amount(value: Any) -> Decimal:
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError("must be a decimal number") from None
+    else:
+        number = _require_number(value)
+    if not number.is_finite():
+        raise ValueError("must be a finite number")
+    if number <= 0:
+        raise ValueError("must be positive")
+    if number >= MAX_AMOUNT:
+        raise ValueError(f"must be below {MAX_AMOUNT}")
+    if number != number.quantize(_FOUR_PLACES):
+        raise ValueError("has more than 4 decimals")
+    return number
+
+
+def _check_unit_interval(value: Decimal) -> Decimal:
+    if not -1 <= value <= 1:
+        raise ValueError("must be in [-1, 1]")
+    return value
+
+
+_NUMBER_SCHEMA = {"type": "number"}
+Number = Annotated[Decimal, BeforeValidator(_require_number), WithJsonSchema(_NUMBER_SCHEMA)]
+Sentiment = Annotated[
+    Decimal,
+    BeforeValidator(_require_number),
+    AfterValidator(_check_unit_interval),
+    WithJsonSchema({"type": "number", "minimum": -1, "maximum": 1}),
+]
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_require_amount),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^\s*\+?[0-9]*\.?[0-9]+\s*$"},
+            ],
+            "description": "positive decimal, at most 4 decimals, below 10^12",
+        }
+    ),
+]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Id = Annotated[str, Field(min_length=1, max_length=128, strict=True)]
+Text = Annotated[str, Field(strict=True)]
+
+_SCALE_RANGE: dict[str, tuple[int, int]] = {"1-10": (1, 10), "0-10": (0, 10), "1-5": (1, 5)}
+
+
+class _Event(BaseModel):
+    """Fields every event has."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        # An optional field sent as null means "not given", as producers in most languages
+        # serialise absent optionals.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+class Touchpoint(_Event):
+    """A ZMOT, FMOT or SMOT moment: research, first impression or use."""
+
+    type: Literal["touchpoint"] = "touchpoint"
+    moment: Moment
+    channel: Text
+    action: Text | None = None
+    campaign: Text | None = None
+    sentiment: Sentiment | None = None
+    referral_share_id: Id | None = None
+
+
+class Purchase(_Event):
+    """A purchase or a refund, in any currency with a known rate."""
+
+    type: Literal["purchase"] = "purchase"
+    order_id: Text
+    amount: Amount
+    currency: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
+    kind: Literal["purchase", "refund"] = "purchase"
+
+    @field_validator("currency")
+    @classmethod
+    def _known_rate(cls, value: str, info: ValidationInfo) -> str:
+        currencies = (info.context or {}).get("currencies")
+        if currencies is not None and value not in currencies:
+            raise ValueError(f"no known exchange rate for {value}")
+        return value
+
+
+class Survey(_Event):
+    """A survey answer on one of three scales."""
+
+    type: Literal["survey"] = "survey"
+    score: Number
+    scale: Scale = "1-10"
+    survey_id: Text | None = None
+
+    @model_validator(mode="after")
+    def _score_in_scale(self) -> Survey:
+        low, high = _SCALE_RANGE[self.scale]
+        if not low <= self.score <= high:
+            raise ValueError(f"score: {self.score} is outside scale {self.scale}")
+        return self
+
+
+class Share(_Event):
+    """A UMOT share: word of mouth that may become someone else's ZMOT."""
+
+    type: Literal["share"] = "share"
+    share_id: Id
+    channel: Text
+    sentiment: Sentiment | None = None
+
+
+Event = Touchpoint | Purchase | Survey | Share
+
+EVENT_MODELS: dict[str, type[Touchpoint] | type[Purchase] | type[Survey] | type[Share]] = {
+    "touchpoint": Touchpoint,
+    "purchase": Purchase,
+    "survey": Survey,
+    "share": Share,
+}

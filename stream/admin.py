@@ -1,0 +1,95 @@
+"""Creating and checking journey's topics on the broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.topics import TopicNames
+
+__all__ = ["TopicsError", "create_topics", "partition_counts", "verify_topics"]
+
+
+class TopicsError(RuntimeError):
+    """Topics are missing or not co-partitioned; the message names them."""
+
+
+async def partition_counts(bootstrap: list[str], topics: Iterable[str]) -> dict[str, int]:
+    """Partition count of each topic that exists (missing topics are left out)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001  # no public way to refresh
+        counts = {}
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                counts[topic] = len(partitions)
+        return counts
+    finally:
+        await consumer.stop()
+
+
+async def create_topics(
+    bootstrap: list[str], names: TopicNames, *, partitions: int, replication_factor: int
+) -> list[str]:
+    """Create every topic that is missing; return the names created.
+
+    `ppp-updates` and the table changelogs are compacted: the latest message per key is
+    the current value.
+    """
+    existing = await partition_counts(bootstrap, names.all)
+    wanted = [
+        NewTopic(
+            name=topic,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            topic_configs={"cleanup.policy": "compact"} if topic in names.compacted else {},
+        )
+        for topic in names.all
+        if topic not in existing
+    ]
+    if wanted:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            for topic in wanted:
+                try:
+                    await admin.create_topics([topic])
+                except TopicAlreadyExistsError:
+                    pass  # another worker won the race: what matters is that it exists
+        finally:
+            await admin.close()
+        # Metadata for new topics spreads asynchronously; wait until all are visible.
+        for _ in range(50):
+            if len(await partition_counts(bootstrap, [t.name for t in wanted])) == len(wanted):
+                break
+            await asyncio.sleep(0.1)
+    await verify_topics(bootstrap, names, partitions=partitions)
+    return [t.name for t in wanted]
+
+
+async def verify_topics(bootstrap: list[str], names: TopicNames, *, partitions: int | None = None) -> int:
+    """Check that the co-partitioned topics exist with one partition count; return it.
+
+    A worker started on topics that disagree would hang or mis-route state, so it stops
+    with this error instead.
+    """
+    try:
+        counts = await partition_counts(bootstrap, names.all)
+    except KafkaError as exc:
+        raise TopicsError(f"cannot read topic metadata: {exc}") from None
+    missing = [t for t in names.all if t not in counts]
+    if missing:
+        raise TopicsError(f"missing topics: {', '.join(missing)} (run `journey topics create`)")
+    co = {t: counts[t] for t in names.co_partitioned}
+    distinct = set(co.values())
+    if len(distinct) > 1 or (partitions is not None and distinct != {partitions}):
+        listing = ", ".join(f"{t}={n}" for t, n in co.items())
+        expected = f"; expected {partitions} each" if partitions is not None else ""
+        raise TopicsError(f"co-partitioned topics disagree on partition counts: {listing}{expected}")
+    return distinct.pop()

@@ -1,0 +1,70 @@
+"""Topic names: the public ones of SPEC.md and journey's own internal ones, with the prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["INPUT_TOPICS", "TopicNames"]
+
+# Input topic -> the event type it carries.
+INPUT_TOPICS: dict[str, str] = {
+    "touchpoints": "touchpoint",
+    "purchases": "purchase",
+    "surveys": "survey",
+    "shares": "share",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Every topic journey reads or writes, as named on the broker."""
+
+    prefix: str = ""
+    app_id: str = "journey"
+
+    def public(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Broker topic name -> event type."""
+        return {self.public(base): kind for base, kind in INPUT_TOPICS.items()}
+
+    @property
+    def ppp_updates(self) -> str:
+        return self.public("ppp-updates")
+
+    @property
+    def referral_links(self) -> str:
+        return self.public("referral-links")
+
+    @property
+    def dead_letters(self) -> str:
+        return self.public("dead-letters")
+
+    @property
+    def rekeyed(self) -> str:
+        """Events that arrived under the wrong key or partition, re-keyed by customer_id."""
+        return f"{self.prefix}{self.app_id}-rekeyed"
+
+    @property
+    def share_joins(self) -> str:
+        """Shares and referred ZMOT touchpoints, keyed by share_id, to meet in one place."""
+        return f"{self.prefix}{self.app_id}-share-joins"
+
+    @property
+    def changelogs(self) -> list[str]:
+        return [f"{self.prefix}{self.app_id}-{table}-changelog" for table in ("customers", "shares")]
+
+    @property
+    def co_partitioned(self) -> list[str]:
+        """Topics whose partition counts must be equal: inputs, re-keyed events, changelogs."""
+        return [*self.inputs, self.rekeyed, self.share_joins, *self.changelogs]
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.co_partitioned, self.ppp_updates, self.referral_links, self.dead_letters]
+
+    @property
+    def compacted(self) -> set[str]:
+        return {self.ppp_updates, *self.changelogs}
