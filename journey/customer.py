@@ -77,9 +77,14 @@ class CustomerState:
     cltv: Decimal = _ZERO
     cltv_365d: Decimal = _ZERO
     ppp: Decimal = _ZERO
+    previous_ppp: Decimal | None = None
     # The event behind the latest update, so that a redelivered one can re-send it.
     cause_event_id: str = ""
     cause_type: str = ""
+    # Not stored: False for a state read back from the changelog, True once this process
+    # handled one of its events. A duplicate reaching a state that is not live may be the
+    # redelivery of an event whose update a crash lost, so its update is sent again.
+    live: bool = field(default=True, compare=False)
 
     def moments_dict(self) -> dict[str, int]:
         return dict(zip(MOMENTS, self.moments, strict=True))
@@ -133,6 +138,7 @@ def encode_state(state: CustomerState) -> bytes:
                 str(state.ppp),
                 state.cause_event_id,
                 state.cause_type,
+                None if state.previous_ppp is None else str(state.previous_ppp),
             ],
         }
     )
@@ -170,4 +176,6 @@ def decode_state(raw: bytes) -> CustomerState:
         ppp=Decimal(published[4]),
         cause_event_id=published[5],
         cause_type=published[6],
+        previous_ppp=None if published[7] is None else Decimal(published[7]),
+        live=False,
     )

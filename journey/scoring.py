@@ -132,14 +132,14 @@ def _csat(state: CustomerState, rules: ScoringRules) -> Decimal:
     return _round(min(max(blended, _ONE), _TEN))
 
 
-def ppp_update(state: CustomerState, previous_ppp: Decimal | None) -> dict[str, Any]:
-    """The `ppp-updates` message for the state as it is now."""
+def ppp_update(state: CustomerState) -> dict[str, Any]:
+    """The `ppp-updates` message of the customer's latest update."""
     return {
         "customer_id": state.customer_id,
         "csat": float(state.csat),
         "cltv": float(state.cltv),
         "ppp": float(state.ppp),
-        "previous_ppp": None if previous_ppp is None else float(previous_ppp),
+        "previous_ppp": None if state.previous_ppp is None else float(state.previous_ppp),
         "cltv_365d": float(state.cltv_365d),
         "version": state.version,
         "cause_event_id": state.cause_event_id,
@@ -158,6 +158,7 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     if event.event_id in state.seen:
         return ApplyResult(duplicate=True, update=None)
     state.seen.add(event.event_id)
+    state.live = True
     at = to_us(event.occurred_at)
     first = state.version == 0
     if first:
@@ -175,9 +176,9 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     state.cltv_365d = _round(max(state.recent_sum, _ZERO))
     if not first and (csat, cltv, ppp) == (state.csat, state.cltv, state.ppp):
         return ApplyResult(duplicate=False, update=None)
-    previous = None if first else state.ppp
+    state.previous_ppp = None if first else state.ppp
     state.csat, state.cltv, state.ppp = csat, cltv, ppp
     state.version += 1
     state.cause_event_id = event.event_id
     state.cause_type = event.type
-    return ApplyResult(duplicate=False, update=ppp_update(state, previous))
+    return ApplyResult(duplicate=False, update=ppp_update(state))

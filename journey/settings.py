@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     )
     heartbeat_interval: float = Field(default=1.0, gt=0, description="Consumer heartbeat interval, seconds.")
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag refreshes.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    log_level: Literal["debug", "info", "warning", "error"] | None = Field(
+        default=None, description="Log level (default: info for `journey worker`, warning for `journey up`)."
+    )
 
     @field_validator("broker")
     @classmethod

@@ -1,0 +1,233 @@
+"""The `journey` command line. Every failure a user can cause ends in one line and exit 1 or 2."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import orjson
+from pydantic import ValidationError
+
+from journey.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UserError(click.ClickException):
+    """A problem the user can fix: printed as one line, exit 1."""
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"journey: error: {message}", err=True)
+    sys.exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+        _ = settings.rates  # a broken FX file should stop us here, not at the first purchase
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "JOURNEY_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise UserError(f"{name}: {first['msg']}") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return settings
+
+
+def user_errors(fun: F) -> F:
+    """Turn the errors a user can cause into one-line messages instead of tracebacks."""
+
+    @wraps(fun)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from aiokafka.errors import KafkaConnectionError, KafkaError  # noqa: PLC0415  # keep --help fast
+
+        from journey.broker import BrokerError  # noqa: PLC0415
+        from stream.admin import TopicsError  # noqa: PLC0415
+
+        try:
+            return fun(*args, **kwargs)
+        except (BrokerError, TopicsError) as exc:
+            raise UserError(str(exc)) from None
+        except KafkaConnectionError as exc:
+            raise UserError(f"cannot reach the broker: {exc}") from None
+        except KafkaError as exc:
+            raise UserError(f"broker error: {exc}") from None
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            raise UserError(f"{exc.strerror or exc}{':' if where else ''}{where}") from None
+
+    return wrapper  # type: ignore[return-value]  # wraps keeps the signature
+
+
+def _stop_on_sigterm() -> None:
+    # Until Faust installs its own handlers, SIGTERM must still unwind through `finally`
+    # so that the embedded broker is stopped, not orphaned.
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="journey")
+def cli() -> None:
+    """journey: customer journeys in, PPP = CSAT x CLTV out, on Kafka.
+
+    Configuration comes from JOURNEY_* environment variables (see the README).
+    """
+
+
+@cli.command()
+@click.option("--demo", is_flag=True, help="Also stream simulated journeys into the system and show updates.")
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.1), help="Demo events per second.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the demo simulator.")
+@user_errors
+def up(demo: bool, rate: float, seed: int) -> None:
+    """Run the whole system on this machine: broker (embedded unless JOURNEY_BROKER is set),
+    topics and one worker with its HTTP interface. Stop with Ctrl-C or SIGTERM."""
+    from journey.broker import EmbeddedBroker  # noqa: PLC0415
+    from stream.admin import create_topics  # noqa: PLC0415
+    from stream.topics import TopicNames  # noqa: PLC0415
+    from stream.worker import Worker, run_worker  # noqa: PLC0415
+
+    settings = load_settings()
+    _stop_on_sigterm()
+    broker: EmbeddedBroker | None = None
+    try:
+        if settings.broker is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            broker = EmbeddedBroker(settings.embedded_port, log_path=settings.data_dir / "broker.log")
+            click.echo(f"starting the embedded broker on 127.0.0.1:{settings.embedded_port} ...")
+            broker.start()
+            settings = settings.model_copy(update={"broker": broker.url})
+        names = TopicNames(settings.topic_prefix, settings.app_id)
+        created = asyncio.run(
+            create_topics(
+                settings.bootstrap_servers,
+                names,
+                partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+            )
+        )
+        click.echo(f"broker   {settings.broker_url}  ({len(created)} topics created, {settings.partitions} partitions)")
+        click.echo(f"worker   {settings.web_url}/customers/<customer_id>")
+        click.echo(f"health   {settings.web_url}/health")
+        click.echo(f"metrics  {settings.web_url}/metrics")
+        click.echo("scores   journey tail ppp-updates --follow   (links: referral-links, rejects: dead-letters)")
+        extend: Callable[[Worker], None] | None = None
+        if demo:
+            from stream.demo import add_demo  # noqa: PLC0415
+
+            click.echo(f"demo     streaming simulated journeys at {rate:g} events/s (customer ids demo-NNNNNN)")
+            click.echo("press Ctrl-C to stop everything")
+
+            def extend(worker: Worker) -> None:
+                add_demo(worker, settings, rate=rate, seed=seed, show=50)
+
+        run_worker(settings, extend=extend, default_log_level="warning")
+    finally:
+        if broker is not None:
+            broker.stop()
+            click.echo("embedded broker stopped")
+
+
+@cli.command()
+@user_errors
+def worker() -> None:
+    """Run one worker against the broker in JOURNEY_BROKER; start more for more throughput."""
+    from stream.worker import run_worker  # noqa: PLC0415
+
+    settings = load_settings()
+    if settings.broker is None:
+        raise UserError("JOURNEY_BROKER is not set (e.g. kafka://kafka-1:9092,kafka-2:9092)")
+    _stop_on_sigterm()
+    run_worker(settings)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Fail on the first invalid line instead of skipping it.")
+@user_errors
+def replay(file: Path, strict: bool) -> None:
+    """Print the final state of every customer from a JSON-lines FILE, without any broker.
+
+    One JSON object per customer, sorted by customer_id. Invalid lines are reported on
+    stderr and skipped (as the worker sends them to dead-letters)."""
+    from journey.replay import read_lines, replay_lines  # noqa: PLC0415
+
+    settings = load_settings()
+
+    def invalid(number: int, reason: str) -> None:
+        if strict:
+            raise UserError(f"{file}:{number}: {reason}")
+        click.echo(f"{file}:{number}: skipped: {reason}", err=True)
+
+    result = replay_lines(read_lines(file), settings.rules, on_invalid=invalid, max_bytes=settings.max_event_bytes)
+    out = sys.stdout.buffer
+    for state in result.sorted_states():
+        out.write(orjson.dumps(state.view()) + b"\n")
+    out.flush()
+    if result.invalid:
+        click.echo(f"{result.invalid} invalid lines skipped", err=True)
+
+
+@cli.command()
+@click.option("--customers", default=100, show_default=True, type=click.IntRange(min=1), help="Customers to simulate.")
+@click.option("--seed", default=7, show_default=True, help="Random seed: the same seed gives the same events.")
+@click.option("--rate", type=click.FloatRange(min=0.1), help="Events per second (default 100).")
+@click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing.")
+@click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON lines here instead of publishing.")
+@user_errors
+def simulate(
+    customers: int, seed: int, rate: float | None, fast: bool, duration: float | None, limit: int | None, out: Path | None
+) -> None:
+    """Stream synthetic customer journeys (seeded, with referral chains) to the input topics."""
+    import itertools  # noqa: PLC0415
+
+    from journey.simulate import JourneySimulator  # noqa: PLC0415
+
+    settings = load_settings()
+    if rate is not None and fast:
+        raise UserError("--rate and --as-fast-as-possible exclude each other")
+    simulator = JourneySimulator(seed=seed, customers=customers, currencies=sorted(settings.rates.rates))
+    events = simulator.events(limit)
+    if out is not None:
+        with out.open("wb") as handle:
+            count = 0
+            for event in events:
+                handle.write(orjson.dumps(event) + b"\n")
+                count += 1
+        click.echo(f"wrote {count} events of {min(customers, simulator._next_customer)} customers to {out}", err=True)
+        return
+    from stream.publisher import EventPublisher  # noqa: PLC0415
+    from stream.topics import TopicNames  # noqa: PLC0415
+
+    async def run() -> int:
+        async with EventPublisher(settings.bootstrap_servers, TopicNames(settings.topic_prefix, settings.app_id)) as pub:
+            return await pub.send_paced(itertools.islice(events, limit), None if fast else (rate or 100.0), duration)
+
+    count = asyncio.run(run())
+    click.echo(f"published {count} events to {settings.broker_url}", err=True)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        _fail(f"{exc.format_message()}{hint}", 2)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,206 @@
+"""The agents: one event's path from an input topic to `ppp-updates` and `referral-links`.
+
+    input topics ──► ingest ──► (invalid) ──────────────────────────► dead-letters
+         ▲             │ (wrong key or partition)
+         └── rekeyed ◄─┤
+                       ├──► customers table ─► apply_event ─► ppp-updates
+                       └──► share-joins ──► links ─► shares table ─► referral-links
+
+Everything that decides anything lives in the pure core (`journey.scoring`,
+`journey.referrals`) and in `schemas`; this module only moves bytes and keeps tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+
+from journey.customer import CustomerState, format_us, to_us
+from journey.referrals import ShareJoin, apply_sighting, sighting_for
+from journey.scoring import ScoringRules, apply_event, ppp_update
+from journey.settings import Settings
+from schemas.decode import InvalidEvent, parse_event
+from schemas.events import Event
+from stream.codecs import CUSTOMER_CODEC, SHARE_JOIN_CODEC
+from stream.metrics import JourneyMetrics
+from stream.topics import TopicNames
+
+__all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
+
+# A dead letter must itself fit in a Kafka message (1 MB by default): longer values are cut.
+DEAD_LETTER_VALUE_LIMIT = 262_144
+_ORIGIN_HEADER = "journey-topic"
+
+
+def _origin_of(message: Any) -> str | None:
+    for name, value in message.headers or ():
+        if name == _ORIGIN_HEADER:
+            return bytes(value).decode("utf-8")
+    return None
+
+
+def _as_text(raw: bytes) -> tuple[str, str]:
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def dead_letter(
+    *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str
+) -> dict[str, Any]:
+    """The `dead-letters` message of SPEC.md for one rejected input message."""
+    raw = value or b""
+    letter: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset, "key": None}
+    if key is not None:
+        letter["key"], key_encoding = _as_text(key)
+        if key_encoding != "utf-8":
+            letter["key_encoding"] = key_encoding
+    if len(raw) > DEAD_LETTER_VALUE_LIMIT:
+        letter["value_truncated"] = True
+        letter["value_bytes"] = len(raw)
+        raw = raw[:DEAD_LETTER_VALUE_LIMIT]
+    letter["value"], encoding = _as_text(raw)
+    if encoding != "utf-8":
+        letter["value_encoding"] = encoding
+    letter["error"] = error
+    letter["received_at"] = format_us(to_us(datetime.now(UTC)))
+    return letter
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    rules: ScoringRules
+    names: TopicNames
+    partitions: int
+    max_event_bytes: int
+
+
+class Pipeline:
+    """The topics, tables and agents of one worker, registered on its Faust app."""
+
+    def __init__(self, app: faust.App, settings: Settings, metrics: JourneyMetrics, *, partitions: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        names = TopicNames(settings.topic_prefix, settings.app_id)
+        self.config = _Config(settings.rules, names, partitions, settings.max_event_bytes)
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = app.topic(*names.inputs, names.rekeyed, **raw)
+        self.rekeyed = app.topic(names.rekeyed, **raw)
+        self.share_joins = app.topic(names.share_joins, **raw)
+        self.ppp_updates = app.topic(names.ppp_updates, **raw)
+        self.referral_links = app.topic(names.referral_links, **raw)
+        self.dead_letters = app.topic(names.dead_letters, **raw)
+        # Keys are customer_id / share_id as UTF-8, exactly as the source topics are keyed,
+        # so that a table key lives on the partition its events arrive on and HTTP lookups
+        # route to the worker that owns it.
+        self.customers = self._table(app, "customers", CUSTOMER_CODEC, partitions)
+        self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
+        app.agent(self.inputs, name="journey.ingest")(self._ingest)
+        app.agent(self.share_joins, name="journey.links")(self._links)
+
+    @staticmethod
+    def _table(app: faust.App, name: str, codec: str, partitions: int) -> Any:
+        table = app.Table(name, default=None, key_type=str, partitions=partitions)
+        # Faust picks serializers from the types (json for str keys, which would quote them);
+        # set them before the changelog topic, which copies them, is first built.
+        table.key_serializer = "raw"
+        table.value_serializer = codec
+        return table
+
+    def partition_for(self, key: bytes) -> int:
+        """The partition the default (murmur2) partitioner gives `key`, as Faust's producer does."""
+        return (murmur2(key) & 0x7FFFFFFF) % self.config.partitions
+
+    async def _ingest(self, stream: faust.StreamT[bytes]) -> None:
+        names = self.config.names
+        inputs = names.inputs
+        async for event in stream.events():
+            message = event.message
+            started = time.perf_counter()
+            rekeyed = message.topic == names.rekeyed
+            origin = (_origin_of(message) if rekeyed else message.topic) or message.topic
+            kind = inputs.get(origin)
+            if kind is None:
+                await self._reject(message, origin, f"{_ORIGIN_HEADER} header names no input topic")
+                continue
+            try:
+                parsed = parse_event(
+                    message.value or b"",
+                    expected_type=kind,
+                    currencies=self.config.rules.rates,
+                    max_bytes=self.config.max_event_bytes,
+                )
+            except InvalidEvent as exc:
+                await self._reject(message, origin, str(exc))
+                continue
+            key = parsed.customer_id.encode("utf-8")
+            if not rekeyed and (message.key != key or message.partition != self.partition_for(key)):
+                # Counted once, when it comes back on its customer's partition.
+                await self.rekeyed.send(key=key, value=message.value, headers={_ORIGIN_HEADER: origin.encode()})
+                continue
+            await self._score(parsed, origin, key)
+            self.metrics.processing.labels(origin).observe(time.perf_counter() - started)
+
+    async def _reject(self, message: Any, origin: str, error: str) -> None:
+        letter = dead_letter(
+            topic=origin,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            error=error,
+        )
+        await self.dead_letters.send(key=message.key, value=orjson.dumps(letter))
+        self.metrics.event(origin, "invalid")
+
+    async def _score(self, event: Event, origin: str, key: bytes) -> None:
+        metrics = self.metrics
+        metrics.event_lag.labels(origin).observe(
+            max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
+        )
+        state: CustomerState | None = self.customers.get(event.customer_id)
+        if state is None:
+            state = CustomerState(event.customer_id)
+        was_live = state.live
+        result = apply_event(state, event, self.config.rules)
+        update = result.update
+        if result.duplicate:
+            metrics.event(origin, "duplicate")
+            if not was_live and state.version:
+                # Maybe the redelivery of an event whose update a crash lost: send the
+                # current update again (same version, so consumers drop it if they have it).
+                state.live = True
+                update = ppp_update(state)
+        else:
+            metrics.event(origin, "processed")
+            self.customers[event.customer_id] = state
+        if update is not None:
+            await self.ppp_updates.send(key=key, value=orjson.dumps(update))
+            metrics.update_sent(update["csat"], update["ppp"])
+        sighting = sighting_for(event)
+        if sighting is not None:
+            # Duplicates too: the join is idempotent, and a crash may have lost the first.
+            await self.share_joins.send(key=sighting["share_id"].encode("utf-8"), value=orjson.dumps(sighting))
+
+    async def _links(self, stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            sighting = orjson.loads(value)
+            share_id = sighting["share_id"]
+            join: ShareJoin | None = self.shares.get(share_id)
+            if join is None:
+                join = ShareJoin(share_id)
+            result = apply_sighting(join, sighting)
+            self.shares[share_id] = join
+            for link in result.links:
+                await self.referral_links.send(key=link["referrer_id"].encode("utf-8"), value=orjson.dumps(link))
+                self.metrics.referral_links.inc()
+            if result.self_referrals:
+                self.metrics.self_referrals.inc(result.self_referrals)

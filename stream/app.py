@@ -1,0 +1,42 @@
+"""The Faust application, configured from `Settings` (no agents here: see `stream.agents`)."""
+
+from __future__ import annotations
+
+import faust
+
+from journey.settings import Settings
+from stream.codecs import register_codecs
+from stream.offsets import install_end_offsets_probe
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, *, partitions: int) -> faust.App:
+    """A Faust app for one worker; `partitions` is the topics' actual partition count."""
+    register_codecs()
+    install_end_offsets_probe()
+    return faust.App(
+        f"{settings.topic_prefix}{settings.app_id}",
+        broker=settings.broker_url,
+        store="memory://",
+        autodiscover=False,
+        datadir=str(settings.data_dir),
+        topic_partitions=partitions,
+        topic_replication_factor=settings.replication_factor,
+        # Effects are made exactly-once by event_id dedupe and versioned outputs; the
+        # embedded broker cannot run Kafka transactions (BROKER-NOTES.md).
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        # Faust's 60 s default session timeout means half a minute to join or to notice a
+        # dead worker; these make both take seconds.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.heartbeat_interval,
+        broker_commit_interval=1.0,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=settings.web_url,
+        # Partitions recover from the changelog before their events are handled.
+        table_standby_replicas=1,
+        producer_linger_ms=1,
+    )

@@ -1,0 +1,60 @@
+"""`journey up --demo`: simulated journeys streamed into the worker, and the updates shown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from journey.settings import Settings
+from journey.simulate import JourneySimulator
+from stream.publisher import EventPublisher
+from stream.topics import TopicNames
+from stream.worker import Worker
+
+__all__ = ["add_demo"]
+
+
+def _line(update: dict[str, object]) -> str:
+    return (
+        f"  {update['customer_id']:<10} v{update['version']:<3} csat {update['csat']:>5} "
+        f"cltv {update['cltv']:>9} ppp {update['ppp']:>10}  after {update['cause_type']} {update['cause_event_id']}"
+    )
+
+
+def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int, show: int) -> None:
+    """Register two tasks on the worker: a paced simulator and a printer of `ppp-updates`."""
+    names = TopicNames(settings.topic_prefix, settings.app_id)
+    bootstrap = settings.bootstrap_servers
+    currencies = sorted(settings.rates.rates)
+
+    @worker.app.task
+    async def simulate() -> None:
+        simulator = JourneySimulator(
+            seed=seed,
+            customers=1_000_000,
+            currencies=currencies,
+            start=datetime.now(UTC) - timedelta(days=365),
+            prefix="demo",
+        )
+        async with EventPublisher(bootstrap, names) as publisher:
+            await publisher.send_paced(simulator.events(), rate)
+
+    @worker.app.task
+    async def show_updates() -> None:
+        consumer = AIOKafkaConsumer(names.ppp_updates, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+        await consumer.start()
+        shown = 0
+        try:
+            async for message in consumer:
+                if shown < show:
+                    print(_line(orjson.loads(message.value)), flush=True)  # noqa: T201  # the demo's output
+                    shown += 1
+                    if shown == show:
+                        print(f"  ... (showing the first {show}; see `journey tail ppp-updates --follow`)", flush=True)  # noqa: T201
+        finally:
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer.stop()

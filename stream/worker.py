@@ -1,0 +1,61 @@
+"""Assembling and running one worker: topics checked, app, pipeline, HTTP, timers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import faust
+
+from journey.settings import Settings
+from stream.admin import verify_topics
+from stream.agents import Pipeline
+from stream.app import create_app
+from stream.lag import register_lag_timer
+from stream.metrics import JourneyMetrics
+from stream.topics import TopicNames
+from stream.web import register_views
+
+__all__ = ["Worker", "build_worker", "run_worker"]
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    app: faust.App
+    pipeline: Pipeline
+    metrics: JourneyMetrics
+
+
+def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics | None = None) -> Worker:
+    app = create_app(settings, partitions=partitions)
+    metrics = metrics or JourneyMetrics()
+    pipeline = Pipeline(app, settings, metrics, partitions=partitions)
+    register_views(app, pipeline.customers, metrics)
+    names = TopicNames(settings.topic_prefix, settings.app_id)
+    register_lag_timer(app, metrics, {*names.inputs, names.rekeyed}, pipeline.customers, settings.lag_interval)
+    return Worker(app, pipeline, metrics)
+
+
+def run_worker(
+    settings: Settings, *, extend: Callable[[Worker], None] | None = None, default_log_level: str = "info"
+) -> None:
+    """Run until SIGINT or SIGTERM. Raises TopicsError before starting if topics are wrong."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    names = TopicNames(settings.topic_prefix, settings.app_id)
+    partitions = loop.run_until_complete(verify_topics(settings.bootstrap_servers, names))
+    worker = build_worker(settings, partitions=partitions)
+    if extend is not None:
+        extend(worker)
+    runner = faust.Worker(
+        worker.app,
+        loop=loop,
+        loglevel=(settings.log_level or default_log_level).upper(),
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    # mode's Worker stops cleanly on SIGINT/SIGTERM and then exits through SystemExit.
+    with contextlib.suppress(SystemExit):
+        runner.execute_from_commandline()
