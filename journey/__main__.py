@@ -1,0 +1,5 @@
+"""`python -m journey` is the `journey` command."""
+
+from journey.cli import main
+
+main()

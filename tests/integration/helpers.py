@@ -1,0 +1,111 @@
+"""What integration tests share: building the conformance traffic and waiting for results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.topics import INPUT_TOPICS, TopicNames
+from tests.fixtures.broker import WorkerProcess
+from tests.fixtures.conformance import state_mismatches
+
+TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def conformance_traffic(
+    events: list[dict[str, Any]], raw_lines: list[bytes], names: TopicNames, partitions: int
+) -> tuple[list[tuple[str, bytes | None, bytes]], list[tuple[str, int, bytes, bytes]], int]:
+    """Every event on its topic; some with no key, some with a wrong key, some on a wrong partition.
+
+    Returns (keyed messages, messages for an explicit partition, how many were mis-keyed).
+    """
+    keyed: list[tuple[str, bytes | None, bytes]] = []
+    misplaced: list[tuple[str, int, bytes, bytes]] = []
+    wrong = 0
+    for index, (event, raw) in enumerate(zip(events, raw_lines, strict=True)):
+        topic = names.public(TOPIC_OF_TYPE[event["type"]])
+        key = event["customer_id"].encode()
+        if index % 13 == 3:
+            keyed.append((topic, None, raw))
+            wrong += 1
+        elif index % 13 == 7:
+            keyed.append((topic, b"not-" + key, raw))
+            wrong += 1
+        elif index % 13 == 11:
+            right = partition_of(key, partitions)
+            misplaced.append((topic, (right + 1) % partitions, key, raw))
+            wrong += 1
+        else:
+            keyed.append((topic, key, raw))
+    return keyed, misplaced, wrong
+
+
+def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def metric_sum(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return sum(
+        value
+        for (sample, sample_labels), value in values.items()
+        if sample == name and all((k, v) in sample_labels for k, v in labels.items())
+    )
+
+
+async def wait_for_states(
+    worker: WorkerProcess, expected: dict[str, dict[str, Any]], timeout: float = 90
+) -> dict[str, dict[str, Any]]:
+    """Poll the HTTP lookup until every customer equals its expected state; fail with the diff."""
+    deadline = time.monotonic() + timeout
+    pending = dict(expected)
+    actual: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    while True:
+        problems = []
+        for customer_id, want in list(pending.items()):
+            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+            if status != 200:
+                problems.append(f"{customer_id}: HTTP {status}")
+                continue
+            diff = state_mismatches(want, body)
+            if diff:
+                problems.extend(diff)
+            else:
+                actual[customer_id] = body
+                del pending[customer_id]
+        if not pending:
+            return actual
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(pending)} customers never matched: {problems[:5]}\n{worker.log_tail()}")
+        await asyncio.sleep(0.5)
+
+
+def latest_by_key(records: list[Any]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        value = json.loads(record.value)
+        key = record.key.decode()
+        if key not in latest or value["version"] >= latest[key]["version"]:
+            latest[key] = value
+    return latest
+
+
+def versions_by_key(records: list[Any]) -> dict[str, list[int]]:
+    versions: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        versions[record.key.decode()].append(json.loads(record.value)["version"])
+    return versions
