@@ -22,8 +22,8 @@ import faust
 import orjson
 from aiokafka.partitioner import murmur2
 
-from journey.customer import CustomerState, format_us, to_us
-from journey.referrals import ShareJoin, apply_sighting, sighting_for
+from journey.customer import CustomerState, encode_state, format_us, to_us
+from journey.referrals import ShareJoin, apply_sighting, encode_join, sighting_for
 from journey.scoring import ScoringRules, apply_event, ppp_update
 from journey.settings import Settings
 from schemas.decode import InvalidEvent, parse_event
@@ -109,10 +109,12 @@ class Pipeline:
     @staticmethod
     def _table(app: faust.App, name: str, codec: str, partitions: int) -> Any:
         table = app.Table(name, default=None, key_type=str, partitions=partitions)
-        # Faust picks serializers from the types (json for str keys, which would quote them);
-        # set them before the changelog topic, which copies them, is first built.
+        # Faust picks serializers from the types (json for str keys, which would quote them)
+        # and its constructor already built the changelog topic with those: set ours, then
+        # build the changelog topic again so that it writes and recovers with them too.
         table.key_serializer = "raw"
         table.value_serializer = codec
+        table.changelog_topic = table._new_changelog_topic()  # noqa: SLF001  # see above
         return table
 
     def partition_for(self, key: bytes) -> int:
@@ -146,7 +148,7 @@ class Pipeline:
                 # Counted once, when it comes back on its customer's partition.
                 await self.rekeyed.send(key=key, value=message.value, headers={_ORIGIN_HEADER: origin.encode()})
                 continue
-            await self._score(parsed, origin, key)
+            await self._score(parsed, origin, key, message.partition)
             self.metrics.processing.labels(origin).observe(time.perf_counter() - started)
 
     async def _reject(self, message: Any, origin: str, error: str) -> None:
@@ -161,7 +163,26 @@ class Pipeline:
         await self.dead_letters.send(key=message.key, value=orjson.dumps(letter))
         self.metrics.event(origin, "invalid")
 
-    async def _score(self, event: Event, origin: str, key: bytes) -> None:
+    @staticmethod
+    async def _store(table: Any, key: str, value: Any, encoded: bytes, partition: int) -> None:
+        """Keep `value` in the table and write it to the changelog, awaited like any send.
+
+        Faust's own table writes (`table[key] = value`) go through its producer buffer, and
+        a commit gives that buffer only 0.1 s to drain: a worker killed just after a commit
+        came back without the state of events whose offsets were committed (seen on the
+        embedded broker). A topic send goes straight to the Kafka producer, which every
+        commit flushes to the broker first.
+        """
+        table.data[key] = value
+        await table.changelog_topic.send(
+            key=key.encode("utf-8"),
+            value=encoded,
+            partition=partition,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    async def _score(self, event: Event, origin: str, key: bytes, partition: int) -> None:
         metrics = self.metrics
         metrics.event_lag.labels(origin).observe(
             max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
@@ -181,7 +202,7 @@ class Pipeline:
                 update = ppp_update(state)
         else:
             metrics.event(origin, "processed")
-            self.customers[event.customer_id] = state
+            await self._store(self.customers, event.customer_id, state, encode_state(state), partition)
         if update is not None:
             await self.ppp_updates.send(key=key, value=orjson.dumps(update))
             metrics.update_sent(update["csat"], update["ppp"])
@@ -191,14 +212,14 @@ class Pipeline:
             await self.share_joins.send(key=sighting["share_id"].encode("utf-8"), value=orjson.dumps(sighting))
 
     async def _links(self, stream: faust.StreamT[bytes]) -> None:
-        async for value in stream:
-            sighting = orjson.loads(value)
+        async for event in stream.events():
+            sighting = orjson.loads(event.message.value)
             share_id = sighting["share_id"]
             join: ShareJoin | None = self.shares.get(share_id)
             if join is None:
                 join = ShareJoin(share_id)
             result = apply_sighting(join, sighting)
-            self.shares[share_id] = join
+            await self._store(self.shares, share_id, join, encode_join(join), event.message.partition)
             for link in result.links:
                 await self.referral_links.send(key=link["referrer_id"].encode("utf-8"), value=orjson.dumps(link))
                 self.metrics.referral_links.inc()

@@ -27,7 +27,16 @@ def register_views(app: faust.App, customers: Any, metrics: JourneyMetrics) -> N
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
-        return web.json({"status": "ok", "rebalancing": bool(app.rebalancing)})
+        assigned: dict[str, list[int]] = {}
+        for tp in app.consumer.assignment() if app.consumer else ():
+            assigned.setdefault(tp.topic, []).append(tp.partition)
+        return web.json(
+            {
+                "status": "ok",
+                "rebalancing": bool(app.rebalancing),
+                "assigned": {topic: sorted(parts) for topic, parts in sorted(assigned.items())},
+            }
+        )
 
     @app.page("/metrics")
     async def prometheus(web: View, request: Request) -> Response:

@@ -1,0 +1,83 @@
+"""State survives a killed worker; several workers split the partitions and answer for each other."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.fixtures.broker import WorkerProcess
+from tests.integration.helpers import (
+    conformance_traffic,
+    latest_by_key,
+    metric_sum,
+    metric_values,
+    versions_by_key,
+    wait_for_states,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_for_processed(worker: WorkerProcess, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, text = await asyncio.to_thread(worker.get, "/metrics")
+        if status == 200 and metric_sum(metric_values(text), "journey_events_total", outcome="processed") >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"worker did not process {count} events in {timeout}s")
+
+
+async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance: Any) -> None:
+    env = journey_env
+    keyed, misplaced, _ = conformance_traffic(conformance.events, conformance.raw_lines, env.names, env.partitions)
+    half = len(keyed) // 2
+    worker = env.worker()
+    await env.produce(keyed[:half])
+    for topic, partition, key, raw in misplaced:
+        await env.produce_to_partition(topic, partition, key, raw)
+    # Let it work through part of the first half, then kill it without warning.
+    await wait_for_processed(worker, 150)
+    worker.kill()
+    await env.produce(keyed[half:])
+    restarted = env.worker()
+    await wait_for_states(restarted, conformance.expected_states)
+
+    updates = await env.read_topic(env.names.ppp_updates)
+    latest = latest_by_key(updates)
+    for customer_id, expected in conformance.expected_states.items():
+        for name in ("csat", "cltv", "ppp"):
+            assert round(latest[customer_id][name], 2) == round(expected[name], 2), (customer_id, name)
+    # A consumer reading in order never has to go back: versions only repeat or grow.
+    for customer_id, versions in versions_by_key(updates).items():
+        assert all(b >= a for a, b in zip(versions, versions[1:], strict=False)), (customer_id, versions)
+    links = [json.loads(r.value) for r in await env.read_topic(env.names.referral_links)]
+    triples = sorted((v["share_id"], v["referrer_id"], v["referred_id"]) for v in links)
+    assert triples == sorted((l["share_id"], l["referrer_id"], l["referred_id"]) for l in conformance.expected_links)
+
+
+async def test_two_workers_split_partitions_and_route_lookups(journey_env: Any, conformance: Any) -> None:
+    env = journey_env
+    first = env.worker()
+    second = env.worker()
+    keyed, misplaced, _ = conformance_traffic(conformance.events, conformance.raw_lines, env.names, env.partitions)
+    await env.produce(keyed)
+    for topic, partition, key, raw in misplaced:
+        await env.produce_to_partition(topic, partition, key, raw)
+    # Both workers answer for every customer: each asks the owner of the key's partition.
+    from_first = await wait_for_states(first, conformance.expected_states)
+    from_second = await wait_for_states(second, conformance.expected_states)
+    assert from_first == from_second
+    touchpoints = env.names.public("touchpoints")
+    assignments = []
+    for worker in (first, second):
+        status, health = worker.get("/health")
+        assert status == 200
+        assignments.append(set(health["assigned"].get(touchpoints, [])))
+    assert all(assignments), assignments
+    assert not (assignments[0] & assignments[1]), assignments
+    assert assignments[0] | assignments[1] == set(range(env.partitions))
