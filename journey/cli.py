@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -55,8 +56,8 @@ def user_errors(fun: F) -> F:
             return fun(*args, **kwargs)
         except (BrokerError, TopicsError) as exc:
             raise UserError(str(exc)) from None
-        except KafkaConnectionError as exc:
-            raise UserError(f"cannot reach the broker: {exc}") from None
+        except KafkaConnectionError:
+            raise UserError(f"cannot reach the broker at {load_settings().broker_url}") from None
         except KafkaError as exc:
             raise UserError(f"broker error: {exc}") from None
         except OSError as exc:
@@ -86,7 +87,9 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--demo", is_flag=True, help="Also stream simulated journeys into the system and show updates.")
-@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.1), help="Demo events per second.")
+@click.option(
+    "--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.1), help="Demo events per second."
+)
 @click.option("--seed", default=7, show_default=True, help="Seed of the demo simulator.")
 @user_errors
 def up(demo: bool, rate: float, seed: int) -> None:
@@ -116,16 +119,21 @@ def up(demo: bool, rate: float, seed: int) -> None:
                 replication_factor=settings.replication_factor,
             )
         )
-        click.echo(f"broker   {settings.broker_url}  ({len(created)} topics created, {settings.partitions} partitions)")
+        made = f"{len(created)} topics created, {settings.partitions} partitions"
+        click.echo(f"broker   {settings.broker_url}  ({made})")
         click.echo(f"worker   {settings.web_url}/customers/<customer_id>")
         click.echo(f"health   {settings.web_url}/health")
         click.echo(f"metrics  {settings.web_url}/metrics")
-        click.echo("scores   journey tail ppp-updates --follow   (links: referral-links, rejects: dead-letters)")
+        click.echo(
+            "scores   journey tail ppp-updates --follow   (links: referral-links, rejects: dead-letters)"
+        )
         extend: Callable[[Worker], None] | None = None
         if demo:
             from stream.demo import add_demo  # noqa: PLC0415
 
-            click.echo(f"demo     streaming simulated journeys at {rate:g} events/s (customer ids demo-NNNNNN)")
+            click.echo(
+                f"demo     streaming simulated journeys at {rate:g} events/s (customer ids demo-NNNNNN)"
+            )
             click.echo("press Ctrl-C to stop everything")
 
             def extend(worker: Worker) -> None:
@@ -169,7 +177,9 @@ def replay(file: Path, strict: bool) -> None:
             raise UserError(f"{file}:{number}: {reason}")
         click.echo(f"{file}:{number}: skipped: {reason}", err=True)
 
-    result = replay_lines(read_lines(file), settings.rules, on_invalid=invalid, max_bytes=settings.max_event_bytes)
+    result = replay_lines(
+        read_lines(file), settings.rules, on_invalid=invalid, max_bytes=settings.max_event_bytes
+    )
     out = sys.stdout.buffer
     for state in result.sorted_states():
         out.write(orjson.dumps(state.view()) + b"\n")
@@ -179,16 +189,30 @@ def replay(file: Path, strict: bool) -> None:
 
 
 @cli.command()
-@click.option("--customers", default=100, show_default=True, type=click.IntRange(min=1), help="Customers to simulate.")
-@click.option("--seed", default=7, show_default=True, help="Random seed: the same seed gives the same events.")
+@click.option(
+    "--customers", default=100, show_default=True, type=click.IntRange(min=1), help="Customers to simulate."
+)
+@click.option(
+    "--seed", default=7, show_default=True, help="Random seed: the same seed gives the same events."
+)
 @click.option("--rate", type=click.FloatRange(min=0.1), help="Events per second (default 100).")
 @click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing.")
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Stop after this many seconds.")
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after this many events.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON lines here instead of publishing.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write JSON lines here instead of publishing.",
+)
 @user_errors
 def simulate(
-    customers: int, seed: int, rate: float | None, fast: bool, duration: float | None, limit: int | None, out: Path | None
+    customers: int,
+    seed: int,
+    rate: float | None,
+    fast: bool,
+    duration: float | None,
+    limit: int | None,
+    out: Path | None,
 ) -> None:
     """Stream synthetic customer journeys (seeded, with referral chains) to the input topics."""
     import itertools  # noqa: PLC0415
@@ -206,20 +230,27 @@ def simulate(
             for event in events:
                 handle.write(orjson.dumps(event) + b"\n")
                 count += 1
-        click.echo(f"wrote {count} events of {min(customers, simulator._next_customer)} customers to {out}", err=True)
+        click.echo(f"wrote {count} events of {simulator.customers_started} customers to {out}", err=True)
         return
     from stream.publisher import EventPublisher  # noqa: PLC0415
     from stream.topics import TopicNames  # noqa: PLC0415
 
     async def run() -> int:
-        async with EventPublisher(settings.bootstrap_servers, TopicNames(settings.topic_prefix, settings.app_id)) as pub:
-            return await pub.send_paced(itertools.islice(events, limit), None if fast else (rate or 100.0), duration)
+        async with EventPublisher(
+            settings.bootstrap_servers, TopicNames(settings.topic_prefix, settings.app_id)
+        ) as pub:
+            return await pub.send_paced(
+                itertools.islice(events, limit), None if fast else (rate or 100.0), duration
+            )
 
     count = asyncio.run(run())
     click.echo(f"published {count} events to {settings.broker_url}", err=True)
 
 
 def main() -> None:
+    # Client commands speak for themselves in one line; the Kafka client's own connection
+    # chatter would only repeat it. Workers set up their logging through Faust.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -48,7 +48,7 @@ def load_rates(path: Path | None, base: str) -> FxRates:
     except ValueError as exc:
         raise ValueError(f"FX rates file {path} is not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"FX rates file {path} must hold an object like {{\"EUR\": 1.08}}")
+        raise ValueError(f'FX rates file {path} must hold an object like {{"EUR": 1.08}}')
     rates: dict[str, Decimal] = {}
     for code, rate in data.items():
         if not (isinstance(code, str) and len(code) == 3 and code.isalpha() and code.isupper()):

@@ -124,9 +124,7 @@ def _csat(state: CustomerState, rules: ScoringRules) -> Decimal:
     else:
         reported = state.latest_survey[2]
     sentiment = (
-        EXACT.divide(state.sentiment_sum, Decimal(len(state.sentiments)))
-        if state.sentiments
-        else _ZERO
+        EXACT.divide(state.sentiment_sum, Decimal(len(state.sentiments))) if state.sentiments else _ZERO
     )
     blended = EXACT.add(reported, EXACT.multiply(rules.sentiment_weight, sentiment))
     return _round(min(max(blended, _ONE), _TEN))

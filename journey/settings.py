@@ -54,7 +54,9 @@ class Settings(BaseSettings):
         default=1_048_576, ge=256, description="Larger input messages go to dead-letters."
     )
     session_timeout: float = Field(
-        default=10.0, gt=0, description="Consumer group session timeout, seconds (a dead worker's partitions move after it)."
+        default=10.0,
+        gt=0,
+        description="Consumer group session timeout, seconds (a dead worker's partitions move after it).",
     )
     heartbeat_interval: float = Field(default=1.0, gt=0, description="Consumer heartbeat interval, seconds.")
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag refreshes.")

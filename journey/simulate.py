@@ -61,9 +61,15 @@ class JourneySimulator:
         self._shares: list[str] = []
         self._orders: dict[int, list[tuple[str, str, str]]] = {}
 
+    @property
+    def customers_started(self) -> int:
+        return self._next_customer
+
     def _schedule(self, customer: int, stage: str, after_hours: float, via: str | None = None) -> None:
         self._seq += 1
-        heapq.heappush(self._queue, _Step(self.clock + timedelta(hours=after_hours), self._seq, customer, stage, via))
+        heapq.heappush(
+            self._queue, _Step(self.clock + timedelta(hours=after_hours), self._seq, customer, stage, via)
+        )
 
     def _new_customer(self, via_share: str | None = None) -> None:
         if self._next_customer >= self.max_customers:
@@ -99,8 +105,16 @@ class JourneySimulator:
             return [self._event("touchpoint", c, at, **fields)]
         if step.stage == "fmot":
             self._schedule(c, "purchase" if r.random() < 0.7 else "smot", r.uniform(1, 48))
-            return [self._event("touchpoint", c, at, moment="fmot", channel=r.choice(_CHANNELS["fmot"]),
-                                sentiment=self._sentiment(0.2))]
+            return [
+                self._event(
+                    "touchpoint",
+                    c,
+                    at,
+                    moment="fmot",
+                    channel=r.choice(_CHANNELS["fmot"]),
+                    sentiment=self._sentiment(0.2),
+                )
+            ]
         if step.stage == "purchase":
             order = f"{self.prefix}-o-{self._events + 1}"
             currency = r.choice(self.currencies)
@@ -110,12 +124,29 @@ class JourneySimulator:
             return [self._event("purchase", c, at, order_id=order, amount=amount, currency=currency)]
         if step.stage == "smot":
             failed = r.random() < 0.2
-            events = [self._event("touchpoint", c, at, moment="smot", channel=r.choice(_CHANNELS["smot"]),
-                                  action="failure" if failed else "use",
-                                  sentiment=self._sentiment(-0.6 if failed else 0.4))]
+            events = [
+                self._event(
+                    "touchpoint",
+                    c,
+                    at,
+                    moment="smot",
+                    channel=r.choice(_CHANNELS["smot"]),
+                    action="failure" if failed else "use",
+                    sentiment=self._sentiment(-0.6 if failed else 0.4),
+                )
+            ]
             if failed and r.random() < 0.7:
-                events.append(self._event("touchpoint", c, at + timedelta(minutes=30), moment="smot",
-                                          channel="support", action="recovery", sentiment=self._sentiment(0.5)))
+                events.append(
+                    self._event(
+                        "touchpoint",
+                        c,
+                        at + timedelta(minutes=30),
+                        moment="smot",
+                        channel="support",
+                        action="recovery",
+                        sentiment=self._sentiment(0.5),
+                    )
+                )
             roll = r.random()
             if roll < 0.35:
                 self._schedule(c, "survey", r.uniform(1, 96))
@@ -135,17 +166,32 @@ class JourneySimulator:
             return [self._event("survey", c, at, score=r.randint(low, high), scale=scale, survey_id="nps-q1")]
         if step.stage == "refund":
             order, amount, currency = r.choice(self._orders[c])
-            return [self._event("purchase", c, at, order_id=order, amount=amount, currency=currency, kind="refund")]
+            return [
+                self._event(
+                    "purchase", c, at, order_id=order, amount=amount, currency=currency, kind="refund"
+                )
+            ]
         # share: UMOT, whose readers may start their own journeys (the next person's ZMOT)
         share_id = f"{self.prefix}-share-{self._events + 1}"
         self._shares.append(share_id)
         for _ in range(r.choice((0, 1, 1, 2, 3))):
             self._seq += 1
-            heapq.heappush(self._queue, _Step(at + timedelta(hours=r.uniform(1, 72)), self._seq, -1, "referred", share_id))
+            heapq.heappush(
+                self._queue,
+                _Step(at + timedelta(hours=r.uniform(1, 72)), self._seq, -1, "referred", share_id),
+            )
         if r.random() < 0.3:
             self._schedule(c, "smot", r.uniform(24, 24 * 30))
-        return [self._event("share", c, at, share_id=share_id, channel=r.choice(_SHARE_CHANNELS),
-                            sentiment=self._sentiment(0.6))]
+        return [
+            self._event(
+                "share",
+                c,
+                at,
+                share_id=share_id,
+                channel=r.choice(_SHARE_CHANNELS),
+                sentiment=self._sentiment(0.6),
+            )
+        ]
 
     def events(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Events in event-time order, with the occasional at-least-once duplicate."""
@@ -169,6 +215,10 @@ class JourneySimulator:
                 yield event
                 sent += 1
                 last = event
-            if last is not None and self.random.random() < self.duplicate_rate and (limit is None or sent < limit):
+            if (
+                last is not None
+                and self.random.random() < self.duplicate_rate
+                and (limit is None or sent < limit)
+            ):
                 yield dict(last)
                 sent += 1

@@ -46,9 +46,7 @@ Scale = Literal["1-10", "0-10", "1-5"]
 MAX_AMOUNT = Decimal("1000000000000")
 _FOUR_PLACES = Decimal("0.0001")
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(?P<tz>[Zz]|[+-]\d{2}:\d{2})"
-)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(?P<tz>[Zz]|[+-]\d{2}:\d{2})")
 
 
 def _parse_rfc3339(value: Any) -> datetime:

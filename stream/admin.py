@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer
@@ -58,10 +59,9 @@ async def create_topics(
         await admin.start()
         try:
             for topic in wanted:
-                try:
+                # Another worker may win the race: what matters is that the topic exists.
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics([topic])
-                except TopicAlreadyExistsError:
-                    pass  # another worker won the race: what matters is that it exists
         finally:
             await admin.close()
         # Metadata for new topics spreads asynchronously; wait until all are visible.

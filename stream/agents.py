@@ -86,18 +86,19 @@ class _Config:
 class Pipeline:
     """The topics, tables and agents of one worker, registered on its Faust app."""
 
-    def __init__(self, app: faust.App, settings: Settings, metrics: JourneyMetrics, *, partitions: int) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, metrics: JourneyMetrics, *, partitions: int
+    ) -> None:
         self.app = app
         self.metrics = metrics
         names = TopicNames(settings.topic_prefix, settings.app_id)
         self.config = _Config(settings.rules, names, partitions, settings.max_event_bytes)
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        self.inputs = app.topic(*names.inputs, names.rekeyed, **raw)
-        self.rekeyed = app.topic(names.rekeyed, **raw)
-        self.share_joins = app.topic(names.share_joins, **raw)
-        self.ppp_updates = app.topic(names.ppp_updates, **raw)
-        self.referral_links = app.topic(names.referral_links, **raw)
-        self.dead_letters = app.topic(names.dead_letters, **raw)
+        self.inputs = self._raw_topic(app, *names.inputs, names.rekeyed)
+        self.rekeyed = self._raw_topic(app, names.rekeyed)
+        self.share_joins = self._raw_topic(app, names.share_joins)
+        self.ppp_updates = self._raw_topic(app, names.ppp_updates)
+        self.referral_links = self._raw_topic(app, names.referral_links)
+        self.dead_letters = self._raw_topic(app, names.dead_letters)
         # Keys are customer_id / share_id as UTF-8, exactly as the source topics are keyed,
         # so that a table key lives on the partition its events arrive on and HTTP lookups
         # route to the worker that owns it.
@@ -107,8 +108,16 @@ class Pipeline:
         app.agent(self.share_joins, name="journey.links")(self._links)
 
     @staticmethod
+    def _raw_topic(app: faust.App, *names: str) -> faust.TopicT:
+        # Bytes in, bytes out: decoding and validation are ours, so that a bad message
+        # becomes a dead letter instead of a Faust decode error.
+        return app.topic(
+            *names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+
+    @staticmethod
     def _table(app: faust.App, name: str, codec: str, partitions: int) -> Any:
-        table = app.Table(name, default=None, key_type=str, partitions=partitions)
+        table: Any = app.Table(name, default=None, key_type=str, partitions=partitions)
         # Faust picks serializers from the types (json for str keys, which would quote them)
         # and its constructor already built the changelog topic with those: set ours, then
         # build the changelog topic again so that it writes and recovers with them too.
@@ -146,7 +155,9 @@ class Pipeline:
             key = parsed.customer_id.encode("utf-8")
             if not rekeyed and (message.key != key or message.partition != self.partition_for(key)):
                 # Counted once, when it comes back on its customer's partition.
-                await self.rekeyed.send(key=key, value=message.value, headers={_ORIGIN_HEADER: origin.encode()})
+                await self.rekeyed.send(
+                    key=key, value=message.value, headers={_ORIGIN_HEADER: origin.encode()}
+                )
                 continue
             await self._score(parsed, origin, key, message.partition)
             self.metrics.processing.labels(origin).observe(time.perf_counter() - started)
@@ -209,7 +220,9 @@ class Pipeline:
         sighting = sighting_for(event)
         if sighting is not None:
             # Duplicates too: the join is idempotent, and a crash may have lost the first.
-            await self.share_joins.send(key=sighting["share_id"].encode("utf-8"), value=orjson.dumps(sighting))
+            await self.share_joins.send(
+                key=sighting["share_id"].encode("utf-8"), value=orjson.dumps(sighting)
+            )
 
     async def _links(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -221,7 +234,9 @@ class Pipeline:
             result = apply_sighting(join, sighting)
             await self._store(self.shares, share_id, join, encode_join(join), event.message.partition)
             for link in result.links:
-                await self.referral_links.send(key=link["referrer_id"].encode("utf-8"), value=orjson.dumps(link))
+                await self.referral_links.send(
+                    key=link["referrer_id"].encode("utf-8"), value=orjson.dumps(link)
+                )
                 self.metrics.referral_links.inc()
             if result.self_referrals:
                 self.metrics.self_referrals.inc(result.self_referrals)

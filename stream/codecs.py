@@ -13,7 +13,7 @@ CUSTOMER_CODEC = "journey-customer"
 SHARE_JOIN_CODEC = "journey-share-join"
 
 
-class _CustomerCodec(codecs.Codec):  # type: ignore[misc]  # faust ships no type stubs
+class _CustomerCodec(codecs.Codec):
     def _dumps(self, obj: CustomerState) -> bytes:
         return encode_state(obj)
 
@@ -21,7 +21,7 @@ class _CustomerCodec(codecs.Codec):  # type: ignore[misc]  # faust ships no type
         return decode_state(s)
 
 
-class _ShareJoinCodec(codecs.Codec):  # type: ignore[misc]  # faust ships no type stubs
+class _ShareJoinCodec(codecs.Codec):
     def _dumps(self, obj: ShareJoin) -> bytes:
         return encode_join(obj)
 

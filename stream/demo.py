@@ -21,7 +21,8 @@ __all__ = ["add_demo"]
 def _line(update: dict[str, object]) -> str:
     return (
         f"  {update['customer_id']:<10} v{update['version']:<3} csat {update['csat']:>5} "
-        f"cltv {update['cltv']:>9} ppp {update['ppp']:>10}  after {update['cause_type']} {update['cause_event_id']}"
+        f"cltv {update['cltv']:>9} ppp {update['ppp']:>10}  "
+        f"after {update['cause_type']} {update['cause_event_id']}"
     )
 
 
@@ -45,7 +46,9 @@ def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int, show
 
     @worker.app.task
     async def show_updates() -> None:
-        consumer = AIOKafkaConsumer(names.ppp_updates, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+        consumer = AIOKafkaConsumer(
+            names.ppp_updates, bootstrap_servers=bootstrap, auto_offset_reset="latest"
+        )
         await consumer.start()
         shown = 0
         try:
@@ -54,7 +57,10 @@ def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int, show
                     print(_line(orjson.loads(message.value)), flush=True)  # noqa: T201  # the demo's output
                     shown += 1
                     if shown == show:
-                        print(f"  ... (showing the first {show}; see `journey tail ppp-updates --follow`)", flush=True)  # noqa: T201
+                        print(  # noqa: T201  # the demo's output
+                            f"  ... (showing the first {show}; see `journey tail ppp-updates --follow`)",
+                            flush=True,
+                        )
         finally:
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer.stop()

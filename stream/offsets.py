@@ -27,7 +27,9 @@ _PROBE_WAIT_MS = 100
 _installed = False
 
 
-async def fetch_highwaters(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+async def fetch_highwaters(
+    consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
     """High watermarks from a fetch at `offsets[tp]` for each partition, grouped by leader."""
     client = consumer._client  # noqa: SLF001  # the probe needs a raw request on its connection
     by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
@@ -62,5 +64,5 @@ def install_end_offsets_probe() -> None:
         highwaters = await fetch_highwaters(self, probe)
         return {tp: max(end, highwaters.get(tp, end)) for tp, end in reported.items()}
 
-    AIOKafkaConsumer.end_offsets = end_offsets  # type: ignore[method-assign]  # see module docstring
+    AIOKafkaConsumer.end_offsets = end_offsets  # see the module docstring
     _installed = True

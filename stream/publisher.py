@@ -31,7 +31,11 @@ class EventPublisher:
         self._pending: list[asyncio.Future[Any]] = []
 
     async def __aenter__(self) -> EventPublisher:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
         return self
 
     async def __aexit__(
@@ -60,7 +64,9 @@ class EventPublisher:
         if pending:
             await asyncio.gather(*pending)
 
-    async def send_paced(self, events: Iterable[dict[str, Any]], rate: float | None, duration: float | None = None) -> int:
+    async def send_paced(
+        self, events: Iterable[dict[str, Any]], rate: float | None, duration: float | None = None
+    ) -> int:
         """Send at `rate` events/s (None: as fast as possible) for at most `duration` seconds."""
         started = time.monotonic()
         count = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,7 +35,9 @@ def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics
     pipeline = Pipeline(app, settings, metrics, partitions=partitions)
     register_views(app, pipeline.customers, metrics)
     names = TopicNames(settings.topic_prefix, settings.app_id)
-    register_lag_timer(app, metrics, {*names.inputs, names.rekeyed}, pipeline.customers, settings.lag_interval)
+    register_lag_timer(
+        app, metrics, {*names.inputs, names.rekeyed}, pipeline.customers, settings.lag_interval
+    )
     return Worker(app, pipeline, metrics)
 
 
@@ -42,6 +45,8 @@ def run_worker(
     settings: Settings, *, extend: Callable[[Worker], None] | None = None, default_log_level: str = "info"
 ) -> None:
     """Run until SIGINT or SIGTERM. Raises TopicsError before starting if topics are wrong."""
+    # The CLI quiets the Kafka client for one-shot commands; a worker's log wants it.
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     names = TopicNames(settings.topic_prefix, settings.app_id)

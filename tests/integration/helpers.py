@@ -58,7 +58,9 @@ def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return values
 
 
-def metric_sum(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def metric_sum(
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     return sum(
         value
         for (sample, sample_labels), value in values.items()
@@ -67,10 +69,10 @@ def metric_sum(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], nam
 
 
 async def wait_for_states(
-    worker: WorkerProcess, expected: dict[str, dict[str, Any]], timeout: float = 90
+    worker: WorkerProcess, expected: dict[str, dict[str, Any]], deadline_s: float = 90
 ) -> dict[str, dict[str, Any]]:
     """Poll the HTTP lookup until every customer equals its expected state; fail with the diff."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + deadline_s
     pending = dict(expected)
     actual: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
@@ -90,7 +92,9 @@ async def wait_for_states(
         if not pending:
             return actual
         if time.monotonic() > deadline:
-            raise AssertionError(f"{len(pending)} customers never matched: {problems[:5]}\n{worker.log_tail()}")
+            raise AssertionError(
+                f"{len(pending)} customers never matched: {problems[:5]}\n{worker.log_tail()}"
+            )
         await asyncio.sleep(0.5)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -39,7 +40,9 @@ async def test_conformance_events_through_one_worker(journey_env: Any, conforman
     env = journey_env
     names = env.names
     worker = env.worker()
-    keyed, misplaced, _ = conformance_traffic(conformance.events, conformance.raw_lines, names, env.partitions)
+    keyed, misplaced, _ = conformance_traffic(
+        conformance.events, conformance.raw_lines, names, env.partitions
+    )
     bad = [(names.public(topic), b"bad-key", raw) for topic, raw in conformance.bad_messages]
     # Bad messages in the middle of the good ones: the worker must go on after each.
     await env.produce(keyed[:200] + bad + keyed[200:])
@@ -72,7 +75,7 @@ async def test_conformance_events_through_one_worker(journey_env: Any, conforman
         by_key.setdefault(record.key.decode(), []).append(json.loads(record.value))
     for messages in by_key.values():
         assert messages[0]["previous_ppp"] is None
-        for before, after in zip(messages, messages[1:], strict=False):
+        for before, after in pairwise(messages):
             assert after["previous_ppp"] == before["ppp"]
 
     links = await env.read_topic(names.referral_links)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -22,19 +23,24 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 
-async def wait_for_processed(worker: WorkerProcess, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for_processed(worker: WorkerProcess, count: int, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         status, text = await asyncio.to_thread(worker.get, "/metrics")
-        if status == 200 and metric_sum(metric_values(text), "journey_events_total", outcome="processed") >= count:
+        if (
+            status == 200
+            and metric_sum(metric_values(text), "journey_events_total", outcome="processed") >= count
+        ):
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"worker did not process {count} events in {timeout}s")
+    raise AssertionError(f"worker did not process {count} events in {deadline_s}s")
 
 
 async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance: Any) -> None:
     env = journey_env
-    keyed, misplaced, _ = conformance_traffic(conformance.events, conformance.raw_lines, env.names, env.partitions)
+    keyed, misplaced, _ = conformance_traffic(
+        conformance.events, conformance.raw_lines, env.names, env.partitions
+    )
     half = len(keyed) // 2
     worker = env.worker()
     await env.produce(keyed[:half])
@@ -54,17 +60,21 @@ async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance:
             assert round(latest[customer_id][name], 2) == round(expected[name], 2), (customer_id, name)
     # A consumer reading in order never has to go back: versions only repeat or grow.
     for customer_id, versions in versions_by_key(updates).items():
-        assert all(b >= a for a, b in zip(versions, versions[1:], strict=False)), (customer_id, versions)
+        assert all(b >= a for a, b in pairwise(versions)), (customer_id, versions)
     links = [json.loads(r.value) for r in await env.read_topic(env.names.referral_links)]
     triples = sorted((v["share_id"], v["referrer_id"], v["referred_id"]) for v in links)
-    assert triples == sorted((l["share_id"], l["referrer_id"], l["referred_id"]) for l in conformance.expected_links)
+    assert triples == sorted(
+        (l["share_id"], l["referrer_id"], l["referred_id"]) for l in conformance.expected_links
+    )
 
 
 async def test_two_workers_split_partitions_and_route_lookups(journey_env: Any, conformance: Any) -> None:
     env = journey_env
     first = env.worker()
     second = env.worker()
-    keyed, misplaced, _ = conformance_traffic(conformance.events, conformance.raw_lines, env.names, env.partitions)
+    keyed, misplaced, _ = conformance_traffic(
+        conformance.events, conformance.raw_lines, env.names, env.partitions
+    )
     await env.produce(keyed)
     for topic, partition, key, raw in misplaced:
         await env.produce_to_partition(topic, partition, key, raw)

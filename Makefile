@@ -1,0 +1,49 @@
+# journey: run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint typecheck format unit integration clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install journey with its dev tools
+
+demo: $(STAMP) ## run the whole system with simulated journeys (Ctrl-C stops it)
+	$(BIN)/journey up --demo
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy, strict on the packages
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: $(STAMP) ## the tests that need no broker
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(STAMP) ## the tests on the embedded broker
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+# pytest's exit 5 ("no tests collected") is not a failure of the suite.
+test: lint typecheck ## everything CI runs: lint, types, unit and integration tests
+	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+clean: ## remove the virtualenv, caches and local data
+	rm -rf $(VENV) .journey-data .pytest_cache .mypy_cache .ruff_cache build *.egg-info

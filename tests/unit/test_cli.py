@@ -1,0 +1,136 @@
+"""The command line as a user meets it: help everywhere, one-line errors, replay output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.conformance import state_mismatches
+
+COMMANDS = ["up", "worker", "replay", "simulate"]
+
+
+def journey(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "journey", *args],
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command: str | None) -> None:
+    result = journey(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert b"Usage:" in result.stdout
+
+
+def test_replay_prints_sorted_states_equal_to_the_expected(conformance: Any) -> None:
+    result = journey(
+        "replay", str(conformance.events_path), env={"JOURNEY_FX_RATES": str(conformance.root / "fx.json")}
+    )
+    assert result.returncode == 0, result.stderr
+    states = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [s["customer_id"] for s in states] == sorted(conformance.expected_states)
+    for state in states:
+        assert state_mismatches(conformance.expected_states[state["customer_id"]], state) == []
+
+
+def test_replay_reports_invalid_lines_and_goes_on(tmp_path: Path) -> None:
+    good = {
+        "type": "survey",
+        "event_id": "e",
+        "customer_id": "c",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "score": 9,
+    }
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        json.dumps(good) + "\n{broken\n" + json.dumps({**good, "event_id": "f", "score": 99}) + "\n"
+    )
+    result = journey("replay", str(path))
+    assert result.returncode == 0
+    assert [json.loads(line)["csat"] for line in result.stdout.splitlines()] == [9.0]
+    assert f"{path}:2: skipped: not JSON".encode() in result.stderr
+    assert f"{path}:3: skipped: score: 99 is outside scale 1-10".encode() in result.stderr
+    strict = journey("replay", "--strict", str(path))
+    assert strict.returncode == 1
+    [line] = strict.stderr.decode().strip().splitlines()
+    assert line.startswith(f"journey: error: {path}:2: not JSON (Expecting property name")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message", "code"),
+    [
+        (["replay", "/no/such/file"], {}, "No such file or directory: /no/such/file", 1),
+        (["replay"], {}, "Missing argument 'FILE'", 2),
+        (["up", "--rate", "fast"], {}, "'fast' is not a valid float", 2),
+        (["nonsense"], {}, "No such command 'nonsense'", 2),
+        (["replay", "x"], {"JOURNEY_CSAT_WINDOW_DAYS": "soon"}, "JOURNEY_CSAT_WINDOW_DAYS", 1),
+        (
+            ["replay", "x"],
+            {"JOURNEY_FX_RATES": "/no/rates.json"},
+            "cannot read FX rates file /no/rates.json",
+            1,
+        ),
+        (
+            ["worker"],
+            {"JOURNEY_BROKER": "localhost:9092"},
+            "JOURNEY_BROKER: Value error, must look like kafka://",
+            1,
+        ),
+        (["worker"], {"JOURNEY_BROKER": ""}, "JOURNEY_BROKER is not set", 1),
+    ],
+)
+def test_bad_input_gives_one_line_and_a_nonzero_exit(
+    args: list[str], env: dict[str, str], message: str, code: int
+) -> None:
+    result = journey(*args, env=env)
+    assert result.returncode == code
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("journey: error: ") and message in lines[0], lines[0]
+
+
+def test_bad_fx_file_is_named(tmp_path: Path) -> None:
+    rates = tmp_path / "fx.json"
+    rates.write_text('{"EUR": -1}')
+    result = journey("replay", "x", env={"JOURNEY_FX_RATES": str(rates)})
+    assert result.returncode == 1
+    assert b"rate of EUR must be a positive number" in result.stderr
+
+
+def test_unreachable_broker_is_one_line() -> None:
+    from journey.broker import free_port
+
+    result = journey("simulate", "--limit", "1", env={"JOURNEY_BROKER": f"kafka://127.0.0.1:{free_port()}"})
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the broker" in lines[0], lines
+
+
+def test_simulate_writes_replayable_journeys(tmp_path: Path) -> None:
+    out = tmp_path / "sim.jsonl"
+    result = journey("simulate", "--customers", "30", "--seed", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    kinds = {e["type"] for e in events}
+    assert kinds == {"touchpoint", "purchase", "survey", "share"}
+    assert any(e.get("referral_share_id") for e in events)
+    again = tmp_path / "again.jsonl"
+    journey("simulate", "--customers", "30", "--seed", "3", "--out", str(again))
+    assert again.read_bytes() == out.read_bytes()
+    replayed = journey("replay", "--strict", str(out))
+    assert replayed.returncode == 0, replayed.stderr
+    assert len(replayed.stdout.splitlines()) >= 30
