@@ -1,0 +1,38 @@
+"""Settings: one typed place, documented in full in the README."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from journey.settings import Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_documents_every_setting_and_nothing_else() -> None:
+    table = {m for m in re.findall(r"^\| `(JOURNEY_[A-Z_]+)` \|", README.read_text(), re.MULTILINE)}
+    assert table == {f"JOURNEY_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    rates = tmp_path / "fx.json"
+    rates.write_text('{"EUR": 1.5}')
+    monkeypatch.setenv("JOURNEY_BROKER", "kafka://a:9092, b:9093")
+    monkeypatch.setenv("JOURNEY_FX_RATES", str(rates))
+    monkeypatch.setenv("JOURNEY_SENTIMENT_WEIGHT", "0.5")
+    settings = Settings()
+    assert settings.bootstrap_servers == ["a:9092", "b:9093"]
+    assert settings.rules.rates.rates == {"EUR": Decimal("1.5"), "USD": Decimal(1)}
+    assert settings.rules.sentiment_weight == Decimal("0.5")
+    assert settings.web_url == "http://127.0.0.1:6066"
+
+
+def test_a_bad_broker_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOURNEY_BROKER", "localhost:9092")
+    with pytest.raises(ValidationError, match="kafka://"):
+        Settings()
