@@ -168,18 +168,18 @@ def replay(file: Path, strict: bool) -> None:
 
     One JSON object per customer, sorted by customer_id. Invalid lines are reported on
     stderr and skipped (as the worker sends them to dead-letters)."""
-    from journey.replay import read_lines, replay_lines  # noqa: PLC0415
+    from journey.event_files import FileLine, read_event_file  # noqa: PLC0415
+    from journey.replay import replay  # noqa: PLC0415
 
     settings = load_settings()
 
-    def invalid(number: int, reason: str) -> None:
+    def invalid(line: FileLine) -> None:
         if strict:
-            raise UserError(f"{file}:{number}: {reason}")
-        click.echo(f"{file}:{number}: skipped: {reason}", err=True)
+            raise UserError(f"{line.path}:{line.number}: {line.error}")
+        click.echo(f"{line.path}:{line.number}: skipped: {line.error}", err=True)
 
-    result = replay_lines(
-        read_lines(file), settings.rules, on_invalid=invalid, max_bytes=settings.max_event_bytes
-    )
+    lines = read_event_file(file, currencies=settings.rates, max_bytes=settings.max_event_bytes)
+    result = replay(lines, settings.rules, on_invalid=invalid)
     out = sys.stdout.buffer
     for state in result.sorted_states():
         out.write(orjson.dumps(state.view()) + b"\n")
@@ -245,6 +245,117 @@ def simulate(
 
     count = asyncio.run(run())
     click.echo(f"published {count} events to {settings.broker_url}", err=True)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--type",
+    "event_type",
+    type=click.Choice(["touchpoint", "purchase", "survey", "share"]),
+    help="Type of events that have no `type` field or column (one file per type).",
+)
+@click.option("--strict", is_flag=True, help="Send nothing if any line is invalid.")
+@click.option("--dry-run", is_flag=True, help="Validate and count, send nothing.")
+@user_errors
+def publish(files: tuple[Path, ...], event_type: str | None, strict: bool, dry_run: bool) -> None:
+    """Validate and publish JSON-lines or CSV FILES of events to their topics, keyed by customer_id.
+
+    Invalid lines are reported as FILE:LINE: reason and not sent."""
+    from journey.event_files import FileLine, read_event_file  # noqa: PLC0415
+    from journey.progress import Progress  # noqa: PLC0415
+    from stream.publisher import EventPublisher  # noqa: PLC0415
+    from stream.topics import TopicNames  # noqa: PLC0415
+
+    settings = load_settings()
+    valid: list[FileLine] = []
+    invalid = 0
+    for path in files:
+        for line in read_event_file(
+            path, currencies=settings.rates, default_type=event_type, max_bytes=settings.max_event_bytes
+        ):
+            if line.event is None:
+                invalid += 1
+                click.echo(f"{line.path}:{line.number}: {line.error}", err=True)
+            else:
+                valid.append(line)
+    if invalid and strict:
+        raise UserError(f"{invalid} invalid lines, nothing sent (--strict)")
+    if dry_run:
+        click.echo(f"{len(valid)} valid events, {invalid} invalid; nothing sent (--dry-run)")
+        return
+    names = TopicNames(settings.topic_prefix, settings.app_id)
+
+    async def send() -> dict[str, int]:
+        progress = Progress(len(valid), "events")
+        async with EventPublisher(settings.bootstrap_servers, names) as publisher:
+            for line in valid:
+                assert line.event is not None
+                await publisher.send(
+                    {"type": line.event.type, "customer_id": line.event.customer_id}, raw=line.raw
+                )
+                progress.advance()
+            await publisher.flush()
+        progress.done()
+        return dict(publisher.sent)
+
+    sent = asyncio.run(send())
+    summary = ", ".join(f"{topic}: {count}" for topic, count in sorted(sent.items())) or "nothing"
+    total = sum(sent.values())
+    click.echo(f"sent {total} events to {settings.broker_url} ({summary}); {invalid} invalid lines skipped")
+
+
+@cli.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest message (default: only new ones).")
+@click.option(
+    "--follow/--no-follow",
+    default=None,
+    help="Keep waiting for new messages (default: on, unless --from-beginning).",
+)
+@click.option("--key", help="Only messages with this key (a customer_id for ppp-updates).")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many messages.")
+@user_errors
+def tail(topic: str, from_beginning: bool, follow: bool | None, key: str | None, limit: int | None) -> None:
+    """Print the messages of TOPIC (e.g. ppp-updates, referral-links, dead-letters) as JSON lines.
+
+    TOPIC is named without JOURNEY_TOPIC_PREFIX, which is added."""
+    from stream.tail import TopicMissing, read_topic  # noqa: PLC0415
+    from stream.topics import TopicNames  # noqa: PLC0415
+
+    settings = load_settings()
+    name = TopicNames(settings.topic_prefix, settings.app_id).public(topic)
+    keep_following = (not from_beginning) if follow is None else follow
+    wanted = key.encode() if key is not None else None
+    out = sys.stdout.buffer
+
+    async def run() -> None:
+        shown = 0
+        async for record in read_topic(
+            settings.bootstrap_servers, name, from_beginning=from_beginning, follow=keep_following
+        ):
+            if wanted is not None and record.key != wanted:
+                continue
+            try:
+                line = orjson.dumps(orjson.loads(record.value))
+            except orjson.JSONDecodeError:
+                line = orjson.dumps({"key": _text(record.key), "value": _text(record.value)})
+            out.write(line + b"\n")
+            out.flush()
+            shown += 1
+            if limit is not None and shown >= limit:
+                return
+
+    try:
+        asyncio.run(run())
+    except TopicMissing:
+        raise UserError(f"topic {name} does not exist on {settings.broker_url}") from None
+    except BrokenPipeError:
+        sys.stderr.close()  # e.g. `| head`: the reader left, which is no error
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", errors="replace")
 
 
 def main() -> None:

@@ -1,16 +1,15 @@
-"""`journey replay`: the final state of every customer from a JSON-lines file, no broker."""
+"""`journey replay`: the final state of every customer from an event file, no broker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from journey.customer import CustomerState
+from journey.event_files import FileLine
 from journey.scoring import ScoringRules, apply_event
-from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_event
 
-__all__ = ["ReplayResult", "read_lines", "replay_lines"]
+__all__ = ["ReplayResult", "replay"]
 
 
 @dataclass(slots=True)
@@ -24,33 +23,21 @@ class ReplayResult:
         return [self.states[key] for key in sorted(self.states)]
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes) of the non-blank lines; OSError for a file that cannot be read."""
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            stripped = line.strip()
-            if stripped:
-                yield number, stripped
-
-
-def replay_lines(
-    lines: Iterable[tuple[int, bytes]],
+def replay(
+    lines: Iterable[FileLine],
     rules: ScoringRules,
     *,
-    on_invalid: Callable[[int, str], None] | None = None,
-    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    on_invalid: Callable[[FileLine], None] | None = None,
 ) -> ReplayResult:
     """Fold every valid line into its customer's state, in file order."""
     result = ReplayResult()
     states = result.states
-    currencies = rules.rates
-    for number, raw in lines:
-        try:
-            event = parse_event(raw, expected_type=None, currencies=currencies, max_bytes=max_bytes)
-        except InvalidEvent as exc:
+    for line in lines:
+        event = line.event
+        if event is None:
             result.invalid += 1
             if on_invalid is not None:
-                on_invalid(number, str(exc))
+                on_invalid(line)
             continue
         state = states.get(event.customer_id)
         if state is None:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.fixtures.conformance import state_mismatches
 
-COMMANDS = ["up", "worker", "replay", "simulate"]
+COMMANDS = ["up", "worker", "replay", "simulate", "publish", "tail"]
 
 
 def journey(

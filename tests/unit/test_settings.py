@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_documents_every_setting_and_nothing_else() -> None:
-    table = {m for m in re.findall(r"^\| `(JOURNEY_[A-Z_]+)` \|", README.read_text(), re.MULTILINE)}
+    table = set(re.findall(r"^\| `(JOURNEY_[A-Z_]+)` \|", README.read_text(), re.MULTILINE))
     assert table == {f"JOURNEY_{name.upper()}" for name in Settings.model_fields}
 
 

@@ -1,0 +1,51 @@
+"""Reading a topic from the outside, as a downstream consumer does (no consumer group)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from stream.offsets import install_end_offsets_probe
+
+__all__ = ["TopicMissing", "read_topic"]
+
+
+class TopicMissing(LookupError):
+    """The topic does not exist on the broker."""
+
+
+async def read_topic(
+    bootstrap: list[str], topic: str, *, from_beginning: bool, follow: bool
+) -> AsyncIterator[Any]:
+    """Records of every partition of `topic`; without `follow`, stop at the current end."""
+    install_end_offsets_probe()  # "the current end" must be the true one on the embedded broker
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001  # no public refresh
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise TopicMissing(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        ends = await consumer.end_offsets(tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    yield record
+            if not follow:
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(position >= ends[tp] for position, tp in zip(positions, tps, strict=True)):
+                    return
+    finally:
+        await consumer.stop()
