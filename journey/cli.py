@@ -137,7 +137,7 @@ def up(demo: bool, rate: float, seed: int) -> None:
             click.echo("press Ctrl-C to stop everything")
 
             def extend(worker: Worker) -> None:
-                add_demo(worker, settings, rate=rate, seed=seed, show=50)
+                add_demo(worker, settings, rate=rate, seed=seed)
 
         run_worker(settings, extend=extend, default_log_level="warning")
     finally:

@@ -26,7 +26,7 @@ def _line(update: dict[str, object]) -> str:
     )
 
 
-def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int, show: int) -> None:
+def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int) -> None:
     """Register two tasks on the worker: a paced simulator and a printer of `ppp-updates`."""
     names = TopicNames(settings.topic_prefix, settings.app_id)
     bootstrap = settings.bootstrap_servers
@@ -50,17 +50,9 @@ def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int, show
             names.ppp_updates, bootstrap_servers=bootstrap, auto_offset_reset="latest"
         )
         await consumer.start()
-        shown = 0
         try:
             async for message in consumer:
-                if shown < show:
-                    print(_line(orjson.loads(message.value)), flush=True)  # noqa: T201  # the demo's output
-                    shown += 1
-                    if shown == show:
-                        print(  # noqa: T201  # the demo's output
-                            f"  ... (showing the first {show}; see `journey tail ppp-updates --follow`)",
-                            flush=True,
-                        )
+                print(_line(orjson.loads(message.value)), flush=True)  # noqa: T201  # the demo's output
         finally:
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer.stop()
