@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck format unit integration clean
+.PHONY: help install tools demo test lint typecheck format unit integration deploy-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,15 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP) ## create .venv and install journey with its dev tools
+
+# Debian's prometheus (with promtool) for the monitoring tests. Installed only when missing,
+# and only where apt-get can run (root, or sudo without a password).
+tools: ## install the external tools the tests use, when missing
+	@if ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
+	    echo "promtool is missing and apt-get needs root: install Debian's prometheus package" >&2; exit 0; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
 
 demo: $(STAMP) ## run the whole system with simulated journeys (Ctrl-C stops it)
 	$(BIN)/journey up --demo
@@ -38,11 +47,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 unit: $(STAMP) ## the tests that need no broker
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(STAMP) ## the tests on the embedded broker
+integration: $(STAMP) tools ## the tests on the embedded broker (and a real Prometheus)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
+deploy-check: $(STAMP) tools ## promtool and static checks of deploy/
+	$(BIN)/pytest tests/deploy $(PYTEST_ARGS)
+
 # pytest's exit 5 ("no tests collected") is not a failure of the suite.
-test: lint typecheck ## everything CI runs: lint, types, unit and integration tests
+test: tools lint typecheck ## everything CI runs: lint, types, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 clean: ## remove the virtualenv, caches and local data

@@ -50,6 +50,22 @@ def conformance_traffic(
     return keyed, misplaced, wrong
 
 
+async def publish_conformance(env: Any, conformance: Any, *, split: int | None = None) -> list[Any]:
+    """Send every conformance event, some mis-keyed or on a wrong partition.
+
+    With `split`, only the first `split` keyed messages go now; the rest are returned (as
+    (topic, key, value) triples) for the caller to send later.
+    """
+    keyed, misplaced, _ = conformance_traffic(
+        conformance.events, conformance.raw_lines, env.names, env.partitions
+    )
+    now, later = (keyed, []) if split is None else (keyed[:split], keyed[split:])
+    await env.produce(now)
+    for topic, partition, key, raw in misplaced:
+        await env.produce_to_partition(topic, partition, key, raw)
+    return later
+
+
 def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     values = {}
     for family in text_string_to_metric_families(text):

@@ -12,10 +12,10 @@ import pytest
 
 from tests.fixtures.broker import WorkerProcess
 from tests.integration.helpers import (
-    conformance_traffic,
     latest_by_key,
     metric_sum,
     metric_values,
+    publish_conformance,
     versions_by_key,
     wait_for_states,
 )
@@ -38,18 +38,12 @@ async def wait_for_processed(worker: WorkerProcess, count: int, deadline_s: floa
 
 async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance: Any) -> None:
     env = journey_env
-    keyed, misplaced, _ = conformance_traffic(
-        conformance.events, conformance.raw_lines, env.names, env.partitions
-    )
-    half = len(keyed) // 2
     worker = env.worker()
-    await env.produce(keyed[:half])
-    for topic, partition, key, raw in misplaced:
-        await env.produce_to_partition(topic, partition, key, raw)
+    rest = await publish_conformance(env, conformance, split=len(conformance.events) // 2)
     # Let it work through part of the first half, then kill it without warning.
     await wait_for_processed(worker, 150)
     worker.kill()
-    await env.produce(keyed[half:])
+    await env.produce(rest)
     restarted = env.worker()
     await wait_for_states(restarted, conformance.expected_states)
 
@@ -72,12 +66,7 @@ async def test_two_workers_split_partitions_and_route_lookups(journey_env: Any, 
     env = journey_env
     first = env.worker()
     second = env.worker()
-    keyed, misplaced, _ = conformance_traffic(
-        conformance.events, conformance.raw_lines, env.names, env.partitions
-    )
-    await env.produce(keyed)
-    for topic, partition, key, raw in misplaced:
-        await env.produce_to_partition(topic, partition, key, raw)
+    await publish_conformance(env, conformance)
     # Both workers answer for every customer: each asks the owner of the key's partition.
     from_first = await wait_for_states(first, conformance.expected_states)
     from_second = await wait_for_states(second, conformance.expected_states)
