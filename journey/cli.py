@@ -315,8 +315,18 @@ def publish(files: tuple[Path, ...], event_type: str | None, strict: bool, dry_r
 )
 @click.option("--key", help="Only messages with this key (a customer_id for ppp-updates).")
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after this many messages.")
+@click.option("--table", is_flag=True, help="For ppp-updates: a live, refreshing top-N of customers by PPP.")
+@click.option("--top", default=15, show_default=True, type=click.IntRange(min=1), help="Rows of --table.")
 @user_errors
-def tail(topic: str, from_beginning: bool, follow: bool | None, key: str | None, limit: int | None) -> None:
+def tail(
+    topic: str,
+    from_beginning: bool,
+    follow: bool | None,
+    key: str | None,
+    limit: int | None,
+    table: bool,
+    top: int,
+) -> None:
     """Print the messages of TOPIC (e.g. ppp-updates, referral-links, dead-letters) as JSON lines.
 
     TOPIC is named without JOURNEY_TOPIC_PREFIX, which is added."""
@@ -328,6 +338,27 @@ def tail(topic: str, from_beginning: bool, follow: bool | None, key: str | None,
     keep_following = (not from_beginning) if follow is None else follow
     wanted = key.encode() if key is not None else None
     out = sys.stdout.buffer
+    if table and topic != "ppp-updates":
+        raise UserError("--table is for ppp-updates")
+
+    async def run_table() -> None:
+        import time  # noqa: PLC0415
+
+        from journey.scoreboard import Scoreboard  # noqa: PLC0415
+
+        board = Scoreboard()
+        live = sys.stdout.isatty()
+        shown_at = 0.0
+        # --table reads the topic from the start: the ranking needs every customer's latest score.
+        async for record in read_topic(
+            settings.bootstrap_servers, name, from_beginning=True, follow=keep_following
+        ):
+            board.add(orjson.loads(record.value))
+            now = time.monotonic()
+            if live and now - shown_at >= 1.0:
+                shown_at = now
+                click.echo("\033[H\033[2J" + board.render(top), nl=True)
+        click.echo(("\033[H\033[2J" if live else "") + board.render(top))
 
     async def run() -> None:
         shown = 0
@@ -347,11 +378,68 @@ def tail(topic: str, from_beginning: bool, follow: bool | None, key: str | None,
                 return
 
     try:
-        asyncio.run(run())
+        asyncio.run(run_table() if table else run())
     except TopicMissing:
         raise UserError(f"topic {name} does not exist on {settings.broker_url}") from None
     except BrokenPipeError:
         sys.stderr.close()  # e.g. `| head`: the reader left, which is no error
+
+
+@cli.group()
+def schemas() -> None:
+    """JSON Schemas (draft 2020-12) of the events and messages, for producers in other languages."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@user_errors
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema file per event type and output message into DIRECTORY."""
+    from schemas.export import export_schemas  # noqa: PLC0415
+
+    for path in export_schemas(directory):
+        click.echo(str(path))
+
+
+@cli.group()
+def topics() -> None:
+    """Create or check journey's topics on the broker in JOURNEY_BROKER."""
+
+
+@topics.command("create")
+@user_errors
+def topics_create() -> None:
+    """Create the missing topics (JOURNEY_PARTITIONS, JOURNEY_REPLICATION_FACTOR; ppp-updates
+    and the changelogs compacted), then check them all."""
+    from stream.admin import create_topics  # noqa: PLC0415
+    from stream.topics import TopicNames  # noqa: PLC0415
+
+    settings = load_settings()
+    names = TopicNames(settings.topic_prefix, settings.app_id)
+    created = asyncio.run(
+        create_topics(
+            settings.bootstrap_servers,
+            names,
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+        )
+    )
+    for name in created:
+        click.echo(f"created {name}")
+    click.echo(f"{len(names.all)} topics ready on {settings.broker_url} ({settings.partitions} partitions)")
+
+
+@topics.command("check")
+@user_errors
+def topics_check() -> None:
+    """Check that every topic exists and the co-partitioned ones agree on partitions (exit 1 if not)."""
+    from stream.admin import verify_topics  # noqa: PLC0415
+    from stream.topics import TopicNames  # noqa: PLC0415
+
+    settings = load_settings()
+    names = TopicNames(settings.topic_prefix, settings.app_id)
+    partitions = asyncio.run(verify_topics(settings.bootstrap_servers, names))
+    click.echo(f"{len(names.all)} topics ok on {settings.broker_url}, {partitions} partitions each")
 
 
 def _text(raw: bytes | None) -> str | None:

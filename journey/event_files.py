@@ -17,6 +17,7 @@ import orjson
 
 from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_json, validate_event
 from schemas.events import Event
+from schemas.wire import json_number
 
 __all__ = ["FileLine", "read_event_file"]
 
@@ -63,10 +64,9 @@ def _csv_rows(
 
 
 def _json_default(value: Any) -> Any:
-    # A CSV cell's number goes out as a JSON number; scores and sentiments have few digits,
-    # which a float's shortest repr keeps exactly.
+    # A numeric CSV cell goes out as a JSON number, as the worker requires of scores.
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return json_number(value)
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 

@@ -49,6 +49,10 @@ _FOUR_PLACES = Decimal("0.0001")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?P<frac>\.\d+)?(?P<tz>[Zz]|[+-]\d{2}:\d{2})")
 
 
+# The same rule in the regex dialect of JSON Schema (no named groups), anchored.
+_RFC3339_ECMA = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+
+
 def _parse_rfc3339(value: Any) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -118,8 +122,11 @@ Amount = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": r"^\s*\+?[0-9]*\.?[0-9]+\s*$"},
+                {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e12},
+                {
+                    "type": "string",
+                    "pattern": r"^\s*\+?0*[0-9]{1,12}(\.[0-9]{0,4}0*)?\s*$|^\s*\+?\.[0-9]{1,4}0*\s*$",
+                },
             ],
             "description": "positive decimal, at most 4 decimals, below 10^12",
         }
@@ -128,7 +135,7 @@ Amount = Annotated[
 Timestamp = Annotated[
     datetime,
     BeforeValidator(_parse_rfc3339),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339_ECMA}),
 ]
 Id = Annotated[str, Field(min_length=1, max_length=128, strict=True)]
 Text = Annotated[str, Field(strict=True)]
@@ -189,7 +196,7 @@ class Survey(_Event):
     """A survey answer on one of three scales."""
 
     type: Literal["survey"] = "survey"
-    score: Number
+    score: Annotated[Number, WithJsonSchema({"type": "number", "minimum": 0, "maximum": 10})]
     scale: Scale = "1-10"
     survey_id: Text | None = None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -19,7 +19,7 @@ class TopicMissing(LookupError):
 
 async def read_topic(
     bootstrap: list[str], topic: str, *, from_beginning: bool, follow: bool
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Records of every partition of `topic`; without `follow`, stop at the current end."""
     install_end_offsets_probe()  # "the current end" must be the true one on the embedded broker
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)

@@ -1,0 +1,46 @@
+"""JSON Schema (draft 2020-12) of the events and messages, for producers in other languages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.events import Purchase, Share, Survey, Touchpoint
+from schemas.outputs import CustomerState, DeadLetter, PppUpdate, ReferralLink
+
+__all__ = ["SCHEMAS", "export_schemas", "schema_of"]
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+BASE_ID = "https://journey.example/schemas/"
+
+# File name -> (model, what it describes).
+SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
+    "touchpoint.json": (Touchpoint, "A touchpoint event (ZMOT, FMOT or SMOT), topic `touchpoints`."),
+    "purchase.json": (Purchase, "A purchase or refund event, topic `purchases`."),
+    "survey.json": (Survey, "A survey answer, topic `surveys`. The score must lie in its scale."),
+    "share.json": (Share, "A share event (UMOT), topic `shares`."),
+    "ppp-update.json": (PppUpdate, "A message on `ppp-updates`, keyed by customer_id."),
+    "referral-link.json": (ReferralLink, "A message on `referral-links`, keyed by referrer_id."),
+    "dead-letter.json": (DeadLetter, "A message on `dead-letters`, keyed by the original key."),
+    "customer-state.json": (CustomerState, "What GET /customers/{id} answers and journey replay prints."),
+}
+
+
+def schema_of(name: str) -> dict[str, Any]:
+    model, description = SCHEMAS[name]
+    schema = model.model_json_schema(mode="validation")
+    return {"$schema": DRAFT, "$id": BASE_ID + name, **schema, "description": description}
+
+
+def export_schemas(directory: Path) -> list[Path]:
+    """Write every schema as DIR/NAME.json (stable formatting, so that diffs mean changes)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SCHEMAS:
+        path = directory / name
+        path.write_text(json.dumps(schema_of(name), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,89 @@
+"""A typed Python client for the people around journey: producers and score consumers.
+
+async with JourneyProducer("kafka://localhost:9092") as producer:
+    await producer.send(Purchase(event_id="e-1", customer_id="c-1", ...))
+
+async for update in JourneyConsumer("kafka://localhost:9092").ppp_updates():
+    print(update.customer_id, update.ppp)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from schemas.events import Event
+from schemas.outputs import PppUpdate, ReferralLink
+from schemas.wire import event_json
+from stream.tail import read_topic
+from stream.topics import INPUT_TOPICS, TopicNames
+
+__all__ = ["JourneyConsumer", "JourneyProducer"]
+
+_TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
+
+
+def _bootstrap(broker: str) -> list[str]:
+    return [part.strip() for part in broker.removeprefix("kafka://").split(",") if part.strip()]
+
+
+class JourneyProducer:
+    """Sends validated events to their topics, keyed by customer_id (at-least-once safe:
+    resending an event with the same event_id changes nothing downstream)."""
+
+    def __init__(self, broker: str, *, topic_prefix: str = "", linger_ms: int = 5) -> None:
+        self._names = TopicNames(topic_prefix)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=_bootstrap(broker), linger_ms=linger_ms, acks="all"
+        )
+
+    async def __aenter__(self) -> JourneyProducer:
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._producer.stop()
+
+    async def send(self, event: Event) -> None:
+        """Send one event and wait until the broker has it."""
+        topic = self._names.public(_TOPIC_OF_TYPE[event.type])
+        await self._producer.send_and_wait(topic, event_json(event), key=event.customer_id.encode())
+
+
+class JourneyConsumer:
+    """Reads journey's outputs as models, following the topics. Updates older than what was
+    already seen for a customer (a lower or equal `version`) are dropped, so the caller sees
+    each customer's scores only move forward."""
+
+    def __init__(self, broker: str, *, topic_prefix: str = "", from_beginning: bool = True) -> None:
+        self._bootstrap = _bootstrap(broker)
+        self._names = TopicNames(topic_prefix)
+        self._from_beginning = from_beginning
+
+    def _records(self, topic: str) -> AsyncGenerator[Any, None]:
+        return read_topic(self._bootstrap, topic, from_beginning=self._from_beginning, follow=True)
+
+    async def ppp_updates(self) -> AsyncIterator[PppUpdate]:
+        latest: dict[str, int] = {}
+        async with contextlib.aclosing(self._records(self._names.ppp_updates)) as records:
+            async for record in records:
+                update = PppUpdate.model_validate_json(record.value)
+                if update.version <= latest.get(update.customer_id, 0):
+                    continue
+                latest[update.customer_id] = update.version
+                yield update
+
+    async def referral_links(self) -> AsyncIterator[ReferralLink]:
+        async with contextlib.aclosing(self._records(self._names.referral_links)) as records:
+            async for record in records:
+                yield ReferralLink.model_validate_json(record.value)

@@ -1,0 +1,56 @@
+"""The exported JSON Schemas: in step with the models, and usable by a standard validator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+from schemas.export import SCHEMAS, export_schemas
+from stream.topics import INPUT_TOPICS
+
+COMMITTED = Path(__file__).resolve().parents[2] / "schemas" / "json"
+
+
+def validator(name: str) -> Draft202012Validator:
+    schema = json.loads((COMMITTED / name).read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+def test_committed_schemas_equal_the_models(tmp_path: Path) -> None:
+    export_schemas(tmp_path)
+    for name in SCHEMAS:
+        fresh, committed = (tmp_path / name).read_text(), (COMMITTED / name).read_text()
+        assert fresh == committed, f"schemas/json/{name} is stale: run `journey schemas export schemas/json`"
+    assert {p.name for p in COMMITTED.glob("*.json")} == set(SCHEMAS)
+
+
+def test_every_conformance_event_is_valid_under_its_schema(conformance: Any) -> None:
+    for event in conformance.events:
+        errors = list(validator(f"{event['type']}.json").iter_errors(event))
+        assert errors == [], (event, [e.message for e in errors])
+
+
+# The bad conformance messages whose fault a schema can express (not "no known rate",
+# "score outside its scale" or "type does not match the topic").
+@pytest.mark.parametrize("event_id", ["b3", "b5", "b6", "b7", "b8", "b9", ""])
+def test_bad_conformance_messages_that_a_schema_can_see_are_refused(conformance: Any, event_id: str) -> None:
+    found = 0
+    for topic, raw in conformance.bad_messages:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(data, dict) and data.get("event_id") == event_id:
+            found += 1
+            assert not validator(f"{INPUT_TOPICS[topic]}.json").is_valid(data), data
+    assert found == 1
+
+
+def test_output_examples_validate(conformance: Any) -> None:
+    for state in conformance.expected_states.values():
+        assert validator("customer-state.json").is_valid({**state, "version": 1})
