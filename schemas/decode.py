@@ -31,6 +31,10 @@ def _reject_constant(name: str) -> Any:
     raise InvalidEvent(f"{name} is not a JSON number")
 
 
+# One decoder for every message: json.loads would build a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def _nesting_depth_exceeds(text: str, limit: int) -> bool:
     # A cheap scan before parsing: brackets inside strings can only overcount, and an
     # overcount only matters for objects that are already absurdly nested.
@@ -71,7 +75,7 @@ def parse_json(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) ->
     if _nesting_depth_exceeds(text, _MAX_DEPTH):
         raise InvalidEvent(f"JSON nested deeper than {_MAX_DEPTH} levels")
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except InvalidEvent:
         raise
     except (ValueError, RecursionError) as exc:
