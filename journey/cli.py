@@ -42,6 +42,12 @@ def load_settings() -> Settings:
     return settings
 
 
+def kafka_options(settings: Settings) -> dict[str, Any]:
+    from stream.connection import kafka_options as options  # noqa: PLC0415  # keep --help fast
+
+    return options(settings)
+
+
 def user_errors(fun: F) -> F:
     """Turn the errors a user can cause into one-line messages instead of tracebacks."""
 
@@ -113,7 +119,7 @@ def up(demo: bool, rate: float, seed: int) -> None:
         names = TopicNames(settings.topic_prefix, settings.app_id)
         created = asyncio.run(
             create_topics(
-                settings.bootstrap_servers,
+                kafka_options(settings),
                 names,
                 partitions=settings.partitions,
                 replication_factor=settings.replication_factor,
@@ -237,7 +243,7 @@ def simulate(
 
     async def run() -> int:
         async with EventPublisher(
-            settings.bootstrap_servers, TopicNames(settings.topic_prefix, settings.app_id)
+            kafka_options(settings), TopicNames(settings.topic_prefix, settings.app_id)
         ) as pub:
             return await pub.send_paced(
                 itertools.islice(events, limit), None if fast else (rate or 100.0), duration
@@ -288,7 +294,7 @@ def publish(files: tuple[Path, ...], event_type: str | None, strict: bool, dry_r
 
     async def send() -> dict[str, int]:
         progress = Progress(len(valid), "events")
-        async with EventPublisher(settings.bootstrap_servers, names) as publisher:
+        async with EventPublisher(kafka_options(settings), names) as publisher:
             for line in valid:
                 assert line.event is not None
                 await publisher.send(
@@ -351,7 +357,7 @@ def tail(
         shown_at = 0.0
         # --table reads the topic from the start: the ranking needs every customer's latest score.
         async for record in read_topic(
-            settings.bootstrap_servers, name, from_beginning=True, follow=keep_following
+            kafka_options(settings), name, from_beginning=True, follow=keep_following
         ):
             board.add(orjson.loads(record.value))
             now = time.monotonic()
@@ -363,7 +369,7 @@ def tail(
     async def run() -> None:
         shown = 0
         async for record in read_topic(
-            settings.bootstrap_servers, name, from_beginning=from_beginning, follow=keep_following
+            kafka_options(settings), name, from_beginning=from_beginning, follow=keep_following
         ):
             if wanted is not None and record.key != wanted:
                 continue
@@ -418,7 +424,7 @@ def topics_create() -> None:
     names = TopicNames(settings.topic_prefix, settings.app_id)
     created = asyncio.run(
         create_topics(
-            settings.bootstrap_servers,
+            kafka_options(settings),
             names,
             partitions=settings.partitions,
             replication_factor=settings.replication_factor,
@@ -438,7 +444,7 @@ def topics_check() -> None:
 
     settings = load_settings()
     names = TopicNames(settings.topic_prefix, settings.app_id)
-    partitions = asyncio.run(verify_topics(settings.bootstrap_servers, names))
+    partitions = asyncio.run(verify_topics(kafka_options(settings), names))
     click.echo(f"{len(names.all)} topics ok on {settings.broker_url}, {partitions} partitions each")
 
 

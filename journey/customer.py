@@ -81,10 +81,6 @@ class CustomerState:
     # The event behind the latest update, so that a redelivered one can re-send it.
     cause_event_id: str = ""
     cause_type: str = ""
-    # Not stored: False for a state read back from the changelog, True once this process
-    # handled one of its events. A duplicate reaching a state that is not live may be the
-    # redelivery of an event whose update a crash lost, so its update is sent again.
-    live: bool = field(default=True, compare=False)
 
     def moments_dict(self) -> dict[str, int]:
         return dict(zip(MOMENTS, self.moments, strict=True))
@@ -177,5 +173,4 @@ def decode_state(raw: bytes) -> CustomerState:
         cause_event_id=published[5],
         cause_type=published[6],
         previous_ppp=None if published[7] is None else Decimal(published[7]),
-        live=False,
     )

@@ -156,7 +156,6 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     if event.event_id in state.seen:
         return ApplyResult(duplicate=True, update=None)
     state.seen.add(event.event_id)
-    state.live = True
     at = to_us(event.occurred_at)
     first = state.version == 0
     if first:

@@ -6,12 +6,13 @@ test keeps the two in step.
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from journey.money import FxRates, load_rates
@@ -41,7 +42,8 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the HTTP interface.")
     canonical_url: str | None = Field(
         default=None,
-        description="URL other workers use to reach this one (default http://WEB_HOST:WEB_PORT).",
+        description="URL other workers use to reach this one (default http://WEB_HOST:WEB_PORT, "
+        "with the host name when WEB_HOST is 0.0.0.0).",
     )
     data_dir: Path = Field(default=Path(".journey-data"), description="Faust's local data directory.")
     csat_window_days: int = Field(default=90, ge=1, description="CSAT window in days.")
@@ -60,6 +62,28 @@ class Settings(BaseSettings):
     )
     heartbeat_interval: float = Field(default=1.0, gt=0, description="Consumer heartbeat interval, seconds.")
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag refreshes.")
+    store: Literal["memory://", "rocksdb://"] = Field(
+        default="memory://",
+        description="Table store: memory:// (recovers from the changelog at start) or rocksdb:// (kept on disk in DATA_DIR).",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to talk to the brokers."
+    )
+    ssl_ca_file: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed the brokers' certificates."
+    )
+    ssl_cert_file: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_key_file: Path | None = Field(
+        default=None, description="Private key (PEM) of the client certificate."
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of the client key, if any."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism with SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (never printed).")
     log_level: Literal["debug", "info", "warning", "error"] | None = Field(
         default=None, description="Log level (default: info for `journey worker`, warning for `journey up`)."
     )
@@ -73,6 +97,18 @@ class Settings(BaseSettings):
             raise ValueError("must look like kafka://host:9092[,host2:9092]")
         return value
 
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
+            raise ValueError("SASL needs JOURNEY_SASL_USERNAME and JOURNEY_SASL_PASSWORD")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("a client certificate needs both JOURNEY_SSL_CERT_FILE and JOURNEY_SSL_KEY_FILE")
+        return self
+
+    def public_view(self) -> dict[str, object]:
+        """Every setting, secrets masked: what may go to a log."""
+        return {name: ("********" if isinstance(value, SecretStr) else value) for name, value in self}
+
     @property
     def broker_url(self) -> str:
         return self.broker or f"kafka://127.0.0.1:{self.embedded_port}"
@@ -83,7 +119,11 @@ class Settings(BaseSettings):
 
     @property
     def web_url(self) -> str:
-        return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
+        if self.canonical_url:
+            return self.canonical_url
+        # Bound to every interface (a container): other workers reach it by its host name.
+        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     @cached_property
     def rates(self) -> FxRates:

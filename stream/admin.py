@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -19,9 +20,9 @@ class TopicsError(RuntimeError):
     """Topics are missing or not co-partitioned; the message names them."""
 
 
-async def partition_counts(bootstrap: list[str], topics: Iterable[str]) -> dict[str, int]:
+async def partition_counts(kafka: Mapping[str, Any], topics: Iterable[str]) -> dict[str, int]:
     """Partition count of each topic that exists (missing topics are left out)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()  # noqa: SLF001  # no public way to refresh
@@ -36,14 +37,14 @@ async def partition_counts(bootstrap: list[str], topics: Iterable[str]) -> dict[
 
 
 async def create_topics(
-    bootstrap: list[str], names: TopicNames, *, partitions: int, replication_factor: int
+    kafka: Mapping[str, Any], names: TopicNames, *, partitions: int, replication_factor: int
 ) -> list[str]:
     """Create every topic that is missing; return the names created.
 
     `ppp-updates` and the table changelogs are compacted: the latest message per key is
     the current value.
     """
-    existing = await partition_counts(bootstrap, names.all)
+    existing = await partition_counts(kafka, names.all)
     wanted = [
         NewTopic(
             name=topic,
@@ -55,7 +56,7 @@ async def create_topics(
         if topic not in existing
     ]
     if wanted:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**kafka)
         await admin.start()
         try:
             for topic in wanted:
@@ -66,21 +67,21 @@ async def create_topics(
             await admin.close()
         # Metadata for new topics spreads asynchronously; wait until all are visible.
         for _ in range(50):
-            if len(await partition_counts(bootstrap, [t.name for t in wanted])) == len(wanted):
+            if len(await partition_counts(kafka, [t.name for t in wanted])) == len(wanted):
                 break
             await asyncio.sleep(0.1)
-    await verify_topics(bootstrap, names, partitions=partitions)
+    await verify_topics(kafka, names, partitions=partitions)
     return [t.name for t in wanted]
 
 
-async def verify_topics(bootstrap: list[str], names: TopicNames, *, partitions: int | None = None) -> int:
+async def verify_topics(kafka: Mapping[str, Any], names: TopicNames, *, partitions: int | None = None) -> int:
     """Check that the co-partitioned topics exist with one partition count; return it.
 
     A worker started on topics that disagree would hang or mis-route state, so it stops
     with this error instead.
     """
     try:
-        counts = await partition_counts(bootstrap, names.all)
+        counts = await partition_counts(kafka, names.all)
     except KafkaError as exc:
         raise TopicsError(f"cannot read topic metadata: {exc}") from None
     missing = [t for t in names.all if t not in counts]

@@ -100,11 +100,18 @@ class Pipeline:
         # route to the worker that owns it.
         self.customers = self._table(app, "customers", CUSTOMER_CODEC, partitions)
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
+        # Customers whose update this process has sent (see `_score`); a name per customer.
+        self._live: set[str] = set()
         self._changelogs = {
             id(table): table.changelog_topic.get_topic_name() for table in (self.customers, self.shares)
         }
+        app.on_partitions_assigned.connect(self._forget_live)
         app.agent(self.inputs, name="journey.ingest")(self._ingest)
         app.agent(self.share_joins, name="journey.links")(self._links)
+
+    async def _forget_live(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        # After a rebalance, any customer may have been handled elsewhere in between.
+        self._live.clear()
 
     @staticmethod
     def _raw_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -209,19 +216,19 @@ class Pipeline:
         state: CustomerState | None = self.customers.get(event.customer_id)
         if state is None:
             state = CustomerState(event.customer_id)
-        was_live = state.live
         result = apply_event(state, event, self.config.rules)
         update = result.update
         if result.duplicate:
             metrics.event(origin, "duplicate")
-            if not was_live and state.version:
-                # Maybe the redelivery of an event whose update a crash lost: send the
-                # current update again (same version, so consumers drop it if they have it).
-                state.live = True
+            if event.customer_id not in self._live:
+                # The first duplicate since this process took the customer over may be the
+                # redelivery of an event whose update a crash lost: send the current update
+                # again (same version, so a consumer that has it drops it).
                 update = ppp_update(state)
         else:
             metrics.event(origin, "processed")
             await self._store(self.customers, event.customer_id, state, encode_state(state), partition)
+        self._live.add(event.customer_id)
         if update is not None:
             await self._send(self.config.names.ppp_updates, key, orjson.dumps(update))
             metrics.update_sent(update["csat"], update["ppp"])

@@ -6,6 +6,7 @@ import faust
 
 from journey.settings import Settings
 from stream.codecs import register_codecs
+from stream.connection import faust_credentials
 from stream.offsets import install_end_offsets_probe
 
 __all__ = ["create_app"]
@@ -18,7 +19,8 @@ def create_app(settings: Settings, *, partitions: int) -> faust.App:
     return faust.App(
         f"{settings.topic_prefix}{settings.app_id}",
         broker=settings.broker_url,
-        store="memory://",
+        broker_credentials=faust_credentials(settings),
+        store=settings.store,
         autodiscover=False,
         datadir=str(settings.data_dir),
         topic_partitions=partitions,

@@ -35,11 +35,11 @@ class JourneyProducer:
     """Sends validated events to their topics, keyed by customer_id (at-least-once safe:
     resending an event with the same event_id changes nothing downstream)."""
 
-    def __init__(self, broker: str, *, topic_prefix: str = "", linger_ms: int = 5) -> None:
+    def __init__(self, broker: str, *, topic_prefix: str = "", **client_options: Any) -> None:
+        """`client_options` go to aiokafka as they are (e.g. security_protocol, ssl_context)."""
         self._names = TopicNames(topic_prefix)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=_bootstrap(broker), linger_ms=linger_ms, acks="all"
-        )
+        options = {"linger_ms": 5, "acks": "all", **client_options}
+        self._producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(broker), **options)
 
     async def __aenter__(self) -> JourneyProducer:
         try:
@@ -65,13 +65,15 @@ class JourneyConsumer:
     already seen for a customer (a lower or equal `version`) are dropped, so the caller sees
     each customer's scores only move forward."""
 
-    def __init__(self, broker: str, *, topic_prefix: str = "", from_beginning: bool = True) -> None:
-        self._bootstrap = _bootstrap(broker)
+    def __init__(
+        self, broker: str, *, topic_prefix: str = "", from_beginning: bool = True, **client_options: Any
+    ) -> None:
+        self._kafka = {"bootstrap_servers": _bootstrap(broker), **client_options}
         self._names = TopicNames(topic_prefix)
         self._from_beginning = from_beginning
 
     def _records(self, topic: str) -> AsyncGenerator[Any, None]:
-        return read_topic(self._bootstrap, topic, from_beginning=self._from_beginning, follow=True)
+        return read_topic(self._kafka, topic, from_beginning=self._from_beginning, follow=True)
 
     async def ppp_updates(self) -> AsyncIterator[PppUpdate]:
         latest: dict[str, int] = {}

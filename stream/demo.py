@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 
 from journey.settings import Settings
 from journey.simulate import JourneySimulator
+from stream.connection import kafka_options
 from stream.publisher import EventPublisher
 from stream.topics import TopicNames
 from stream.worker import Worker
@@ -29,7 +30,7 @@ def _line(update: dict[str, object]) -> str:
 def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int) -> None:
     """Register two tasks on the worker: a paced simulator and a printer of `ppp-updates`."""
     names = TopicNames(settings.topic_prefix, settings.app_id)
-    bootstrap = settings.bootstrap_servers
+    kafka = kafka_options(settings)
     currencies = sorted(settings.rates.rates)
 
     @worker.app.task
@@ -41,14 +42,12 @@ def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int) -> N
             start=datetime.now(UTC) - timedelta(days=365),
             prefix="demo",
         )
-        async with EventPublisher(bootstrap, names) as publisher:
+        async with EventPublisher(kafka, names) as publisher:
             await publisher.send_paced(simulator.events(), rate)
 
     @worker.app.task
     async def show_updates() -> None:
-        consumer = AIOKafkaConsumer(
-            names.ppp_updates, bootstrap_servers=bootstrap, auto_offset_reset="latest"
-        )
+        consumer = AIOKafkaConsumer(names.ppp_updates, **kafka, auto_offset_reset="latest")
         await consumer.start()
         try:
             async for message in consumer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -22,12 +22,10 @@ _TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
 class EventPublisher:
     """An aiokafka producer that sends event dicts (with `type`) to the right topic."""
 
-    def __init__(self, bootstrap: list[str], names: TopicNames, *, linger_ms: int = 5) -> None:
+    def __init__(self, kafka: Mapping[str, Any], names: TopicNames, *, linger_ms: int = 5) -> None:
         self.names = names
         self.sent: Counter[str] = Counter()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=linger_ms, max_batch_size=262_144, acks=1
-        )
+        self._producer = AIOKafkaProducer(**kafka, linger_ms=linger_ms, max_batch_size=262_144, acks=1)
         self._pending: list[asyncio.Future[Any]] = []
 
     async def __aenter__(self) -> EventPublisher:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -18,11 +18,11 @@ class TopicMissing(LookupError):
 
 
 async def read_topic(
-    bootstrap: list[str], topic: str, *, from_beginning: bool, follow: bool
+    kafka: Mapping[str, Any], topic: str, *, from_beginning: bool, follow: bool
 ) -> AsyncGenerator[Any, None]:
     """Records of every partition of `topic`; without `follow`, stop at the current end."""
     install_end_offsets_probe()  # "the current end" must be the true one on the embedded broker
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)

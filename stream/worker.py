@@ -14,6 +14,7 @@ from journey.settings import Settings
 from stream.admin import verify_topics
 from stream.agents import Pipeline
 from stream.app import create_app
+from stream.connection import kafka_options
 from stream.lag import register_lag_timer
 from stream.metrics import JourneyMetrics
 from stream.topics import TopicNames
@@ -52,7 +53,7 @@ def run_worker(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     names = TopicNames(settings.topic_prefix, settings.app_id)
-    partitions = loop.run_until_complete(verify_topics(settings.bootstrap_servers, names))
+    partitions = loop.run_until_complete(verify_topics(kafka_options(settings), names))
     worker = build_worker(settings, partitions=partitions)
     if extend is not None:
         extend(worker)
