@@ -109,7 +109,7 @@ class Pipeline:
         app.agent(self.inputs, name="journey.ingest")(self._ingest)
         app.agent(self.share_joins, name="journey.links")(self._links)
 
-    async def _forget_live(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+    async def _forget_live(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # After a rebalance, any customer may have been handled elsewhere in between.
         self._live.clear()
 
