@@ -16,7 +16,7 @@ import base64
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -105,7 +105,8 @@ class Pipeline:
         self._changelogs = {
             id(table): table.changelog_topic.get_topic_name() for table in (self.customers, self.shares)
         }
-        app.on_partitions_assigned.connect(self._forget_live)
+        # mode's handler type does not admit a bound coroutine method; the call shape matches.
+        app.on_partitions_assigned.connect(cast(Any, self._forget_live))
         app.agent(self.inputs, name="journey.ingest")(self._ingest)
         app.agent(self.share_joins, name="journey.links")(self._links)
 
