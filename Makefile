@@ -21,13 +21,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install journey with its dev tools
 
-# Debian's prometheus (with promtool) for the monitoring tests. Installed only when missing,
-# and only where apt-get can run (root, or sudo without a password).
+# Debian's prometheus (with promtool) and docker-compose for the tests of deploy/.
+# Installed only when missing, and only where apt-get can run (root, or sudo -n).
+TOOLS := promtool:prometheus docker-compose:docker-compose
 tools: ## install the external tools the tests use, when missing
-	@if ! command -v promtool >/dev/null; then \
+	@missing=""; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
-	    echo "promtool is missing and apt-get needs root: install Debian's prometheus package" >&2; exit 0; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	    echo "missing Debian packages:$$missing (apt-get needs root); their tests will be skipped" >&2; exit 0; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 demo: $(STAMP) ## run the whole system with simulated journeys (Ctrl-C stops it)

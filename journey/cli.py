@@ -35,8 +35,10 @@ def load_settings() -> Settings:
         _ = settings.rates  # a broken FX file should stop us here, not at the first purchase
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "JOURNEY_" + "_".join(str(p) for p in first["loc"]).upper()
-        raise UserError(f"{name}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if first["loc"]:
+            message = "JOURNEY_" + "_".join(str(p) for p in first["loc"]).upper() + ": " + message
+        raise UserError(message) from None
     except ValueError as exc:
         raise UserError(str(exc)) from None
     return settings
@@ -57,10 +59,11 @@ def user_errors(fun: F) -> F:
 
         from journey.broker import BrokerError  # noqa: PLC0415
         from stream.admin import TopicsError  # noqa: PLC0415
+        from stream.connection import KafkaSetupError  # noqa: PLC0415
 
         try:
             return fun(*args, **kwargs)
-        except (BrokerError, TopicsError) as exc:
+        except (BrokerError, TopicsError, KafkaSetupError) as exc:
             raise UserError(str(exc)) from None
         except KafkaConnectionError:
             raise UserError(f"cannot reach the broker at {load_settings().broker_url}") from None

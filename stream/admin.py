@@ -23,8 +23,8 @@ class TopicsError(RuntimeError):
 async def partition_counts(kafka: Mapping[str, Any], topics: Iterable[str]) -> dict[str, int]:
     """Partition count of each topic that exists (missing topics are left out)."""
     consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         await consumer._client.force_metadata_update()  # noqa: SLF001  # no public way to refresh
         counts = {}
         for topic in topics:

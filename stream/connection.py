@@ -9,10 +9,22 @@ import faust
 
 from journey.settings import Settings
 
-__all__ = ["faust_credentials", "kafka_options"]
+__all__ = ["KafkaSetupError", "faust_credentials", "kafka_options"]
+
+
+class KafkaSetupError(RuntimeError):
+    """The connection settings cannot be used (e.g. an unreadable certificate)."""
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    files = {
+        "JOURNEY_SSL_CA_FILE": settings.ssl_ca_file,
+        "JOURNEY_SSL_CERT_FILE": settings.ssl_cert_file,
+        "JOURNEY_SSL_KEY_FILE": settings.ssl_key_file,
+    }
+    for name, path in files.items():
+        if path is not None and not path.is_file():
+            raise KafkaSetupError(f"cannot set up TLS: {name} names {path}, which is not a readable file")
     try:
         context = ssl.create_default_context(
             cafile=str(settings.ssl_ca_file) if settings.ssl_ca_file else None
@@ -24,7 +36,7 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
             )
     except (OSError, ssl.SSLError) as exc:
         # The message names the file and the problem, never a password.
-        raise ValueError(f"cannot set up TLS: {exc}") from None
+        raise KafkaSetupError(f"cannot set up TLS: {exc}") from None
     return context
 
 

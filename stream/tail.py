@@ -23,8 +23,8 @@ async def read_topic(
     """Records of every partition of `topic`; without `follow`, stop at the current end."""
     install_end_offsets_probe()  # "the current end" must be the true one on the embedded broker
     consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             await consumer._client.force_metadata_update()  # noqa: SLF001  # no public refresh

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +61,34 @@ async def test_publish_then_tail_the_scores(journey_env: Any, tmp_path: Path) ->
     missing = journey(env, "tail", "no-such-topic", "--from-beginning")
     assert missing.returncode == 1
     assert missing.stderr.decode().strip().endswith("does not exist on " + env["JOURNEY_BROKER"])
+
+
+async def test_worker_refuses_topics_that_are_not_co_partitioned(broker: Any, tmp_path: Path) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from stream.admin import create_topics
+    from stream.topics import TopicNames
+
+    names = TopicNames(prefix="mismatch.")
+    kafka = {"bootstrap_servers": [f"127.0.0.1:{broker.port}"]}
+    admin = AIOKafkaAdminClient(**kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(names.public("surveys"), num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    with pytest.raises(RuntimeError, match="disagree on partition counts"):
+        await create_topics(kafka, names, partitions=4, replication_factor=1)
+    env = {
+        **dict(os.environ),
+        "JOURNEY_BROKER": broker.url,
+        "JOURNEY_TOPIC_PREFIX": names.prefix,
+        "JOURNEY_DATA_DIR": str(tmp_path),
+    }
+    result = await asyncio.to_thread(journey, env, "worker", timeout=60)
+    assert result.returncode == 1
+    [line] = result.stderr.decode().strip().splitlines()
+    assert line.startswith("journey: error: co-partitioned topics disagree on partition counts")
+    assert "mismatch.surveys=2" in line and "mismatch.touchpoints=4" in line
+    checked = await asyncio.to_thread(journey, env, "topics", "check")
+    assert checked.returncode == 1 and b"mismatch.surveys=2" in checked.stderr

@@ -1,0 +1,112 @@
+"""docker-compose and Kubernetes manifests: valid, and configured only with real settings."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from journey.settings import Settings
+from tests.fixtures.tools import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+SETTINGS = {f"JOURNEY_{name.upper()}" for name in Settings.model_fields}
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def test_compose_file_is_valid_for_docker_compose() -> None:
+    compose = require_tool("docker-compose")
+    result = subprocess.run(
+        [compose, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_has_the_services_and_scales_workers() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert {"kafka", "topics", "worker", "simulator", "prometheus", "grafana"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft
+    worker = services["worker"]
+    assert "container_name" not in worker  # --scale worker=N needs unnamed containers
+    assert all(":" not in str(port) for port in worker.get("ports", []))  # no fixed host port
+    assert services["topics"]["command"] == ["topics", "create"]
+    assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_kubernetes_manifest_validates_against_the_schemas(path: Path) -> None:
+    for document in documents(path):
+        kubernetes_validate.validate(
+            document, desired_version=kubernetes_validate.latest_version(), strict=True
+        )
+
+
+def test_kustomization_lists_the_manifests() -> None:
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    assert listed == {p.name for p in MANIFESTS} - {"secret.example.yaml"}
+
+
+def test_worker_deployment_has_probes_resources_and_scrape_annotations() -> None:
+    (deployment,) = documents(K8S / "deployment.yaml")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def _compose_variables() -> set[str]:
+    names: set[str] = set()
+    for service in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"].values():
+        environment = service.get("environment") or {}
+        names |= {k for k in environment if k.startswith("JOURNEY_")}
+    return names
+
+
+def _k8s_variables() -> set[str]:
+    names: set[str] = set()
+    for path in MANIFESTS:
+        for document in documents(path):
+            for key in {**document.get("data", {}), **document.get("stringData", {})}:
+                if key.startswith("JOURNEY_"):
+                    names.add(key)
+            names |= set(re.findall(r"name: (JOURNEY_\w+)", yaml.safe_dump(document)))
+    return names
+
+
+def _image_variables() -> set[str]:
+    return set(re.findall(r"\b(JOURNEY_\w+)=", (ROOT / "deploy" / "Dockerfile").read_text()))
+
+
+def test_every_variable_in_the_deployments_is_a_setting() -> None:
+    used = _compose_variables() | _k8s_variables() | _image_variables()
+    assert used, "no JOURNEY_ variables found: the parsing is broken"
+    assert used <= SETTINGS, used - SETTINGS
+    assert {"JOURNEY_BROKER", "JOURNEY_PARTITIONS", "JOURNEY_CANONICAL_URL", "JOURNEY_SASL_PASSWORD"} <= used
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_health_check() -> None:
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert stages == ["python:3.11-slim", "python:3.11-slim"]
+    final = text.split("\nFROM ")[-1]
+    assert "USER 10001" in final and "HEALTHCHECK" in final and "/health" in final
+    assert 'ENTRYPOINT ["journey"]' in final and 'CMD ["worker"]' in final
+    assert "apt-get" not in final and "gcc" not in final
