@@ -36,8 +36,10 @@ async def wait_for_processed(worker: WorkerProcess, count: int, deadline_s: floa
     raise AssertionError(f"worker did not process {count} events in {deadline_s}s")
 
 
-async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance: Any) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance: Any, store: str) -> None:
     env = journey_env
+    env.env["JOURNEY_STORE"] = store
     worker = env.worker()
     rest = await publish_conformance(env, conformance, split=len(conformance.events) // 2)
     # Let it work through part of the first half, then kill it without warning.
