@@ -50,10 +50,19 @@ class ScoringRules:
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
-    """What one event did: `update` is the `ppp-updates` message to send, if any."""
+    """What one event did: a duplicate changes nothing; `updated` means an update is due."""
 
     duplicate: bool
-    update: dict[str, Any] | None
+    updated: bool
+
+    def update(self, state: CustomerState) -> dict[str, Any] | None:
+        """The `ppp-updates` message this event made, built only when asked for."""
+        return ppp_update(state) if self.updated else None
+
+
+_DUPLICATE = ApplyResult(duplicate=True, updated=False)
+_UNCHANGED = ApplyResult(duplicate=False, updated=False)
+_UPDATED = ApplyResult(duplicate=False, updated=True)
 
 
 def normalise_score(score: Decimal, scale: str) -> Decimal:
@@ -154,7 +163,7 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     and whenever a published score (csat, cltv, ppp, at two decimals) changes.
     """
     if event.event_id in state.seen:
-        return ApplyResult(duplicate=True, update=None)
+        return _DUPLICATE
     state.seen.add(event.event_id)
     at = to_us(event.occurred_at)
     first = state.version == 0
@@ -172,10 +181,10 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     ppp = _round(EXACT.multiply(csat, cltv))
     state.cltv_365d = _round(max(state.recent_sum, _ZERO))
     if not first and (csat, cltv, ppp) == (state.csat, state.cltv, state.ppp):
-        return ApplyResult(duplicate=False, update=None)
+        return _UNCHANGED
     state.previous_ppp = None if first else state.ppp
     state.csat, state.cltv, state.ppp = csat, cltv, ppp
     state.version += 1
     state.cause_event_id = event.event_id
     state.cause_type = event.type
-    return ApplyResult(duplicate=False, update=ppp_update(state))
+    return _UPDATED

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         description="Consumer group session timeout, seconds (a dead worker's partitions move after it).",
     )
     heartbeat_interval: float = Field(default=1.0, gt=0, description="Consumer heartbeat interval, seconds.")
+    fetch_max_wait_ms: int = Field(
+        default=10,
+        ge=1,
+        le=1500,
+        description="Longest a worker's fetch waits at the broker for new messages (latency floor).",
+    )
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag refreshes.")
     store: Literal["memory://", "rocksdb://"] = Field(
         default="memory://",

@@ -64,9 +64,17 @@ def _parse_rfc3339(value: Any) -> datetime:
     if match is None:
         raise ValueError("must be an RFC 3339 timestamp with an offset or Z")
     frac = match.group("frac") or ""
-    # fromisoformat takes at most six fractional digits; finer precision is truncated.
-    text = value[: match.start("frac")] if frac else value[: match.start("tz")]
-    text += frac[:7] + match.group("tz").upper()
+    text = value
+    if len(frac) > 7 or value[10] != "T" or value[-1] == "z":
+        # fromisoformat takes at most six fractional digits (finer ones are truncated), and
+        # RFC 3339 also allows a space or lower-case letters.
+        text = (
+            value[:10]
+            + "T"
+            + value[11 : match.start("tz") - len(frac)]
+            + frac[:7]
+            + match.group("tz").upper()
+        )
     try:
         return datetime.fromisoformat(text).astimezone(UTC)
     except ValueError as exc:
@@ -157,7 +165,7 @@ class _Event(BaseModel):
     def _drop_nulls(cls, data: Any) -> Any:
         # An optional field sent as null means "not given", as producers in most languages
         # serialise absent optionals.
-        if isinstance(data, dict):
+        if isinstance(data, dict) and None in data.values():
             return {k: v for k, v in data.items() if v is not None}
         return data
 

@@ -218,7 +218,7 @@ class Pipeline:
         if state is None:
             state = CustomerState(event.customer_id)
         result = apply_event(state, event, self.config.rules)
-        update = result.update
+        update = result.update(state)
         if result.duplicate:
             metrics.event(origin, "duplicate")
             if event.customer_id not in self._live:

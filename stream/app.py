@@ -7,6 +7,7 @@ import faust
 from journey.settings import Settings
 from stream.codecs import register_codecs
 from stream.connection import faust_credentials
+from stream.fetching import install_fetch_wait
 from stream.offsets import install_end_offsets_probe
 
 __all__ = ["create_app"]
@@ -16,6 +17,7 @@ def create_app(settings: Settings, *, partitions: int) -> faust.App:
     """A Faust app for one worker; `partitions` is the topics' actual partition count."""
     register_codecs()
     install_end_offsets_probe()
+    install_fetch_wait(settings.fetch_max_wait_ms)
     return faust.App(
         f"{settings.topic_prefix}{settings.app_id}",
         broker=settings.broker_url,

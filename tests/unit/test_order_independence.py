@@ -24,8 +24,9 @@ def fold(events: list[Event], rules: ScoringRules = RULES) -> tuple[CustomerStat
     updates = []
     for event in events:
         result = apply_event(state, event, rules)
-        if result.update:
-            updates.append(result.update)
+        update = result.update(state)
+        if update:
+            updates.append(update)
     return state, updates
 
 

@@ -53,7 +53,7 @@ def buy(amount: str, currency: str = "USD", at: datetime = T, kind: str = "purch
 
 def run(*events: Event, rules: ScoringRules = RULES) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     state = CustomerState("c")
-    updates = [u for e in events if (u := apply_event(state, e, rules).update)]
+    updates = [u for e in events if (u := apply_event(state, e, rules).update(state))]
     return state.view(), updates
 
 
@@ -157,13 +157,11 @@ def test_ppp_is_the_product_of_published_scores_rounded_half_even() -> None:
 def test_updates_come_on_the_first_event_and_on_changes_only() -> None:
     first = touch(moment="zmot")
     state = CustomerState("c")
-    result = apply_event(state, first, RULES)
-    assert (
-        result.update is not None and result.update["version"] == 1 and result.update["previous_ppp"] is None
-    )
-    assert apply_event(state, touch(moment="fmot", at=T + timedelta(hours=1)), RULES).update is None
+    result = apply_event(state, first, RULES).update(state)
+    assert result is not None and result["version"] == 1 and result["previous_ppp"] is None
+    assert apply_event(state, touch(moment="fmot", at=T + timedelta(hours=1)), RULES).update(state) is None
     assert apply_event(state, first, RULES).duplicate
-    update = apply_event(state, buy("10"), RULES).update
+    update = apply_event(state, buy("10"), RULES).update(state)
     assert update is not None and update["version"] == 2 and update["cltv"] == 10.0
     assert update["moments"] == {"zmot": 1, "fmot": 1, "smot": 0, "umot": 0}
     assert update["as_of"] == "2026-06-01T13:00:00.000000Z"
