@@ -40,7 +40,6 @@ from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from stream.admin import create_topics
-from stream.publisher import EventPublisher
 from stream.topics import INPUT_TOPICS, TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +49,7 @@ TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
 
 
 def log(message: str) -> None:
-    print(message, flush=True)  # noqa: T201
+    print(message, flush=True)
 
 
 def workload(count: int) -> list[dict[str, Any]]:
@@ -109,7 +108,7 @@ async def raw_passthrough(kafka: dict[str, Any], messages: list[tuple[str, bytes
 
 def metric(port: int, name: str) -> float:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
     except OSError:
         return 0.0
@@ -118,7 +117,7 @@ def metric(port: int, name: str) -> float:
 
 def assigned(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
             return bool(json.loads(response.read())["assigned"])
     except OSError:
         return False
@@ -248,7 +247,7 @@ def replay_rate(events: list[dict[str, Any]]) -> tuple[float, float]:
 def memory_per_customer(customers: int) -> float:
     """Bytes held per customer after a typical short journey (6 events: every type)."""
     rules = ScoringRules(rates=load_rates(RATES, "USD"))
-    template = [e for e in JourneySimulator(seed=1, customers=50, currencies=["USD"]).events(400)]
+    template = list(JourneySimulator(seed=1, customers=50, currencies=["USD"]).events(400))
     kinds = {e["type"]: e for e in template}
     journey = [
         kinds["touchpoint"],

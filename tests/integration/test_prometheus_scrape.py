@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -25,8 +26,13 @@ RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.y
 
 def query(port: int, expr: str) -> float | None:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=5) as response:
-        result = json.loads(response.read())["data"]["result"]
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            result = json.loads(response.read())["data"]["result"]
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:  # listening, but still starting up
+            return None
+        raise
     return float(result[0]["value"][1]) if result else None
 
 
