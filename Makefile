@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools demo test lint typecheck format unit integration deploy-check clean
+.PHONY: help install tools demo test lint typecheck format unit integration deploy-check bench soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,3 +62,6 @@ test: tools lint typecheck ## everything CI runs: lint, types, unit and integrat
 
 clean: ## remove the virtualenv, caches and local data
 	rm -rf $(VENV) .journey-data .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+bench: $(STAMP) ## benchmark: raw aiokafka vs journey vs replay, latency, memory (prints ratios)
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)

@@ -67,8 +67,11 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     key: str | None
+    key_encoding: Literal["utf-8", "base64"] = "utf-8"
     value: str
     value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    value_truncated: bool = Field(default=False, description="the value was cut at 256 KiB")
+    value_bytes: int | None = Field(default=None, description="the original size, when cut")
     error: str
     received_at: str
 

@@ -1,0 +1,267 @@
+"""Proven under faults: killed workers, a takeover, and hostile input, compared with replay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from journey.customer import CustomerState
+from journey.money import load_rates
+from journey.scoring import ScoringRules, apply_event
+from journey.simulate import JourneySimulator
+from schemas.decode import parse_event
+from schemas.outputs import DeadLetter
+from tests.fixtures.broker import WorkerProcess
+from tests.integration.helpers import TOPIC_OF_TYPE, latest_by_key, metric_sum, metric_values, versions_by_key
+from tests.unit.test_order_independence import join_all
+
+pytestmark = pytest.mark.integration
+FX = Path(__file__).resolve().parents[2] / "deploy" / "fx-rates.json"
+
+
+def seeded_workload(
+    count: int, seed: int
+) -> tuple[list[bytes], dict[str, dict[str, Any]], set[tuple[str, str, str]]]:
+    """Events (JSON), the replayed states without version, and the links they must make."""
+    rates = load_rates(FX, "USD")
+    events = list(
+        JourneySimulator(seed=seed, customers=count // 5, currencies=sorted(rates.rates)).events(count)
+    )
+    raws = [json.dumps(e).encode() for e in events]
+    parsed = [parse_event(raw, expected_type=None, currencies=rates) for raw in raws]
+    rules = ScoringRules(rates=rates)
+    states: dict[str, CustomerState] = {}
+    for event in parsed:
+        apply_event(states.setdefault(event.customer_id, CustomerState(event.customer_id)), event, rules)
+    views = {cid: {k: v for k, v in s.view().items() if k != "version"} for cid, s in states.items()}
+    links, _ = join_all(parsed)
+    return raws, views, links
+
+
+async def produce_events(env: Any, raws: list[bytes], *, miskey_every: int = 17) -> None:
+    messages = []
+    for index, raw in enumerate(raws):
+        event = json.loads(raw)
+        key = (
+            event["customer_id"].encode()
+            if index % miskey_every
+            else b"wrong-" + event["customer_id"].encode()
+        )
+        messages.append((env.names.public(TOPIC_OF_TYPE[event["type"]]), key, raw))
+    await env.produce(messages)
+
+
+def processed(worker: WorkerProcess) -> float:
+    status, text = worker.get("/metrics")
+    return metric_sum(metric_values(text), "journey_events_total") if status == 200 else 0.0
+
+
+async def wait_until_quiet(
+    workers: list[WorkerProcess], expected: dict[str, dict[str, Any]], deadline_s: float
+) -> None:
+    """Every customer's HTTP state (asked of any live worker) equals replay, but for version."""
+    deadline = time.monotonic() + deadline_s
+    pending = set(expected)
+    while pending and time.monotonic() < deadline:
+        worker = workers[0]
+        for customer_id in sorted(pending):
+            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+            if status == 200 and {k: v for k, v in body.items() if k != "version"} == expected[customer_id]:
+                pending.discard(customer_id)
+        if pending:
+            await asyncio.sleep(1)
+    assert not pending, f"{len(pending)} customers differ from replay, e.g. {sorted(pending)[:3]}"
+
+
+async def check_outputs(
+    env: Any, expected: dict[str, dict[str, Any]], links: set[tuple[str, str, str]]
+) -> None:
+    updates = await env.read_topic(env.names.ppp_updates)
+    latest = latest_by_key(updates)
+    assert set(latest) == set(expected)
+    for customer_id, state in expected.items():
+        got = latest[customer_id]
+        assert (got["csat"], got["cltv"], got["ppp"]) == (state["csat"], state["cltv"], state["ppp"]), (
+            customer_id
+        )
+    for customer_id, versions in versions_by_key(updates).items():
+        assert all(b >= a for a, b in pairwise(versions)), (customer_id, versions)
+    made = [json.loads(r.value) for r in await env.read_topic(env.names.referral_links)]
+    triples = [(m["share_id"], m["referrer_id"], m["referred_id"]) for m in made]
+    assert sorted(triples) == sorted(links), "each referral link exactly once"
+
+
+async def test_crash_equivalence_with_three_sigkills(journey_env: Any) -> None:
+    env = journey_env
+    env.env["JOURNEY_FX_RATES"] = str(FX)
+    raws, expected, links = seeded_workload(20_000, seed=7)
+    await produce_events(env, raws)
+    chooser = random.Random(7)
+    kill_points = sorted(chooser.uniform(0.1, 0.8) * len(raws) for _ in range(3))
+    worker = env.worker()
+    for point in kill_points:
+        deadline = time.monotonic() + 120
+        while processed(worker) < point and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        worker.kill()
+        worker = env.worker()
+    await wait_until_quiet([worker], expected, deadline_s=240)
+    await check_outputs(env, expected, links)
+
+
+async def test_survivor_takes_over_a_killed_workers_partitions(journey_env: Any) -> None:
+    env = journey_env
+    env.env["JOURNEY_FX_RATES"] = str(FX)
+    raws, expected, links = seeded_workload(10_000, seed=11)
+    first, second = env.worker(), env.worker()
+    touchpoints = env.names.public("touchpoints")
+
+    def owned(worker: WorkerProcess) -> set[int]:
+        status, health = worker.get("/health")
+        return set(health["assigned"].get(touchpoints, [])) if status == 200 else set()
+
+    deadline = time.monotonic() + 60
+    while not (owned(first) and owned(second)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert owned(first) and owned(second), "the two workers never shared the partitions"
+    await produce_events(env, raws)
+    while processed(first) + processed(second) < len(raws) / 3:
+        await asyncio.sleep(0.05)
+    first.kill()
+    killed_at = time.monotonic()
+    while owned(second) != set(range(env.partitions)):
+        assert time.monotonic() - killed_at < 60, "no takeover within a minute"
+        await asyncio.sleep(0.1)
+    takeover = time.monotonic() - killed_at
+    print(
+        f"takeover after SIGKILL: {takeover:.1f} s (session timeout {env.env['JOURNEY_SESSION_TIMEOUT']} s)"
+    )
+    assert takeover < 20
+    await wait_until_quiet([second], expected, deadline_s=180)
+    await check_outputs(env, expected, links)
+
+
+def nasty_corpus() -> list[tuple[str, bytes]]:
+    good = {"event_id": "n", "customer_id": "nasty", "occurred_at": "2026-01-01T00:00:00Z", "score": 5}
+    cases = [
+        b"\xff\xfe\xfa not utf-8",
+        b'{"event_id": "x", "channel": "' + b"x" * 5_000_000 + b'"}',
+        b"[" * 10_000 + b"]" * 10_000,
+        b'{"score": NaN}',
+        b'{"score": Infinity}',
+        json.dumps({**good, "score": int("9" * 400)}).encode(),
+        json.dumps({**good, "score": "high"}).encode(),
+        json.dumps({**good, "event_id": 12}).encode(),
+        json.dumps({k: v for k, v in good.items() if k != "occurred_at"}).encode(),
+        json.dumps({**good, "occurred_at": "2026-01-01T00:00:00"}).encode(),
+        b"",
+        b"null",
+        b'"just a string"',
+    ]
+    purchase = {
+        "event_id": "p",
+        "customer_id": "nasty",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "order_id": "o",
+        "currency": "USD",
+    }
+    purchases = [
+        b'{"event_id": "p", "customer_id": "nasty", "occurred_at": "2026-01-01T00:00:00Z", "order_id": "o", '
+        b'"currency": "USD", "amount": 1e308}',
+        json.dumps({**purchase, "amount": "1e308"}).encode(),
+        json.dumps({**purchase, "amount": True}).encode(),
+    ]
+    return [("surveys", raw) for raw in cases] + [("purchases", raw) for raw in purchases]
+
+
+async def test_hostile_input_lands_in_dead_letters_once_and_the_worker_stays_well(journey_env: Any) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    env = journey_env
+    bad = nasty_corpus()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(
+        st.one_of(
+            st.binary(max_size=200),
+            st.dictionaries(
+                st.text(max_size=8),
+                st.recursive(
+                    st.none() | st.booleans() | st.floats() | st.text(max_size=20),
+                    lambda inner: (
+                        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+                    ),
+                    max_leaves=8,
+                ),
+                max_size=5,
+            ).map(lambda d: json.dumps(d).encode()),
+        )
+    )
+    def collect(raw: bytes) -> None:
+        bad.append(("touchpoints", raw))
+
+    collect()
+    good = [
+        (
+            "surveys",
+            json.dumps(
+                {
+                    "event_id": f"g{i}",
+                    "customer_id": f"good-{i % 7}",
+                    "occurred_at": "2026-01-01T00:00:00Z",
+                    "score": 1 + i % 10,
+                }
+            ).encode(),
+        )
+        for i in range(50)
+    ]
+    worker = env.worker()
+    assert worker.process is not None
+    rss_before = _rss_kb(worker.process.pid)
+    messages = [(env.names.public(topic), b"k", raw) for topic, raw in bad + good]
+    random.Random(3).shuffle(messages)
+    await _produce_large(env, messages)
+    deadline = time.monotonic() + 120
+    while processed(worker) < len(messages) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    values = metric_values(worker.get("/metrics")[1])
+    assert metric_sum(values, "journey_events_total", outcome="processed") == len(good)
+    assert metric_sum(values, "journey_events_total", outcome="invalid") == len(bad)
+    letters = [DeadLetter.model_validate_json(r.value) for r in await env.read_topic(env.names.dead_letters)]
+    assert len(letters) == len(bad)
+    assert len({(letter.topic, letter.partition, letter.offset) for letter in letters}) == len(bad)
+    assert all(letter.error for letter in letters)
+    assert any(letter.value_truncated for letter in letters)
+    status, _ = worker.get("/health")
+    assert status == 200
+    for i in range(7):
+        assert worker.get(f"/customers/good-{i}")[0] == 200
+    # A 5 MB message is rejected by size before parsing; the worker does not keep it.
+    assert _rss_kb(worker.process.pid) - rss_before < 150_000
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _produce_large(env: Any, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=env.bootstrap, max_request_size=8_000_000)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
