@@ -65,3 +65,6 @@ clean: ## remove the virtualenv, caches and local data
 
 bench: $(STAMP) ## benchmark: raw aiokafka vs journey vs replay, latency, memory (prints ratios)
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+soak: $(STAMP) ## 15 minutes at a steady rate: memory, lag and p99 sampled (SOAK_ARGS=--minutes 1)
+	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
