@@ -50,6 +50,22 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
     return options(settings)
 
 
+def _create_topics(settings: Settings) -> list[str]:
+    """Create what is missing of journey's topics; the names created."""
+    from stream.admin import create_topics  # noqa: PLC0415
+    from stream.topics import TopicNames  # noqa: PLC0415
+
+    names = TopicNames(settings.topic_prefix, settings.app_id)
+    return asyncio.run(
+        create_topics(
+            kafka_options(settings),
+            names,
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+        )
+    )
+
+
 def user_errors(fun: F) -> F:
     """Turn the errors a user can cause into one-line messages instead of tracebacks."""
 
@@ -105,8 +121,6 @@ def up(demo: bool, rate: float, seed: int) -> None:
     """Run the whole system on this machine: broker (embedded unless JOURNEY_BROKER is set),
     topics and one worker with its HTTP interface. Stop with Ctrl-C or SIGTERM."""
     from journey.broker import EmbeddedBroker  # noqa: PLC0415
-    from stream.admin import create_topics  # noqa: PLC0415
-    from stream.topics import TopicNames  # noqa: PLC0415
     from stream.worker import Worker, run_worker  # noqa: PLC0415
 
     settings = load_settings()
@@ -119,15 +133,7 @@ def up(demo: bool, rate: float, seed: int) -> None:
             click.echo(f"starting the embedded broker on 127.0.0.1:{settings.embedded_port} ...")
             broker.start()
             settings = settings.model_copy(update={"broker": broker.url})
-        names = TopicNames(settings.topic_prefix, settings.app_id)
-        created = asyncio.run(
-            create_topics(
-                kafka_options(settings),
-                names,
-                partitions=settings.partitions,
-                replication_factor=settings.replication_factor,
-            )
-        )
+        created = _create_topics(settings)
         made = f"{len(created)} topics created, {settings.partitions} partitions"
         click.echo(f"broker   {settings.broker_url}  ({made})")
         click.echo(f"worker   {settings.web_url}/customers/<customer_id>")
@@ -420,22 +426,14 @@ def topics() -> None:
 def topics_create() -> None:
     """Create the missing topics (JOURNEY_PARTITIONS, JOURNEY_REPLICATION_FACTOR; ppp-updates
     and the changelogs compacted), then check them all."""
-    from stream.admin import create_topics  # noqa: PLC0415
     from stream.topics import TopicNames  # noqa: PLC0415
 
     settings = load_settings()
-    names = TopicNames(settings.topic_prefix, settings.app_id)
-    created = asyncio.run(
-        create_topics(
-            kafka_options(settings),
-            names,
-            partitions=settings.partitions,
-            replication_factor=settings.replication_factor,
-        )
-    )
+    created = _create_topics(settings)
     for name in created:
         click.echo(f"created {name}")
-    click.echo(f"{len(names.all)} topics ready on {settings.broker_url} ({settings.partitions} partitions)")
+    total = len(TopicNames(settings.topic_prefix, settings.app_id).all)
+    click.echo(f"{total} topics ready on {settings.broker_url} ({settings.partitions} partitions)")
 
 
 @topics.command("check")

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.events import Event
 from schemas.outputs import PppUpdate, ReferralLink
 from schemas.wire import event_json
+from stream.connection import start_client
 from stream.tail import read_topic
 from stream.topics import INPUT_TOPICS, TopicNames
 
@@ -42,11 +43,7 @@ class JourneyProducer:
         self._producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(broker), **options)
 
     async def __aenter__(self) -> JourneyProducer:
-        try:
-            await self._producer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
+        await start_client(self._producer)
         return self
 
     async def __aexit__(

@@ -9,7 +9,7 @@ import faust
 
 from journey.settings import Settings
 
-__all__ = ["KafkaSetupError", "faust_credentials", "kafka_options"]
+__all__ = ["KafkaSetupError", "faust_credentials", "kafka_options", "start_client"]
 
 
 class KafkaSetupError(RuntimeError):
@@ -72,3 +72,12 @@ def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | Non
         ssl_context=context,
     )
     return credentials
+
+
+async def start_client(client: Any) -> None:
+    """Start an aiokafka client; if that fails, stop it before raising, so nothing leaks."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise

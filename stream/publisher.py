@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from stream.connection import start_client
 from stream.topics import INPUT_TOPICS, TopicNames
 
 __all__ = ["EventPublisher"]
@@ -29,11 +30,7 @@ class EventPublisher:
         self._pending: list[asyncio.Future[Any]] = []
 
     async def __aenter__(self) -> EventPublisher:
-        try:
-            await self._producer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
+        await start_client(self._producer)
         return self
 
     async def __aexit__(

@@ -228,7 +228,7 @@ async def test_hostile_input_lands_in_dead_letters_once_and_the_worker_stays_wel
     rss_before = _rss_kb(worker.process.pid)
     messages = [(env.names.public(topic), b"k", raw) for topic, raw in bad + good]
     random.Random(3).shuffle(messages)
-    await _produce_large(env, messages)
+    await env.produce(messages, max_request_size=8_000_000)
     deadline = time.monotonic() + 120
     while processed(worker) < len(messages) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
@@ -253,15 +253,3 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-async def _produce_large(env: Any, messages: list[tuple[str, bytes | None, bytes]]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=env.bootstrap, max_request_size=8_000_000)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
