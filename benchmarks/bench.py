@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from journey.broker import EmbeddedBroker, free_port
-from journey.customer import CustomerState
+from journey.customer import CustomerState, encode_state
 from journey.event_files import FileLine
 from journey.money import load_rates
 from journey.replay import replay
@@ -245,7 +245,8 @@ def replay_rate(events: list[dict[str, Any]]) -> tuple[float, float]:
 
 
 def memory_per_customer(customers: int) -> float:
-    """Bytes held per customer after a typical short journey (6 events: every type)."""
+    """Bytes a worker holds per customer after a typical short journey (6 events, every type):
+    the table entry (customer_id -> encoded state) and its place in the set of live customers."""
     rules = ScoringRules(rates=load_rates(RATES, "USD"))
     template = list(JourneySimulator(seed=1, customers=50, currencies=["USD"]).events(400))
     kinds = {e["type"]: e for e in template}
@@ -260,16 +261,19 @@ def memory_per_customer(customers: int) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    states: dict[str, CustomerState] = {}
+    held: dict[str, bytes] = {}
+    live: set[str] = set()
     for number in range(customers):
         customer_id = f"cust-{number:08d}"
-        state = states[customer_id] = CustomerState(customer_id)
+        state = CustomerState(customer_id)
         for index, template_event in enumerate(journey):
             data = {**template_event, "customer_id": customer_id, "event_id": f"ev-{number:08d}-{index}"}
             if "share_id" in data:
                 data["share_id"] = f"share-{number:08d}"
             event = parse_event(json.dumps(data).encode(), expected_type=None, currencies=rules.rates)
             apply_event(state, event, rules)
+        held[customer_id] = encode_state(state)
+        live.add(customer_id)
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()

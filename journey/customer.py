@@ -115,29 +115,33 @@ def _unpairs(items: list[list[Any]]) -> list[tuple[int, Decimal]]:
 def encode_state(state: CustomerState) -> bytes:
     """Compact JSON for the table's changelog; heaps are stored in heap order."""
     latest = state.latest_survey
-    return orjson.dumps(
-        {
-            "c": state.customer_id,
-            "e": sorted(state.seen),
-            "t": [state.first_us, state.last_us],
-            "n": [state.surveys, state.purchases, state.refunds, *state.moments],
-            "ws": _pairs(state.window_surveys),
-            "ls": None if latest is None else [latest[0], latest[1], str(latest[2])],
-            "se": _pairs(state.sentiments),
-            "ln": str(state.lifetime_net),
-            "rm": _pairs(state.recent_money),
-            "p": [
-                state.version,
-                str(state.csat),
-                str(state.cltv),
-                str(state.cltv_365d),
-                str(state.ppp),
-                state.cause_event_id,
-                state.cause_type,
-                None if state.previous_ppp is None else str(state.previous_ppp),
-            ],
-        }
-    )
+    # orjson's result keeps its growth buffer (about 4 KB here); states are held for long,
+    # so they are held as an exact-size copy.
+    return memoryview(
+        orjson.dumps(
+            {
+                "c": state.customer_id,
+                "e": sorted(state.seen),
+                "t": [state.first_us, state.last_us],
+                "n": [state.surveys, state.purchases, state.refunds, *state.moments],
+                "ws": _pairs(state.window_surveys),
+                "ls": None if latest is None else [latest[0], latest[1], str(latest[2])],
+                "se": _pairs(state.sentiments),
+                "ln": str(state.lifetime_net),
+                "rm": _pairs(state.recent_money),
+                "p": [
+                    state.version,
+                    str(state.csat),
+                    str(state.cltv),
+                    str(state.cltv_365d),
+                    str(state.ppp),
+                    state.cause_event_id,
+                    state.cause_type,
+                    None if state.previous_ppp is None else str(state.previous_ppp),
+                ],
+            }
+        )
+    ).tobytes()
 
 
 def decode_state(raw: bytes) -> CustomerState:

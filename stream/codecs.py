@@ -1,24 +1,14 @@
-"""Faust codecs for journey's table values: compact JSON written by the pure core's encoders."""
+"""The Faust codec of the share-join table: compact JSON written by the pure core's encoder."""
 
 from __future__ import annotations
 
 from faust.serializers import codecs
 
-from journey.customer import CustomerState, decode_state, encode_state
 from journey.referrals import ShareJoin, decode_join, encode_join
 
-__all__ = ["CUSTOMER_CODEC", "SHARE_JOIN_CODEC", "register_codecs"]
+__all__ = ["SHARE_JOIN_CODEC", "register_codecs"]
 
-CUSTOMER_CODEC = "journey-customer"
 SHARE_JOIN_CODEC = "journey-share-join"
-
-
-class _CustomerCodec(codecs.Codec):
-    def _dumps(self, obj: CustomerState) -> bytes:
-        return encode_state(obj)
-
-    def _loads(self, s: bytes) -> CustomerState:
-        return decode_state(s)
 
 
 class _ShareJoinCodec(codecs.Codec):
@@ -30,5 +20,4 @@ class _ShareJoinCodec(codecs.Codec):
 
 
 def register_codecs() -> None:
-    codecs.register(CUSTOMER_CODEC, _CustomerCodec())
     codecs.register(SHARE_JOIN_CODEC, _ShareJoinCodec())

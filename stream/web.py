@@ -8,7 +8,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from journey.customer import CustomerState
+from journey.customer import decode_state
 from stream.metrics import JourneyMetrics
 
 __all__ = ["register_views"]
@@ -20,10 +20,10 @@ def register_views(app: faust.App, customers: Any, metrics: JourneyMetrics) -> N
     @app.page("/customers/{customer_id}")
     @app.table_route(table=customers, match_info="customer_id")
     async def customer(web: View, request: Request, customer_id: str) -> Response:
-        state: CustomerState | None = customers.get(customer_id)
-        if state is None:
+        held: bytes | None = customers.get(customer_id)
+        if held is None:
             return web.json({"error": f"unknown customer {customer_id!r}"}, status=404)
-        return web.json(state.view())
+        return web.json(decode_state(held).view())
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
