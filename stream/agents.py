@@ -104,9 +104,6 @@ class Pipeline:
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
         # Customers whose update this process has sent (see `_score`); a name per customer.
         self._live: set[str] = set()
-        self._changelogs = {
-            id(table): table.changelog_topic.get_topic_name() for table in (self.customers, self.shares)
-        }
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
         app.on_partitions_assigned.connect(cast(Any, self._forget_live))
         app.agent(self.inputs, name="journey.ingest")(self._ingest)
@@ -209,7 +206,8 @@ class Pipeline:
         commit flushes to the broker first.
         """
         table.data[key] = value
-        await self._send(self._changelogs[id(table)], key.encode("utf-8"), encoded, partition=partition)
+        changelog = table.changelog_topic.get_topic_name()
+        await self._send(changelog, key.encode("utf-8"), encoded, partition=partition)
 
     async def _score(self, event: Event, origin: str, key: bytes, partition: int) -> None:
         metrics = self.metrics
