@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from itertools import pairwise
 from typing import Any
 
@@ -100,10 +101,17 @@ async def test_conformance_events_through_one_worker(journey_env: Any, conforman
         received.append((letter.topic, raw))
     assert sorted(received) == sent
 
-    await asyncio.sleep(1.5)  # one lag refresh
-    status, text = worker.get("/metrics")
-    assert status == 200
-    values = metric_values(text)
+    # Lag comes from committed offsets (committed every second) and is refreshed every second.
+    deadline = time.monotonic() + 20
+    while True:
+        status, text = worker.get("/metrics")
+        assert status == 200
+        values = metric_values(text)
+        lag_series = [k for k in values if k[0] == "journey_consumer_lag"]
+        if (lag_series and metric_sum(values, "journey_consumer_lag") == 0) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert lag_series, "no journey_consumer_lag series"
     assert metric_sum(values, "journey_events_total", outcome="processed") == 500
     assert metric_sum(values, "journey_events_total", outcome="duplicate") == 50
     assert metric_sum(values, "journey_events_total", outcome="invalid") == len(conformance.bad_messages)
