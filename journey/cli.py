@@ -50,6 +50,11 @@ def kafka_options(settings: Settings) -> dict[str, Any]:
     return options(settings)
 
 
+def _self_command() -> str:
+    """How the user can run journey again: `.venv/bin/journey` when that is how it started."""
+    return sys.argv[0] if sys.argv[0].endswith("journey") else "journey"
+
+
 def _create_topics(settings: Settings) -> list[str]:
     """Create what is missing of journey's topics; the names created."""
     from stream.admin import create_topics  # noqa: PLC0415
@@ -140,7 +145,7 @@ def up(demo: bool, rate: float, seed: int) -> None:
         click.echo(f"health   {settings.web_url}/health")
         click.echo(f"metrics  {settings.web_url}/metrics")
         click.echo(
-            "scores   journey tail ppp-updates --follow   (links: referral-links, rejects: dead-letters)"
+            f"scores   {_self_command()} tail ppp-updates --follow   (links: referral-links, rejects: dead-letters)"
         )
         extend: Callable[[Worker], None] | None = None
         if demo:
