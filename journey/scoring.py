@@ -21,7 +21,6 @@ from schemas.events import Event, Purchase, Share, Survey, Touchpoint
 __all__ = ["DAY_US", "ApplyResult", "ScoringRules", "apply_event", "normalise_score", "ppp_update"]
 
 DAY_US = 86_400_000_000
-_ZERO = ZERO
 _ONE = Decimal(1)
 _TEN = Decimal(10)
 _NINE_TENTHS = Decimal("0.9")
@@ -127,13 +126,13 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
 
 def _csat(state: CustomerState, rules: ScoringRules) -> Decimal:
     if state.surveys == 0 or state.latest_survey is None:
-        return _ZERO
+        return ZERO
     if state.window_surveys:
         reported = EXACT.divide(state.window_survey_sum, Decimal(len(state.window_surveys)))
     else:
         reported = state.latest_survey[2]
     sentiment = (
-        EXACT.divide(state.sentiment_sum, Decimal(len(state.sentiments))) if state.sentiments else _ZERO
+        EXACT.divide(state.sentiment_sum, Decimal(len(state.sentiments))) if state.sentiments else ZERO
     )
     blended = EXACT.add(reported, EXACT.multiply(rules.sentiment_weight, sentiment))
     return _round(min(max(blended, _ONE), _TEN))
@@ -177,9 +176,9 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     _fold_in(state, event, at, rules)
 
     csat = _csat(state, rules)
-    cltv = _round(max(state.lifetime_net, _ZERO))
+    cltv = _round(max(state.lifetime_net, ZERO))
     ppp = _round(EXACT.multiply(csat, cltv))
-    state.cltv_365d = _round(max(state.recent_sum, _ZERO))
+    state.cltv_365d = _round(max(state.recent_sum, ZERO))
     if not first and (csat, cltv, ppp) == (state.csat, state.cltv, state.ppp):
         return _UNCHANGED
     state.previous_ppp = None if first else state.ppp
