@@ -39,12 +39,11 @@ from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from stream.admin import create_topics
-from stream.topics import INPUT_TOPICS, TopicNames
+from stream.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = ROOT / "deploy" / "fx-rates.json"
 PARTITIONS = 4
-TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
 
 
 def log(message: str) -> None:
@@ -146,10 +145,7 @@ async def journey_throughput(
     await create_topics(kafka, names, partitions=PARTITIONS, replication_factor=1)
     await produce(
         kafka,
-        [
-            (names.public(TOPIC_OF_TYPE[e["type"]]), e["customer_id"].encode(), json.dumps(e).encode())
-            for e in events
-        ],
+        [(names.for_type(e["type"]), e["customer_id"].encode(), json.dumps(e).encode()) for e in events],
     )
     port = free_port()
     worker = start_worker(broker, names.prefix, port, tmp)
@@ -205,7 +201,7 @@ async def latency(
                 await asyncio.sleep(delay)
             sent_at[event["event_id"]] = time.perf_counter()
             await producer.send(
-                names.public(TOPIC_OF_TYPE[event["type"]]),
+                names.for_type(event["type"]),
                 json.dumps(event).encode(),
                 key=event["customer_id"].encode(),
             )

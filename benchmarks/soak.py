@@ -27,11 +27,10 @@ from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from stream.admin import create_topics
-from stream.topics import INPUT_TOPICS, TopicNames
+from stream.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = ROOT / "deploy" / "fx-rates.json"
-TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -119,9 +118,7 @@ async def main() -> None:
                     event: dict[str, Any] = next(events)
                     raw = json.dumps(event).encode()
                     sent.append(raw)
-                    await producer.send(
-                        names.public(TOPIC_OF_TYPE[event["type"]]), raw, key=event["customer_id"].encode()
-                    )
+                    await producer.send(names.for_type(event["type"]), raw, key=event["customer_id"].encode())
                 if time.monotonic() >= next_sample:
                     next_sample += args.sample
                     values = await asyncio.to_thread(scrape, port)

@@ -311,9 +311,7 @@ def publish(files: tuple[Path, ...], event_type: str | None, strict: bool, dry_r
         async with EventPublisher(kafka_options(settings), names) as publisher:
             for line in valid:
                 assert line.event is not None
-                await publisher.send(
-                    {"type": line.event.type, "customer_id": line.event.customer_id}, raw=line.raw
-                )
+                await publisher.send_raw(line.event.type, line.event.customer_id, line.raw)
                 progress.advance()
             await publisher.flush()
         progress.done()

@@ -21,11 +21,9 @@ from schemas.outputs import PppUpdate, ReferralLink
 from schemas.wire import event_json
 from stream.connection import start_client
 from stream.tail import read_topic
-from stream.topics import INPUT_TOPICS, TopicNames
+from stream.topics import TopicNames
 
 __all__ = ["JourneyConsumer", "JourneyProducer"]
-
-_TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
 
 
 def _bootstrap(broker: str) -> list[str]:
@@ -53,7 +51,7 @@ class JourneyProducer:
 
     async def send(self, event: Event) -> None:
         """Send one event and wait until the broker has it."""
-        topic = self._names.public(_TOPIC_OF_TYPE[event.type])
+        topic = self._names.for_type(event.type)
         await self._producer.send_and_wait(topic, event_json(event), key=event.customer_id.encode())
 
 

@@ -13,11 +13,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream.connection import start_client
-from stream.topics import INPUT_TOPICS, TopicNames
+from stream.topics import TopicNames
 
 __all__ = ["EventPublisher"]
-
-_TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
 
 
 class EventPublisher:
@@ -42,14 +40,14 @@ class EventPublisher:
         finally:
             await self._producer.stop()
 
-    def topic_for(self, event: dict[str, Any]) -> str:
-        return self.names.public(_TOPIC_OF_TYPE[event["type"]])
+    async def send(self, event: dict[str, Any]) -> None:
+        """Queue one event dict (with `type`)."""
+        await self.send_raw(event["type"], str(event["customer_id"]), orjson.dumps(event))
 
-    async def send(self, event: dict[str, Any], *, raw: bytes | None = None) -> None:
-        """Queue one event; `raw` sends those exact bytes instead of re-encoding `event`."""
-        topic = self.topic_for(event)
-        value = raw if raw is not None else orjson.dumps(event)
-        self._pending.append(await self._producer.send(topic, value, key=str(event["customer_id"]).encode()))
+    async def send_raw(self, event_type: str, customer_id: str, raw: bytes) -> None:
+        """Queue the exact bytes of one event of `event_type`, keyed by its customer_id."""
+        topic = self.names.for_type(event_type)
+        self._pending.append(await self._producer.send(topic, raw, key=customer_id.encode()))
         self.sent[topic] += 1
         if len(self._pending) >= 10_000:
             await self.flush()

@@ -14,6 +14,8 @@ INPUT_TOPICS: dict[str, str] = {
     "shares": "share",
 }
 
+_TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
+
 
 @dataclass(frozen=True, slots=True)
 class TopicNames:
@@ -24,6 +26,10 @@ class TopicNames:
 
     def public(self, base: str) -> str:
         return f"{self.prefix}{base}"
+
+    def for_type(self, event_type: str) -> str:
+        """The input topic that carries events of `event_type`."""
+        return self.public(_TOPIC_OF_TYPE[event_type])
 
     @property
     def inputs(self) -> dict[str, str]:

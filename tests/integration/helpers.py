@@ -11,11 +11,9 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.topics import INPUT_TOPICS, TopicNames
+from stream.topics import TopicNames
 from tests.fixtures.broker import WorkerProcess
 from tests.fixtures.conformance import state_mismatches
-
-TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -33,7 +31,7 @@ def conformance_traffic(
     misplaced: list[tuple[str, int, bytes, bytes]] = []
     wrong = 0
     for index, (event, raw) in enumerate(zip(events, raw_lines, strict=True)):
-        topic = names.public(TOPIC_OF_TYPE[event["type"]])
+        topic = names.for_type(event["type"])
         key = event["customer_id"].encode()
         if index % 13 == 3:
             keyed.append((topic, None, raw))

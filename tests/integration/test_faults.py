@@ -19,7 +19,7 @@ from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from schemas.outputs import DeadLetter
 from tests.fixtures.broker import WorkerProcess
-from tests.integration.helpers import TOPIC_OF_TYPE, latest_by_key, metric_sum, metric_values, versions_by_key
+from tests.integration.helpers import latest_by_key, metric_sum, metric_values, versions_by_key
 from tests.unit.test_order_independence import join_all
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ async def produce_events(env: Any, raws: list[bytes], *, miskey_every: int = 17)
             if index % miskey_every
             else b"wrong-" + event["customer_id"].encode()
         )
-        messages.append((env.names.public(TOPIC_OF_TYPE[event["type"]]), key, raw))
+        messages.append((env.names.for_type(event["type"]), key, raw))
     await env.produce(messages)
 
 
