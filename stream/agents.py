@@ -12,15 +12,18 @@ Everything that decides anything lives in the pure core (`journey.scoring`,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
 import orjson
 from aiokafka.partitioner import murmur2
+from faust.types import TP
 
 from journey.customer import CustomerState, decode_state, encode_state, format_us, to_us
 from journey.referrals import ShareJoin, apply_sighting, encode_join, sighting_for
@@ -28,8 +31,9 @@ from journey.scoring import ScoringRules, apply_event, ppp_update
 from journey.settings import Settings
 from schemas.decode import InvalidEvent, parse_event
 from schemas.events import Event
+from stream.batching import JourneyApp
 from stream.codecs import SHARE_JOIN_CODEC
-from stream.metrics import JourneyMetrics
+from stream.metrics import BatchTally, JourneyMetrics
 from stream.topics import TopicNames
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
@@ -75,6 +79,21 @@ def dead_letter(
     return letter
 
 
+# (topic, key, value, partition or None for the key's, headers)
+_Outgoing = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One input batch in the making: customers decoded, what changed, what to send."""
+
+    received: datetime
+    states: dict[str, CustomerState] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
+    out: list[_Outgoing] = field(default_factory=list)
+    tally: BatchTally = field(default_factory=BatchTally)
+
+
 @dataclass(frozen=True, slots=True)
 class _Config:
     rules: ScoringRules
@@ -87,7 +106,7 @@ class Pipeline:
     """The topics, tables and agents of one worker, registered on its Faust app."""
 
     def __init__(
-        self, app: faust.App, settings: Settings, metrics: JourneyMetrics, *, partitions: int
+        self, app: JourneyApp, settings: Settings, metrics: JourneyMetrics, *, partitions: int
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -106,7 +125,10 @@ class Pipeline:
         self._live: set[str] = set()
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
         app.on_partitions_assigned.connect(cast(Any, self._forget_live))
-        app.agent(self.inputs, name="journey.ingest")(self._ingest)
+        # The input topics are consumed in whole fetched batches (stream.batching), not by
+        # an agent; added to the conductor so that the consumer subscribes to them.
+        app.topics.add(self.inputs)
+        app.batch_handlers.update(dict.fromkeys(self.inputs.topics, self._ingest))
         app.agent(self.share_joins, name="journey.links")(self._links)
 
     async def _forget_live(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -136,49 +158,72 @@ class Pipeline:
         """The partition the default (murmur2) partitioner gives `key`, as Faust's producer does."""
         return (murmur2(key) & 0x7FFFFFFF) % self.config.partitions
 
-    async def _ingest(self, stream: faust.StreamT[bytes]) -> None:
+    async def _ingest(self, tp: TP, records: Sequence[Any]) -> None:
+        """One fetched batch of one input partition, in offset order.
+
+        Each customer is decoded once a batch and stored (table and changelog) once, with
+        its last state; every update is still its own message, in order.
+        """
+        started = time.perf_counter()
+        batch = _Batch(datetime.now(UTC))
         names = self.config.names
-        inputs = names.inputs
-        async for event in stream.events():
-            message = event.message
-            started = time.perf_counter()
-            rekeyed = message.topic == names.rekeyed
-            origin = (_origin_of(message) if rekeyed else message.topic) or message.topic
-            kind = inputs.get(origin)
+        rekeyed = tp.topic == names.rekeyed
+        for record in records:
+            origin = (_origin_of(record) if rekeyed else record.topic) or record.topic
+            kind = names.inputs.get(origin)
             if kind is None:
-                await self._reject(message, origin, f"{_ORIGIN_HEADER} header names no input topic")
+                self._reject(batch, record, origin, f"{_ORIGIN_HEADER} header names no input topic")
                 continue
             try:
                 parsed = parse_event(
-                    message.value or b"",
+                    record.value or b"",
                     expected_type=kind,
                     currencies=self.config.rules.rates,
                     max_bytes=self.config.max_event_bytes,
                 )
             except InvalidEvent as exc:
-                await self._reject(message, origin, str(exc))
+                self._reject(batch, record, origin, str(exc))
                 continue
             key = parsed.customer_id.encode("utf-8")
-            if not rekeyed and (message.key != key or message.partition != self.partition_for(key)):
+            if not rekeyed and (record.key != key or record.partition != self.partition_for(key)):
                 # Counted once, when it comes back on its customer's partition.
-                await self._send(
-                    names.rekeyed, key, message.value, headers=[(_ORIGIN_HEADER, origin.encode())]
+                batch.out.append(
+                    (names.rekeyed, key, record.value, None, [(_ORIGIN_HEADER, origin.encode())])
                 )
                 continue
-            await self._score(parsed, origin, key, message.partition)
-            self.metrics.processing.labels(origin).observe(time.perf_counter() - started)
+            self._score(batch, parsed, origin, key)
+        # The new states are on the broker before the updates they explain are sent. Were
+        # a crash to keep an update but lose its state, redelivery would publish that
+        # version again after later ones (seen: versions 1, 2, 1, 2). Queued in order is
+        # not enough: a record in a partition's second batch goes out after one in another
+        # partition's first. The other way round, a state without its update, the first
+        # event after the takeover re-sends the latest update (`_score`).
+        changelog = self.customers.changelog_topic.get_topic_name()
+        stored = []
+        for customer_id in batch.changed:
+            encoded = encode_state(batch.states[customer_id])
+            self.customers.data[customer_id] = encoded
+            # See `_store`: straight to the producer that every commit flushes first.
+            stored.append(
+                await self._send(changelog, customer_id.encode("utf-8"), encoded, partition=tp.partition)
+            )
+        if stored:
+            await asyncio.gather(*stored)
+        for topic, out_key, value, partition, headers in batch.out:
+            await self._send(topic, out_key, value, partition=partition, headers=headers)
+        self.metrics.record(batch.tally, time.perf_counter() - started)
 
-    async def _reject(self, message: Any, origin: str, error: str) -> None:
+    def _reject(self, batch: _Batch, record: Any, origin: str, error: str) -> None:
         letter = dead_letter(
             topic=origin,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
             error=error,
         )
-        await self._send(self.config.names.dead_letters, message.key, orjson.dumps(letter))
-        self.metrics.event(origin, "invalid")
+        batch.out.append((self.config.names.dead_letters, record.key, orjson.dumps(letter), None, None))
+        batch.tally.event(origin, "invalid")
 
     async def _send(
         self,
@@ -188,13 +233,14 @@ class Pipeline:
         *,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Queue one message on the Kafka producer that every offset commit flushes first.
+    ) -> Awaitable[Any]:
+        """Queue one message on the Kafka producer that every offset commit flushes first;
+        returns its delivery (awaiting that waits for the broker's ack).
 
         Straight to the producer, not through Faust's Topic.send, whose per-message
         machinery took a fifth of a busy worker's time.
         """
-        await self.app.producer.send(topic, key, value, partition, None, headers)
+        return await self.app.producer.send(topic, key, value, partition, None, headers)
 
     async def _store(self, table: Any, key: str, value: Any, encoded: bytes, partition: int) -> None:
         """Keep `value` in the table and write it to the changelog, awaited like any send.
@@ -209,35 +255,38 @@ class Pipeline:
         changelog = table.changelog_topic.get_topic_name()
         await self._send(changelog, key.encode("utf-8"), encoded, partition=partition)
 
-    async def _score(self, event: Event, origin: str, key: bytes, partition: int) -> None:
-        metrics = self.metrics
-        metrics.event_lag.labels(origin).observe(
-            max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
-        )
-        held: bytes | None = self.customers.get(event.customer_id)
-        state = CustomerState(event.customer_id) if held is None else decode_state(held)
+    def _score(self, batch: _Batch, event: Event, origin: str, key: bytes) -> None:
+        tally = batch.tally
+        tally.lags[origin].append(max(0.0, (batch.received - event.occurred_at).total_seconds()))
+        customer_id = event.customer_id
+        state = batch.states.get(customer_id)
+        if state is None:
+            held: bytes | None = self.customers.get(customer_id)
+            state = CustomerState(customer_id) if held is None else decode_state(held)
+            batch.states[customer_id] = state
         result = apply_event(state, event, self.config.rules)
         update = result.update(state)
         if result.duplicate:
-            metrics.event(origin, "duplicate")
-            if event.customer_id not in self._live:
-                # The first duplicate since this process took the customer over may be the
-                # redelivery of an event whose update a crash lost: send the current update
-                # again (same version, so a consumer that has it drops it).
-                update = ppp_update(state)
+            tally.event(origin, "duplicate")
         else:
-            metrics.event(origin, "processed")
-            encoded = encode_state(state)
-            await self._store(self.customers, event.customer_id, encoded, encoded, partition)
-        self._live.add(event.customer_id)
+            tally.event(origin, "processed")
+            batch.changed.add(customer_id)
+        if update is None and customer_id not in self._live:
+            # The first event of a customer since this process took it over: the state may
+            # come from a changelog record whose update a crash lost (queued together, only
+            # one delivered). Send the current update again, same version, so that the
+            # latest version is always out; a consumer that has it drops it.
+            update = ppp_update(state)
+        self._live.add(customer_id)
+        names = self.config.names
         if update is not None:
-            await self._send(self.config.names.ppp_updates, key, orjson.dumps(update))
-            metrics.update_sent(update["csat"], update["ppp"])
+            batch.out.append((names.ppp_updates, key, orjson.dumps(update), None, None))
+            tally.update_sent(update["csat"], update["ppp"])
         sighting = sighting_for(event)
         if sighting is not None:
             # Duplicates too: the join is idempotent, and a crash may have lost the first.
-            await self._send(
-                self.config.names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting)
+            batch.out.append(
+                (names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting), None, None)
             )
 
     async def _links(self, stream: faust.StreamT[bytes]) -> None:
@@ -248,11 +297,18 @@ class Pipeline:
             if join is None:
                 join = ShareJoin(share_id)
             result = apply_sighting(join, sighting)
+            # The join and its links are queued back to back, without a pause in between
+            # (neither send waits while its partition's batch has room), and with
+            # `linger_ms=0` both are ready at once: they leave in one produce request, so a
+            # killed worker delivers both or neither. Awaiting one before sending the other
+            # opened a window of a round trip in which a crash lost or repeated a link.
+            # Across several brokers they are two requests; only Kafka transactions close
+            # that window (docs/benchmarks.md, "Exactly once").
             await self._store(self.shares, share_id, join, encode_join(join), event.message.partition)
             for link in result.links:
                 await self._send(
                     self.config.names.referral_links, link["referrer_id"].encode("utf-8"), orjson.dumps(link)
                 )
-                self.metrics.referral_links.inc()
+            self.metrics.referral_links.inc(len(result.links))
             if result.self_referrals:
                 self.metrics.self_referrals.inc(result.self_referrals)

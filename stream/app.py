@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import faust
-
 from journey.settings import Settings
+from stream.batching import JourneyApp
 from stream.codecs import register_codecs
 from stream.connection import faust_credentials
 from stream.fetching import install_fetch_wait
@@ -13,12 +12,12 @@ from stream.offsets import install_end_offsets_probe
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings, *, partitions: int) -> faust.App:
+def create_app(settings: Settings, *, partitions: int) -> JourneyApp:
     """A Faust app for one worker; `partitions` is the topics' actual partition count."""
     register_codecs()
     install_end_offsets_probe()
     install_fetch_wait(settings.fetch_max_wait_ms)
-    return faust.App(
+    return JourneyApp(
         f"{settings.topic_prefix}{settings.app_id}",
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),
@@ -42,5 +41,7 @@ def create_app(settings: Settings, *, partitions: int) -> faust.App:
         canonical_url=settings.web_url,
         # Partitions recover from the changelog before their events are handled.
         table_standby_replicas=1,
-        producer_linger_ms=1,
+        # Every record ready at once: what is queued together leaves in one request (see
+        # `Pipeline._links`); while a request is in flight the next one fills up anyway.
+        producer_linger_ms=0,
     )

@@ -14,6 +14,7 @@ from journey.settings import Settings
 from stream.admin import verify_topics
 from stream.agents import Pipeline
 from stream.app import create_app
+from stream.batching import JourneyApp
 from stream.connection import kafka_options
 from stream.lag import register_lag_timer
 from stream.metrics import JourneyMetrics
@@ -25,7 +26,7 @@ __all__ = ["Worker", "build_worker", "run_worker"]
 
 @dataclass(frozen=True, slots=True)
 class Worker:
-    app: faust.App
+    app: JourneyApp
     pipeline: Pipeline
     metrics: JourneyMetrics
 

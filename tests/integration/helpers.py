@@ -127,3 +127,18 @@ def versions_by_key(records: list[Any]) -> dict[str, list[int]]:
     for record in records:
         versions[record.key.decode()].append(json.loads(record.value)["version"])
     return versions
+
+
+async def read_links(env: Any, expected: int, deadline_s: float = 60) -> list[Any]:
+    """The referral-links records once `expected` have arrived (or the deadline passed).
+
+    Links are made one hop after the customer states (through share-joins), so a test that
+    has seen every state still has to wait for them; it then compares them exactly, so one
+    too many fails as surely as one too few.
+    """
+    deadline = time.monotonic() + deadline_s
+    while True:
+        records = await env.read_topic(env.names.referral_links)
+        if len(records) >= expected or time.monotonic() > deadline:
+            return records
+        await asyncio.sleep(0.5)

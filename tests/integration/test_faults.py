@@ -19,7 +19,7 @@ from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from schemas.outputs import DeadLetter
 from tests.fixtures.broker import WorkerProcess
-from tests.integration.helpers import latest_by_key, metric_sum, metric_values, versions_by_key
+from tests.integration.helpers import latest_by_key, metric_sum, metric_values, read_links, versions_by_key
 from tests.unit.test_order_independence import join_all
 
 pytestmark = pytest.mark.integration
@@ -93,9 +93,9 @@ async def check_outputs(
         )
     for customer_id, versions in versions_by_key(updates).items():
         assert all(b >= a for a, b in pairwise(versions)), (customer_id, versions)
-    made = [json.loads(r.value) for r in await env.read_topic(env.names.referral_links)]
-    triples = [(m["share_id"], m["referrer_id"], m["referred_id"]) for m in made]
-    assert sorted(triples) == sorted(links), "each referral link exactly once"
+    made = [json.loads(r.value) for r in await read_links(env, len(links))]
+    triples = sorted((m["share_id"], m["referrer_id"], m["referred_id"]) for m in made)
+    assert triples == sorted(links), "each referral link exactly once"
 
 
 async def test_crash_equivalence_with_three_sigkills(journey_env: Any) -> None:

@@ -16,6 +16,7 @@ from tests.integration.helpers import (
     metric_sum,
     metric_values,
     publish_conformance,
+    read_links,
     versions_by_key,
     wait_for_states,
 )
@@ -57,7 +58,7 @@ async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance:
     # A consumer reading in order never has to go back: versions only repeat or grow.
     for customer_id, versions in versions_by_key(updates).items():
         assert all(b >= a for a, b in pairwise(versions)), (customer_id, versions)
-    links = [json.loads(r.value) for r in await env.read_topic(env.names.referral_links)]
+    links = [json.loads(r.value) for r in await read_links(env, len(conformance.expected_links))]
     triples = sorted((v["share_id"], v["referrer_id"], v["referred_id"]) for v in links)
     assert triples == sorted(
         (l["share_id"], l["referrer_id"], l["referred_id"]) for l in conformance.expected_links
