@@ -12,7 +12,6 @@ Everything that decides anything lives in the pure core (`journey.scoring`,
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from collections.abc import Awaitable, Sequence
@@ -34,6 +33,7 @@ from schemas.events import Event
 from stream.batching import JourneyApp
 from stream.codecs import SHARE_JOIN_CODEC
 from stream.metrics import BatchTally, JourneyMetrics
+from stream.outbox import Outbox, delivered
 from stream.topics import TopicNames
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
@@ -79,18 +79,14 @@ def dead_letter(
     return letter
 
 
-# (topic, key, value, partition or None for the key's, headers)
-_Outgoing = tuple[str, bytes | None, bytes | None, int | None, list[tuple[str, bytes]] | None]
-
-
 @dataclass(slots=True)
 class _Batch:
     """One input batch in the making: customers decoded, what changed, what to send."""
 
     received: datetime
+    out: Outbox
     states: dict[str, CustomerState] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
-    out: list[_Outgoing] = field(default_factory=list)
     tally: BatchTally = field(default_factory=BatchTally)
 
 
@@ -123,6 +119,7 @@ class Pipeline:
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
         # Customers whose update this process has sent (see `_score`); a name per customer.
         self._live: set[str] = set()
+        self._partition_counts: dict[str, int] = {}
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
         app.on_partitions_assigned.connect(cast(Any, self._forget_live))
         # The input topics are consumed in whole fetched batches (stream.batching), not by
@@ -165,7 +162,7 @@ class Pipeline:
         its last state; every update is still its own message, in order.
         """
         started = time.perf_counter()
-        batch = _Batch(datetime.now(UTC))
+        batch = _Batch(datetime.now(UTC), self._outbox())
         names = self.config.names
         rekeyed = tp.topic == names.rekeyed
         for record in records:
@@ -187,31 +184,30 @@ class Pipeline:
             key = parsed.customer_id.encode("utf-8")
             if not rekeyed and (record.key != key or record.partition != self.partition_for(key)):
                 # Counted once, when it comes back on its customer's partition.
-                batch.out.append(
-                    (names.rekeyed, key, record.value, None, [(_ORIGIN_HEADER, origin.encode())])
-                )
+                batch.out.add(names.rekeyed, key, record.value, headers=[(_ORIGIN_HEADER, origin.encode())])
                 continue
             self._score(batch, parsed, origin, key)
         # The new states are on the broker before the updates they explain are sent. Were
         # a crash to keep an update but lose its state, redelivery would publish that
         # version again after later ones (seen: versions 1, 2, 1, 2). Queued in order is
-        # not enough: a record in a partition's second batch goes out after one in another
-        # partition's first. The other way round, a state without its update, the first
-        # event after the takeover re-sends the latest update (`_score`).
+        # not enough: a send to a partition whose batch is full waits for it to drain while
+        # other partitions' batches go out. The other way round, a state without its
+        # update, the first event after the takeover re-sends the latest update (`_score`).
+        # Straight to the Kafka producer, which every offset commit flushes first (`_store`).
+        states = self._outbox()
         changelog = self.customers.changelog_topic.get_topic_name()
-        stored = []
         for customer_id in batch.changed:
             encoded = encode_state(batch.states[customer_id])
             self.customers.data[customer_id] = encoded
-            # See `_store`: straight to the producer that every commit flushes first.
-            stored.append(
-                await self._send(changelog, customer_id.encode("utf-8"), encoded, partition=tp.partition)
-            )
-        if stored:
-            await asyncio.gather(*stored)
-        for topic, out_key, value, partition, headers in batch.out:
-            await self._send(topic, out_key, value, partition=partition, headers=headers)
+            states.add(changelog, customer_id.encode("utf-8"), encoded, tp.partition)
+        await delivered(await states.send())
+        await batch.out.send()
         self.metrics.record(batch.tally, time.perf_counter() - started)
+
+    def _outbox(self) -> Outbox:
+        # Faust's Kafka producer itself: `_ensure_producer` is how Faust reaches it too.
+        producer = cast(Any, self.app.producer)._ensure_producer()  # noqa: SLF001
+        return Outbox(producer, self._partition_counts)
 
     def _reject(self, batch: _Batch, record: Any, origin: str, error: str) -> None:
         letter = dead_letter(
@@ -222,7 +218,7 @@ class Pipeline:
             value=record.value,
             error=error,
         )
-        batch.out.append((self.config.names.dead_letters, record.key, orjson.dumps(letter), None, None))
+        batch.out.add(self.config.names.dead_letters, record.key, orjson.dumps(letter))
         batch.tally.event(origin, "invalid")
 
     async def _send(
@@ -280,14 +276,12 @@ class Pipeline:
         self._live.add(customer_id)
         names = self.config.names
         if update is not None:
-            batch.out.append((names.ppp_updates, key, orjson.dumps(update), None, None))
+            batch.out.add(names.ppp_updates, key, orjson.dumps(update))
             tally.update_sent(update["csat"], update["ppp"])
         sighting = sighting_for(event)
         if sighting is not None:
             # Duplicates too: the join is idempotent, and a crash may have lost the first.
-            batch.out.append(
-                (names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting), None, None)
-            )
+            batch.out.add(names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
 
     async def _links(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
