@@ -192,7 +192,7 @@ async def latency(
     try:
         while not assigned(port) and worker.poll() is None:  # joined the group, partitions assigned
             await asyncio.sleep(0.2)
-        producer = AIOKafkaProducer(**kafka, linger_ms=0)
+        producer = AIOKafkaProducer(**kafka, linger_ms=5)
         await producer.start()
         started = time.perf_counter()
         for index, event in enumerate(events[: int(rate * seconds)]):
