@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -117,7 +117,7 @@ class Pipeline:
         # fifth of the memory of live objects, for a small share of the time per event.
         self.customers = self._table(app, "customers", "raw", partitions)
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
-        # Customers whose update this process has sent (see `_score`); a name per customer.
+        # Customers this process has handled since its last assignment (see `_score`).
         self._live: set[str] = set()
         self._partition_counts: dict[str, int] = {}
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
@@ -229,14 +229,13 @@ class Pipeline:
         *,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> Awaitable[Any]:
-        """Queue one message on the Kafka producer that every offset commit flushes first;
-        returns its delivery (awaiting that waits for the broker's ack).
+    ) -> None:
+        """Queue one message on the Kafka producer that every offset commit flushes first.
 
         Straight to the producer, not through Faust's Topic.send, whose per-message
         machinery took a fifth of a busy worker's time.
         """
-        return await self.app.producer.send(topic, key, value, partition, None, headers)
+        await self.app.producer.send(topic, key, value, partition, None, headers)
 
     async def _store(self, table: Any, key: str, value: Any, encoded: bytes, partition: int) -> None:
         """Keep `value` in the table and write it to the changelog, awaited like any send.

@@ -36,7 +36,7 @@ def observe_all(
     about 2 microseconds an observation, which at tens of thousands of events a second is
     a tenth of a worker's time. Binned here first, it is one increment per bucket a batch.
     Reaches into the child's `_upper_bounds`/`_buckets`/`_sum` (stable since 0.4, and
-    `tests/unit/test_metrics.py` reads the exposition back).
+    `tests/unit/test_metrics.py` compares the exposition with per-value observations).
     """
     bounds = histogram._upper_bounds  # noqa: SLF001
     bins = [0] * len(bounds)
@@ -109,14 +109,6 @@ class JourneyMetrics:
             "journey_csat", "CSAT of each published update.", buckets=_CSAT_BUCKETS, registry=r
         )
         self.ppp = Histogram("journey_ppp", "PPP of each published update.", buckets=_PPP_BUCKETS, registry=r)
-
-    def event(self, topic: str, outcome: str) -> None:
-        self.events.labels(topic, outcome).inc()
-
-    def update_sent(self, csat: float, ppp: float) -> None:
-        self.ppp_updates.inc()
-        self.csat.observe(csat)
-        self.ppp.observe(ppp)
 
     def record(self, tally: BatchTally, seconds: float) -> None:
         """Apply one batch: `seconds` is shared out evenly over the events it handled."""

@@ -32,9 +32,6 @@ class Outbox:
         self._counts = partition_counts
         self._messages: dict[tuple[str, int | None], list[tuple[bytes | None, bytes | None, _Headers]]] = {}
 
-    def __len__(self) -> int:
-        return sum(len(messages) for messages in self._messages.values())
-
     def add(
         self,
         topic: str,

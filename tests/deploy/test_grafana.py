@@ -28,7 +28,7 @@ PANELS = {
 
 def exported_names() -> set[str]:
     metrics = JourneyMetrics()
-    metrics.event("touchpoints", "processed")
+    metrics.events.labels("touchpoints", "processed").inc()
     metrics.event_lag.labels("touchpoints").observe(1)
     metrics.processing.labels("touchpoints").observe(0.001)
     metrics.set_lag({("touchpoints", 0): 3})
