@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -30,7 +31,7 @@ from journey.scoring import ScoringRules, apply_event, ppp_update
 from journey.settings import Settings
 from schemas.decode import InvalidEvent, parse_event
 from schemas.events import Event
-from stream.batching import JourneyApp
+from stream.batching import JourneyApp, current_record, make_current
 from stream.codecs import SHARE_JOIN_CODEC
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, delivered
@@ -86,7 +87,10 @@ class _Batch:
     received: datetime
     out: Outbox
     states: dict[str, CustomerState] = field(default_factory=dict)
-    changed: set[str] = field(default_factory=set)
+    # Customers whose state changed, by their partition (which is their changelog's).
+    changed: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # Faust's current event for each partition of the batch (see `current_record`).
+    current: dict[int, faust.EventT[Any]] = field(default_factory=dict)
     tally: BatchTally = field(default_factory=BatchTally)
 
 
@@ -155,38 +159,45 @@ class Pipeline:
         """The partition the default (murmur2) partitioner gives `key`, as Faust's producer does."""
         return (murmur2(key) & 0x7FFFFFFF) % self.config.partitions
 
-    async def _ingest(self, tp: TP, records: Sequence[Any]) -> None:
-        """One fetched batch of one input partition, in offset order.
+    async def _ingest(self, batches: Mapping[TP, Sequence[Any]]) -> None:
+        """What one fetch brought from the input topics: per partition, in offset order.
 
         Each customer is decoded once a batch and stored (table and changelog) once, with
-        its last state; every update is still its own message, in order.
+        its last state; every update is still its own message, in order. A customer's
+        events can come from several input topics (and the rekeyed one), always on the
+        customer's partition: partitions are handled one after the other, so they share
+        the decoded states safely.
         """
         started = time.perf_counter()
         batch = _Batch(datetime.now(UTC), self._outbox())
         names = self.config.names
-        rekeyed = tp.topic == names.rekeyed
-        for record in records:
-            origin = (_origin_of(record) if rekeyed else record.topic) or record.topic
-            kind = names.inputs.get(origin)
-            if kind is None:
-                self._reject(batch, record, origin, f"{_ORIGIN_HEADER} header names no input topic")
-                continue
-            try:
-                parsed = parse_event(
-                    record.value or b"",
-                    expected_type=kind,
-                    currencies=self.config.rules.rates,
-                    max_bytes=self.config.max_event_bytes,
-                )
-            except InvalidEvent as exc:
-                self._reject(batch, record, origin, str(exc))
-                continue
-            key = parsed.customer_id.encode("utf-8")
-            if not rekeyed and (record.key != key or record.partition != self.partition_for(key)):
-                # Counted once, when it comes back on its customer's partition.
-                batch.out.add(names.rekeyed, key, record.value, headers=[(_ORIGIN_HEADER, origin.encode())])
-                continue
-            self._score(batch, parsed, origin, key)
+        for tp, records in batches.items():
+            batch.current[tp.partition] = current_record(self.app, tp, records[0])
+            rekeyed = tp.topic == names.rekeyed
+            for record in records:
+                origin = (_origin_of(record) if rekeyed else record.topic) or record.topic
+                kind = names.inputs.get(origin)
+                if kind is None:
+                    self._reject(batch, record, origin, f"{_ORIGIN_HEADER} header names no input topic")
+                    continue
+                try:
+                    parsed = parse_event(
+                        record.value or b"",
+                        expected_type=kind,
+                        currencies=self.config.rules.rates,
+                        max_bytes=self.config.max_event_bytes,
+                    )
+                except InvalidEvent as exc:
+                    self._reject(batch, record, origin, str(exc))
+                    continue
+                key = parsed.customer_id.encode("utf-8")
+                if not rekeyed and (record.key != key or record.partition != self.partition_for(key)):
+                    # Counted once, when it comes back on its customer's partition.
+                    batch.out.add(
+                        names.rekeyed, key, record.value, headers=[(_ORIGIN_HEADER, origin.encode())]
+                    )
+                    continue
+                self._score(batch, parsed, origin, key, tp.partition)
         # The new states are on the broker before the updates they explain are sent. Were
         # a crash to keep an update but lose its state, redelivery would publish that
         # version again after later ones (seen: versions 1, 2, 1, 2). Queued in order is
@@ -196,10 +207,12 @@ class Pipeline:
         # Straight to the Kafka producer, which every offset commit flushes first (`_store`).
         states = self._outbox()
         changelog = self.customers.changelog_topic.get_topic_name()
-        for customer_id in batch.changed:
-            encoded = encode_state(batch.states[customer_id])
-            self.customers.data[customer_id] = encoded
-            states.add(changelog, customer_id.encode("utf-8"), encoded, tp.partition)
+        for partition, customer_ids in batch.changed.items():
+            make_current(batch.current[partition])
+            for customer_id in customer_ids:
+                encoded = encode_state(batch.states[customer_id])
+                self.customers.data[customer_id] = encoded
+                states.add(changelog, customer_id.encode("utf-8"), encoded, partition)
         await delivered(await states.send())
         await batch.out.send()
         self.metrics.record(batch.tally, time.perf_counter() - started)
@@ -250,7 +263,7 @@ class Pipeline:
         changelog = table.changelog_topic.get_topic_name()
         await self._send(changelog, key.encode("utf-8"), encoded, partition=partition)
 
-    def _score(self, batch: _Batch, event: Event, origin: str, key: bytes) -> None:
+    def _score(self, batch: _Batch, event: Event, origin: str, key: bytes, partition: int) -> None:
         tally = batch.tally
         tally.lags[origin].append(max(0.0, (batch.received - event.occurred_at).total_seconds()))
         customer_id = event.customer_id
@@ -265,7 +278,7 @@ class Pipeline:
             tally.event(origin, "duplicate")
         else:
             tally.event(origin, "processed")
-            batch.changed.add(customer_id)
+            batch.changed[partition].add(customer_id)
         if update is None and customer_id not in self._live:
             # The first event of a customer since this process took it over: the state may
             # come from a changelog record whose update a crash lost (queued together, only

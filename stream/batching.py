@@ -7,9 +7,9 @@ machine where aiokafka alone moves 100,000+; a journey worker spent most of its 
 
 `BatchingConsumer` keeps everything else of Faust (group membership, partition assignment,
 table recovery and standbys, changelogs, offset commits, flow control on rebalance) and
-changes one thing: records of topics named in `JourneyApp.batch_handlers` go, a fetched
-batch per partition at a time, to the handler; their offsets are acked together when it
-returns. Records of every other topic (changelogs in recovery, agents' topics) take
+changes one thing: records of topics named in `JourneyApp.batch_handlers` go, everything
+one fetch brought for them (all partitions) at once, to the handler; their offsets are
+acked together when it returns. Records of every other topic (changelogs in recovery, agents' topics) take
 Faust's own path unchanged.
 
 A batch runs to its end even when a rebalance stops the fetcher (it is shielded), and
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import faust
@@ -35,10 +35,28 @@ from faust.types.tuples import ack_lock
 from mode import ServiceT
 from mode.utils.futures import notify
 
-__all__ = ["BatchHandler", "BatchingConsumer", "JourneyApp"]
+__all__ = ["BatchHandler", "BatchingConsumer", "JourneyApp", "current_record", "make_current"]
 
-# (partition, records of one fetch, in offset order): aiokafka ConsumerRecords.
-BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[None]]
+# What one fetch brought, per partition, in offset order: aiokafka ConsumerRecords.
+BatchHandler = Callable[[Mapping[TP, Sequence[Any]]], Awaitable[None]]
+
+
+def current_record(app: faust.App, tp: TP, record: Any) -> faust.EventT[Any]:
+    """Make `record` Faust's current event, as an agent's stream does for each message.
+
+    Faust's stores find a key's partition through the current event (RocksDB keeps a
+    database per partition, and looks a key up in the current event's). The caller keeps
+    the returned event alive for as long as it should stay current (Faust holds it weakly).
+    """
+    message = cast(Any, app.consumer)._to_message(tp, record)  # noqa: SLF001
+    event: faust.EventT[Any] = faust.Event(app, record.key, record.value, record.headers, message)
+    make_current(event)
+    return event
+
+
+def make_current(event: faust.EventT[Any]) -> None:
+    """Make an event from `current_record` current again."""
+    _current_event.set(weakref.ref(event))
 
 
 class BatchingConsumer(faust_aiokafka.Consumer):
@@ -63,6 +81,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 if not records or self.should_stop:
                     continue
                 generation = self.app.consumer_generation_id
+                # One call per handler for everything this fetch brought it, so that the
+                # handler waits for the broker once per fetch, not once per partition.
+                batches: dict[BatchHandler, dict[TP, tuple[int, list[Any]]]] = {}
                 for tp, batch in records.items():
                     if not self._flowing(generation):
                         break
@@ -77,9 +98,16 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     # Faust's read offset is the next to read after a seek, the last read otherwise.
                     fresh = [r for r in batch if read is None or r.offset >= read]
                     if fresh:
-                        await self._maybe_commit_every()
-                        monitor.stream_inbound_time[tp] = time.monotonic()
-                        await self._run_batch(handler, tp, fresh, self._first_unread(tp, read, fresh))
+                        batches.setdefault(handler, {})[tp] = (self._first_unread(tp, read, fresh), fresh)
+                for handler, by_tp in batches.items():
+                    if not self._flowing(generation):
+                        break
+                    await self._maybe_commit_every()
+                    now = time.monotonic()
+                    for tp in by_tp:
+                        monitor.stream_inbound_time[tp] = now
+                    await self._run_batch(handler, by_tp)
+                    for tp, (_, fresh) in by_tp.items():
                         self._read_offset[tp] = fresh[-1].offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
@@ -130,16 +158,11 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         first = int(records[0].offset)
         return committed if committed is not None and committed <= first else first
 
-    async def _run_batch(self, handler: BatchHandler, tp: TP, records: Sequence[Any], start: int) -> None:
+    async def _run_batch(self, handler: BatchHandler, by_tp: dict[TP, tuple[int, list[Any]]]) -> None:
         async def run() -> None:
-            # Faust's stores find a key's partition through the current event (RocksDB
-            # keeps a database per partition): as an agent would, the batch has one, its
-            # first record, for the whole batch.
-            first = records[0]
-            event = faust.Event(self.app, first.key, first.value, first.headers, self._to_message(tp, first))
-            _current_event.set(weakref.ref(event))
-            await handler(tp, records)
-            self._ack_offsets(tp, range(start, records[-1].offset + 1))
+            await handler({tp: records for tp, (_, records) in by_tp.items()})
+            for tp, (start, records) in by_tp.items():
+                self._ack_offsets(tp, range(start, records[-1].offset + 1))
 
         self._in_flight = asyncio.ensure_future(run())
         await asyncio.shield(self._in_flight)
