@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         le=1500,
         description="Longest a worker's fetch waits at the broker for new messages (latency floor).",
     )
+    max_poll_records: int = Field(
+        default=1000,
+        ge=1,
+        description="Most input messages a worker handles in one batch (one broker round trip each).",
+    )
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag refreshes.")
     store: Literal["memory://", "rocksdb://"] = Field(
         default="memory://",

@@ -12,10 +12,11 @@ Everything that decides anything lives in the pure core (`journey.scoring`,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -124,6 +125,8 @@ class Pipeline:
         # Customers this process has handled since its last assignment (see `_score`).
         self._live: set[str] = set()
         self._partition_counts: dict[str, int] = {}
+        # The last batch's sends still waiting for the broker (see `_ingest`).
+        self._completing: asyncio.Future[None] | None = None
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
         app.on_partitions_assigned.connect(cast(Any, self._forget_live))
         # The input topics are consumed in whole fetched batches (stream.batching), not by
@@ -159,7 +162,7 @@ class Pipeline:
         """The partition the default (murmur2) partitioner gives `key`, as Faust's producer does."""
         return (murmur2(key) & 0x7FFFFFFF) % self.config.partitions
 
-    async def _ingest(self, batches: Mapping[TP, Sequence[Any]]) -> None:
+    async def _ingest(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the input topics: per partition, in offset order.
 
         Each customer is decoded once a batch and stored (table and changelog) once, with
@@ -213,9 +216,21 @@ class Pipeline:
                 encoded = encode_state(batch.states[customer_id])
                 self.customers.data[customer_id] = encoded
                 states.add(changelog, customer_id.encode("utf-8"), encoded, partition)
-        await delivered(await states.send())
-        await batch.out.send()
-        self.metrics.record(batch.tally, time.perf_counter() - started)
+        stored = await states.send()
+        handled = time.perf_counter() - started
+        previous = self._completing
+
+        async def complete() -> None:
+            # Overlaps with handling the next batch; in batch order, so a customer's
+            # updates stay in version order across batches.
+            await delivered(stored)
+            if previous is not None:
+                await previous
+            await batch.out.send()
+            self.metrics.record(batch.tally, handled)
+
+        completing = self._completing = asyncio.ensure_future(complete())
+        return completing
 
     def _outbox(self) -> Outbox:
         # Faust's Kafka producer itself: `_ensure_producer` is how Faust reaches it too.
@@ -242,15 +257,23 @@ class Pipeline:
         *,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Queue one message on the Kafka producer that every offset commit flushes first.
+    ) -> Awaitable[Any]:
+        """Queue one message on the Kafka producer that every offset commit flushes first;
+        returns its delivery.
 
         Straight to the producer, not through Faust's Topic.send, whose per-message
         machinery took a fifth of a busy worker's time.
         """
-        await self.app.producer.send(topic, key, value, partition, None, headers)
+        return await self.app.producer.send(topic, key, value, partition, None, headers)
 
-    async def _store(self, table: Any, key: str, value: Any, encoded: bytes, partition: int) -> None:
+    async def _known_topics(self, *topics: str) -> None:
+        producer = cast(Any, self.app.producer)._ensure_producer()  # noqa: SLF001  # see _outbox
+        for topic in topics:
+            await producer.client._wait_on_metadata(topic)  # noqa: SLF001  # no public wait
+
+    async def _store(
+        self, table: Any, key: str, value: Any, encoded: bytes, partition: int
+    ) -> Awaitable[Any]:
         """Keep `value` in the table and write it to the changelog, awaited like any send.
 
         Faust's own table writes (`table[key] = value`) go through its producer buffer, and
@@ -261,7 +284,7 @@ class Pipeline:
         """
         table.data[key] = value
         changelog = table.changelog_topic.get_topic_name()
-        await self._send(changelog, key.encode("utf-8"), encoded, partition=partition)
+        return await self._send(changelog, key.encode("utf-8"), encoded, partition=partition)
 
     def _score(self, batch: _Batch, event: Event, origin: str, key: bytes, partition: int) -> None:
         tally = batch.tally
@@ -296,6 +319,10 @@ class Pipeline:
             batch.out.add(names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
 
     async def _links(self, stream: faust.StreamT[bytes]) -> None:
+        # Deliveries of this agent's sends not yet known to be done (see below).
+        unsettled: list[Awaitable[Any]] = []
+        names = self.config.names
+        changelog = self.shares.changelog_topic.get_topic_name()
         async for event in stream.events():
             sighting = orjson.loads(event.message.value)
             share_id = sighting["share_id"]
@@ -303,18 +330,32 @@ class Pipeline:
             if join is None:
                 join = ShareJoin(share_id)
             result = apply_sighting(join, sighting)
-            # The join and its links are queued back to back, without a pause in between
-            # (neither send waits while its partition's batch has room), and with
-            # `linger_ms=0` both are ready at once: they leave in one produce request, so a
-            # killed worker delivers both or neither. Awaiting one before sending the other
-            # opened a window of a round trip in which a crash lost or repeated a link.
-            # Across several brokers they are two requests; only Kafka transactions close
-            # that window (docs/benchmarks.md, "Exactly once").
-            await self._store(self.shares, share_id, join, encode_join(join), event.message.partition)
-            for link in result.links:
-                await self._send(
-                    self.config.names.referral_links, link["referrer_id"].encode("utf-8"), orjson.dumps(link)
-                )
+            if result.links:
+                # A join and the links it makes must leave in one produce request, so that a
+                # killed worker delivers both or neither. Only this agent writes to these two
+                # partitions: once its earlier sends are delivered, both records open fresh
+                # batches, which take a record without waiting; queued back to back (no
+                # pause: metadata known, nothing to wait for) and ready at once
+                # (`linger_ms=0`), the producer drains them together. Queued behind a full
+                # batch, the join had gone out alone and a crash then lost a link (or,
+                # awaited the other way round, repeated one). Across several brokers they
+                # are two requests; only Kafka transactions close that (README).
+                await delivered(unsettled)
+                unsettled.clear()
+                await self._known_topics(changelog, names.referral_links)
+            unsettled.append(
+                await self._store(self.shares, share_id, join, encode_join(join), event.message.partition)
+            )
+            unsettled.extend(
+                [
+                    await self._send(
+                        names.referral_links, link["referrer_id"].encode("utf-8"), orjson.dumps(link)
+                    )
+                    for link in result.links
+                ]
+            )
+            if len(unsettled) > 1000:
+                unsettled[:] = [d for d in unsettled if not cast(asyncio.Future[Any], d).done()]
             self.metrics.referral_links.inc(len(result.links))
             if result.self_referrals:
                 self.metrics.self_referrals.inc(result.self_referrals)

@@ -35,6 +35,9 @@ def create_app(settings: Settings, *, partitions: int) -> JourneyApp:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=1.0,
+        # Bounds what one fetch hands the batch handler (stream.batching): unbounded, a
+        # backlog came as 29,000 messages in one batch, two seconds without a fetch.
+        broker_max_poll_records=settings.max_poll_records,
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,

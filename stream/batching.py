@@ -14,7 +14,8 @@ Faust's own path unchanged.
 
 A batch runs to its end even when a rebalance stops the fetcher (it is shielded), and
 `wait_empty`, which Faust awaits before giving partitions up and before shutting down,
-waits for it: a table write and its changelog record are never separated by a cancel.
+waits for it and for its completion: a table write and its changelog record are never
+separated by a cancel. While one batch's sends wait for the broker the next is handled.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ from mode.utils.futures import notify
 
 __all__ = ["BatchHandler", "BatchingConsumer", "JourneyApp", "current_record", "make_current"]
 
-# What one fetch brought, per partition, in offset order: aiokafka ConsumerRecords.
-BatchHandler = Callable[[Mapping[TP, Sequence[Any]]], Awaitable[None]]
+# Takes what one fetch brought, per partition, in offset order (aiokafka ConsumerRecords),
+# and returns once the next batch may be handled, with what is still to finish (sends
+# waiting for the broker): the batch's offsets are acked when that is done. Completions
+# must finish in the order their batches came, which the handler guarantees.
+BatchHandler = Callable[[Mapping[TP, Sequence[Any]]], Awaitable[Awaitable[None]]]
 
 
 def current_record(app: faust.App, tp: TP, record: Any) -> faust.EventT[Any]:
@@ -62,7 +66,10 @@ def make_current(event: faust.EventT[Any]) -> None:
 class BatchingConsumer(faust_aiokafka.Consumer):
     """See the module docstring."""
 
+    # The handler of the batch being handled, and the completion of the last one handed
+    # over (completions finish in order: see `BatchHandler`).
     _in_flight: asyncio.Future[None] | None = None
+    _completing: asyncio.Future[None] | None = None
 
     def _batch_handlers(self) -> dict[str, BatchHandler]:
         return cast(JourneyApp, self.app).batch_handlers
@@ -159,10 +166,19 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         return committed if committed is not None and committed <= first else first
 
     async def _run_batch(self, handler: BatchHandler, by_tp: dict[TP, tuple[int, list[Any]]]) -> None:
+        completing = self._completing
+        if completing is not None and completing.done() and completing.exception() is not None:
+            raise cast(BaseException, completing.exception())
+        acks = [(tp, range(start, records[-1].offset + 1)) for tp, (start, records) in by_tp.items()]
+
+        async def complete(done: Awaitable[None]) -> None:
+            await done
+            for tp, offsets in acks:
+                self._ack_offsets(tp, offsets)
+
         async def run() -> None:
-            await handler({tp: records for tp, (_, records) in by_tp.items()})
-            for tp, (start, records) in by_tp.items():
-                self._ack_offsets(tp, range(start, records[-1].offset + 1))
+            done = await handler({tp: records for tp, (_, records) in by_tp.items()})
+            self._completing = asyncio.ensure_future(complete(done))
 
         self._in_flight = asyncio.ensure_future(run())
         await asyncio.shield(self._in_flight)
@@ -179,10 +195,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         notify(self._waiting_for_ack)
 
     async def wait_empty(self) -> None:
-        in_flight = self._in_flight
-        if in_flight is not None and not in_flight.done():
-            # Its outcome is the batch's own business; here it only has to be over.
-            await asyncio.wait([in_flight])
+        # A batch's outcome is its own business (a failed one is raised by the next
+        # `_run_batch`); here it only has to be over, sent and acked, or failed.
+        for attribute in ("_in_flight", "_completing"):
+            task = getattr(self, attribute)
+            if task is not None and not task.done():
+                await asyncio.wait([task])
         await super().wait_empty()
 
 
