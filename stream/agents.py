@@ -35,7 +35,7 @@ from schemas.events import Event
 from stream.batching import JourneyApp, current_record, make_current
 from stream.codecs import SHARE_JOIN_CODEC
 from stream.metrics import BatchTally, JourneyMetrics
-from stream.outbox import Outbox, delivered
+from stream.outbox import Outbox, delivered, fresh_batches
 from stream.topics import TopicNames
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
@@ -266,11 +266,6 @@ class Pipeline:
         """
         return await self.app.producer.send(topic, key, value, partition, None, headers)
 
-    async def _known_topics(self, *topics: str) -> None:
-        producer = cast(Any, self.app.producer)._ensure_producer()  # noqa: SLF001  # see _outbox
-        for topic in topics:
-            await producer.client._wait_on_metadata(topic)  # noqa: SLF001  # no public wait
-
     async def _store(
         self, table: Any, key: str, value: Any, encoded: bytes, partition: int
     ) -> Awaitable[Any]:
@@ -319,8 +314,6 @@ class Pipeline:
             batch.out.add(names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
 
     async def _links(self, stream: faust.StreamT[bytes]) -> None:
-        # Deliveries of this agent's sends not yet known to be done (see below).
-        unsettled: list[Awaitable[Any]] = []
         names = self.config.names
         changelog = self.shares.changelog_topic.get_topic_name()
         async for event in stream.events():
@@ -332,30 +325,34 @@ class Pipeline:
             result = apply_sighting(join, sighting)
             if result.links:
                 # A join and the links it makes must leave in one produce request, so that a
-                # killed worker delivers both or neither. Only this agent writes to these two
-                # partitions: once its earlier sends are delivered, both records open fresh
-                # batches, which take a record without waiting; queued back to back (no
-                # pause: metadata known, nothing to wait for) and ready at once
+                # killed worker delivers both or neither. Only this agent writes to these
+                # partitions: once its earlier batches for them are handed to the sender,
+                # these records open fresh batches, which take a record without waiting;
+                # queued back to back (no pause: metadata known) and ready at once
                 # (`linger_ms=0`), the producer drains them together. Queued behind a full
                 # batch, the join had gone out alone and a crash then lost a link (or,
                 # awaited the other way round, repeated one). Across several brokers they
                 # are two requests; only Kafka transactions close that (README).
-                await delivered(unsettled)
-                unsettled.clear()
-                await self._known_topics(changelog, names.referral_links)
-            unsettled.append(
-                await self._store(self.shares, share_id, join, encode_join(join), event.message.partition)
-            )
-            unsettled.extend(
-                [
-                    await self._send(
-                        names.referral_links, link["referrer_id"].encode("utf-8"), orjson.dumps(link)
-                    )
-                    for link in result.links
-                ]
-            )
-            if len(unsettled) > 1000:
-                unsettled[:] = [d for d in unsettled if not cast(asyncio.Future[Any], d).done()]
+                outbox = self._outbox()
+                await outbox.partition_count(changelog)  # metadata known: no pause in `send`
+                await fresh_batches(
+                    outbox.producer,
+                    [(changelog, event.message.partition)]
+                    + [
+                        (
+                            names.referral_links,
+                            await outbox.partition_for(
+                                names.referral_links, link["referrer_id"].encode("utf-8")
+                            ),
+                        )
+                        for link in result.links
+                    ],
+                )
+            await self._store(self.shares, share_id, join, encode_join(join), event.message.partition)
+            for link in result.links:
+                await self._send(
+                    names.referral_links, link["referrer_id"].encode("utf-8"), orjson.dumps(link)
+                )
             self.metrics.referral_links.inc(len(result.links))
             if result.self_referrals:
                 self.metrics.self_referrals.inc(result.self_referrals)

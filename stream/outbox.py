@@ -16,8 +16,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import TopicPartition
 
-__all__ = ["Outbox", "delivered"]
+__all__ = ["Outbox", "delivered", "fresh_batches"]
 
 _Headers = list[tuple[str, bytes]]
 
@@ -27,7 +28,7 @@ class Outbox:
     per partition."""
 
     def __init__(self, producer: AIOKafkaProducer, partition_counts: dict[str, int]) -> None:
-        self._producer = producer
+        self.producer = producer
         # Shared between outboxes: a topic's partition count, asked of the metadata once.
         self._counts = partition_counts
         self._messages: dict[tuple[str, int | None], list[tuple[bytes | None, bytes | None, _Headers]]] = {}
@@ -50,29 +51,45 @@ class Outbox:
             if partition is not None:
                 by_partition.setdefault((topic, partition), []).extend(messages)
                 continue
-            count = await self._partition_count(topic)
+            count = await self.partition_count(topic)
             for message in messages:
                 key = message[0]
-                chosen = random.randrange(count) if key is None else (murmur2(key) & 0x7FFFFFFF) % count
+                chosen = random.randrange(count) if key is None else await self.partition_for(topic, key)
                 by_partition.setdefault((topic, chosen), []).append(message)
         self._messages.clear()
         for (topic, partition), messages in by_partition.items():
-            batch = self._producer.create_batch()
+            batch = self.producer.create_batch()
             for key, value, headers in messages:
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    deliveries.append(await self._producer.send_batch(batch, topic, partition=partition))
-                    batch = self._producer.create_batch()
+                    deliveries.append(await self.producer.send_batch(batch, topic, partition=partition))
+                    batch = self.producer.create_batch()
                     # An empty batch takes any one record, however large.
                     batch.append(timestamp=None, key=key, value=value, headers=headers)
-            deliveries.append(await self._producer.send_batch(batch, topic, partition=partition))
+            deliveries.append(await self.producer.send_batch(batch, topic, partition=partition))
         return deliveries
 
-    async def _partition_count(self, topic: str) -> int:
+    async def partition_for(self, topic: str, key: bytes) -> int:
+        """The partition Kafka's default partitioner gives `key` in `topic`."""
+        return (murmur2(key) & 0x7FFFFFFF) % await self.partition_count(topic)
+
+    async def partition_count(self, topic: str) -> int:
         count = self._counts.get(topic)
         if count is None:
-            partitions = await self._producer.client._wait_on_metadata(topic)  # noqa: SLF001  # no public wait
+            partitions = await self.producer.client._wait_on_metadata(topic)  # noqa: SLF001  # no public wait
             count = self._counts[topic] = len(partitions)
         return count
+
+
+async def fresh_batches(producer: AIOKafkaProducer, partitions: list[tuple[str, int]]) -> None:
+    """Wait until none of `partitions` has a batch waiting in the producer (each handed to
+    the sender), so that the next record for each opens a fresh batch, which takes it at
+    once. Meant for partitions only the caller writes to; reads aiokafka's accumulator,
+    which has no public view of it."""
+    batches = producer._message_accumulator._batches  # noqa: SLF001
+    for topic, partition in partitions:
+        tp = TopicPartition(topic, partition)
+        while pending := batches.get(tp):
+            await pending[-1].wait_drain()
 
 
 async def delivered(deliveries: list[Awaitable[Any]]) -> None:
