@@ -257,18 +257,15 @@ class Pipeline:
         *,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> Awaitable[Any]:
-        """Queue one message on the Kafka producer that every offset commit flushes first;
-        returns its delivery.
+    ) -> None:
+        """Queue one message on the Kafka producer that every offset commit flushes first.
 
         Straight to the producer, not through Faust's Topic.send, whose per-message
         machinery took a fifth of a busy worker's time.
         """
-        return await self.app.producer.send(topic, key, value, partition, None, headers)
+        await self.app.producer.send(topic, key, value, partition, None, headers)
 
-    async def _store(
-        self, table: Any, key: str, value: Any, encoded: bytes, partition: int
-    ) -> Awaitable[Any]:
+    async def _store(self, table: Any, key: str, value: Any, encoded: bytes, partition: int) -> None:
         """Keep `value` in the table and write it to the changelog, awaited like any send.
 
         Faust's own table writes (`table[key] = value`) go through its producer buffer, and
@@ -279,7 +276,7 @@ class Pipeline:
         """
         table.data[key] = value
         changelog = table.changelog_topic.get_topic_name()
-        return await self._send(changelog, key.encode("utf-8"), encoded, partition=partition)
+        await self._send(changelog, key.encode("utf-8"), encoded, partition=partition)
 
     def _score(self, batch: _Batch, event: Event, origin: str, key: bytes, partition: int) -> None:
         tally = batch.tally
