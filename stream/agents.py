@@ -23,7 +23,6 @@ from typing import Any, cast
 
 import faust
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from journey.customer import CustomerState, decode_state, encode_state, format_us, to_us
@@ -35,7 +34,7 @@ from schemas.events import Event
 from stream.batching import JourneyApp, current_record, make_current
 from stream.codecs import SHARE_JOIN_CODEC
 from stream.metrics import BatchTally, JourneyMetrics
-from stream.outbox import Outbox, delivered, fresh_batches
+from stream.outbox import Outbox, default_partition, delivered, fresh_batches
 from stream.topics import TopicNames
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
@@ -160,7 +159,7 @@ class Pipeline:
 
     def partition_for(self, key: bytes) -> int:
         """The partition the default (murmur2) partitioner gives `key`, as Faust's producer does."""
-        return (murmur2(key) & 0x7FFFFFFF) % self.config.partitions
+        return default_partition(key, self.config.partitions)
 
     async def _ingest(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the input topics: per partition, in offset order.

@@ -18,9 +18,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-__all__ = ["Outbox", "delivered", "fresh_batches"]
+__all__ = ["Outbox", "default_partition", "delivered", "fresh_batches"]
 
 _Headers = list[tuple[str, bytes]]
+
+
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2 of the key) gives `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Outbox:
@@ -70,7 +75,7 @@ class Outbox:
 
     async def partition_for(self, topic: str, key: bytes) -> int:
         """The partition Kafka's default partitioner gives `key` in `topic`."""
-        return (murmur2(key) & 0x7FFFFFFF) % await self.partition_count(topic)
+        return default_partition(key, await self.partition_count(topic))
 
     async def partition_count(self, topic: str) -> int:
         count = self._counts.get(topic)
