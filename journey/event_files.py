@@ -7,7 +7,7 @@ locally exactly what a worker would send to dead-letters.
 from __future__ import annotations
 
 import csv
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -76,8 +76,12 @@ def read_event_file(
     currencies: Collection[str] | None,
     default_type: str | None = None,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    select: Callable[[bytes], bool] | None = None,
 ) -> Iterator[FileLine]:
-    """Every line of a `.csv` file or a JSON-lines file, validated. OSError if unreadable."""
+    """Every line of a `.csv` file or a JSON-lines file, validated. OSError if unreadable.
+
+    `select` (JSON lines only) picks the lines to validate and yield from their raw bytes;
+    the others are skipped unread, which is how parallel replay splits a file."""
     if path.suffix.lower() == ".csv":
         for number, data, problem in _csv_rows(path, default_type):
             if data is None:
@@ -94,7 +98,7 @@ def read_event_file(
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             raw = line.strip()
-            if not raw:
+            if not raw or (select is not None and not select(raw)):
                 continue
             try:
                 data = parse_json(raw, max_bytes=max_bytes)

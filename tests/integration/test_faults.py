@@ -26,14 +26,34 @@ pytestmark = pytest.mark.integration
 FX = Path(__file__).resolve().parents[2] / "deploy" / "fx-rates.json"
 
 
+def seeded_events(count: int, seed: int) -> list[dict[str, Any]]:
+    """A simulated workload in event-time order, about 8 events a customer."""
+    rates = load_rates(FX, "USD")
+    return list(
+        JourneySimulator(seed=seed, customers=count // 5, currencies=sorted(rates.rates)).events(count)
+    )
+
+
+def hot_and_shuffled(events: list[dict[str, Any]], seed: int, customers: int) -> list[dict[str, Any]]:
+    """Another shape: a few customers with hundreds of events each (self-referrals among them),
+    delivered far out of event-time order, with a few percent sent again much later."""
+    chooser = random.Random(seed)
+    merged = [{**e, "customer_id": f"hot-{int(e['customer_id'].rsplit('-', 1)[1]) % customers}"} for e in events]
+    order = sorted(range(len(merged)), key=lambda i: i + chooser.uniform(0, len(merged) / 4))
+    shuffled = [merged[i] for i in order]
+    for _ in range(len(shuffled) // 30):
+        at = chooser.randrange(len(shuffled))
+        shuffled.insert(chooser.randrange(at, len(shuffled) + 1), shuffled[at])
+    return shuffled
+
+
 def seeded_workload(
-    count: int, seed: int
+    count: int, seed: int, events: list[dict[str, Any]] | None = None
 ) -> tuple[list[bytes], dict[str, dict[str, Any]], set[tuple[str, str, str]]]:
     """Events (JSON), the replayed states without version, and the links they must make."""
     rates = load_rates(FX, "USD")
-    events = list(
-        JourneySimulator(seed=seed, customers=count // 5, currencies=sorted(rates.rates)).events(count)
-    )
+    if events is None:
+        events = seeded_events(count, seed)
     raws = [json.dumps(e).encode() for e in events]
     parsed = [parse_event(raw, expected_type=None, currencies=rates) for raw in raws]
     rules = ScoringRules(rates=rates)
@@ -107,6 +127,24 @@ async def test_crash_equivalence_with_three_sigkills(journey_env: Any) -> None:
     kill_points = sorted(chooser.uniform(0.1, 0.8) * len(raws) for _ in range(3))
     worker = env.worker()
     for point in kill_points:
+        deadline = time.monotonic() + 120
+        while processed(worker) < point and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        worker.kill()
+        worker = env.worker()
+    await wait_until_quiet([worker], expected, deadline_s=240)
+    await check_outputs(env, expected, links)
+
+
+async def test_crash_equivalence_with_hot_customers_out_of_order(journey_env: Any) -> None:
+    env = journey_env
+    env.env["JOURNEY_FX_RATES"] = str(FX)
+    events = hot_and_shuffled(seeded_events(12_000, seed=23), seed=23, customers=40)
+    raws, expected, links = seeded_workload(len(events), seed=23, events=events)
+    assert len(expected) == 40 and links
+    await produce_events(env, raws, miskey_every=13)
+    worker = env.worker()
+    for point in (0.3 * len(raws), 0.6 * len(raws)):
         deadline = time.monotonic() + 120
         while processed(worker) < point and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
