@@ -3,8 +3,8 @@
 1. raw: an aiokafka consume -> produce passthrough of the same messages (no parsing): the
    most a Python Kafka pipeline can do on this machine and broker;
 2. journey: one `journey worker` process on the same messages;
-3. replay: `journey.replay` over the same events in this process (the pure core, with parsing
-   and validation);
+3. replay: `journey replay`'s work (`journey.replay.replay_file`) on a file of the same
+   events, with one process and with one per CPU (the pure core, with parsing and validation);
 4. latency: produce-to-`ppp-updates` p50/p99 at a fixed offered load of half of (2);
 5. memory: bytes per customer held, for `--customers` customers in the core's state.
 
@@ -32,9 +32,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from journey.broker import EmbeddedBroker, free_port
 from journey.customer import CustomerState, encode_state
-from journey.event_files import FileLine
 from journey.money import load_rates
-from journey.replay import replay
+from journey.replay import default_jobs, replay_file
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
@@ -225,27 +224,28 @@ async def latency(
     return ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000, len(ordered)
 
 
-def replay_rate(events: list[dict[str, Any]]) -> tuple[float, float]:
-    """(events/s of parse + validate + fold, events/s of the fold alone)."""
+def replay_rate(events: list[dict[str, Any]], tmp: Path) -> tuple[float, float, float, int]:
+    """Events/s of `journey replay`'s work on a file of the events (read, parse, validate,
+    fold, one JSON line per customer) with one process and with one per CPU, and of the fold
+    alone; and how many processes "one per CPU" was."""
     rules = ScoringRules(rates=load_rates(RATES, "USD"))
-    raw = [json.dumps(e).encode() for e in events]
-    started = time.perf_counter()
-    lines = [
-        FileLine(Path("bench"), n, parse_event(r, expected_type=None, currencies=rules.rates), r)
-        for n, r in enumerate(raw, 1)
-    ]
-    replay(lines, rules)
-    full = len(events) / (time.perf_counter() - started)
-    parsed = [line.event for line in lines]
+    path = tmp / "replay.jsonl"
+    path.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+    jobs = default_jobs()
+    rates = []
+    for processes in (1, jobs):
+        started = time.perf_counter()
+        replay_file(path, rules, currencies=rules.rates, jobs=processes)
+        rates.append(len(events) / (time.perf_counter() - started))
+    parsed = [parse_event(json.dumps(e).encode(), expected_type=None, currencies=rules.rates) for e in events]
     started = time.perf_counter()
     states: dict[str, CustomerState] = {}
     for event in parsed:
-        assert event is not None
         state = states.get(event.customer_id) or states.setdefault(
             event.customer_id, CustomerState(event.customer_id)
         )
         apply_event(state, event, rules)
-    return full, len(events) / (time.perf_counter() - started)
+    return rates[0], rates[1], len(events) / (time.perf_counter() - started), jobs
 
 
 def rss_bytes() -> int:
@@ -309,8 +309,11 @@ async def main() -> None:
         log(f"raw aiokafka passthrough: {raw:10,.0f} events/s")
         journey = await journey_throughput(broker, kafka, events, tmp)
         log(f"journey, one worker:      {journey:10,.0f} events/s   journey/raw = {journey / raw:.1%}")
-        full, core = replay_rate(events)
-        log(f"journey replay:           {full:10,.0f} events/s   (the fold alone: {core:,.0f} events/s)")
+        single, full, core, jobs = replay_rate(events, tmp)
+        log(
+            f"journey replay:           {full:10,.0f} events/s   ({jobs} processes; one process: "
+            f"{single:,.0f} events/s; the fold alone: {core:,.0f} events/s)"
+        )
         offered = journey / 2
         p50, p99, samples = await latency(broker, kafka, offered, args.latency_seconds, tmp)
         log(

@@ -27,6 +27,7 @@ __all__ = [
 
 MOMENTS = ("zmot", "fmot", "smot", "umot")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001  # only formats UTC microseconds
 _ONE_US = timedelta(microseconds=1)
 _ZERO = Decimal(0)
 
@@ -38,8 +39,8 @@ def to_us(moment: datetime) -> int:
 
 def format_us(micros: int) -> str:
     """RFC 3339 in UTC with `Z`, as every timestamp out is written."""
-    text = (_EPOCH + timedelta(microseconds=micros)).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
+    # Naive arithmetic and a literal Z: a third cheaper than formatting an aware datetime.
+    return (_NAIVE_EPOCH + timedelta(microseconds=micros)).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(slots=True, eq=True)
@@ -87,6 +88,7 @@ class CustomerState:
 
     def view(self) -> dict[str, Any]:
         """The customer state of SPEC.md ("Customer state"), JSON-ready."""
+        last_seen = format_us(self.last_us)
         return {
             "customer_id": self.customer_id,
             "csat": float(self.csat),
@@ -95,12 +97,12 @@ class CustomerState:
             "cltv_365d": float(self.cltv_365d),
             "version": self.version,
             "moments": self.moments_dict(),
-            "as_of": format_us(self.last_us),
+            "as_of": last_seen,
             "surveys": self.surveys,
             "purchases": self.purchases,
             "refunds": self.refunds,
             "first_seen": format_us(self.first_us),
-            "last_seen": format_us(self.last_us),
+            "last_seen": last_seen,
         }
 
 

@@ -25,7 +25,7 @@ __all__ = ["FileLine", "read_event_file"]
 _NUMERIC = {"score", "sentiment"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileLine:
     """One line (or CSV row) of a file: the event and the bytes to send, or why it is invalid."""
 

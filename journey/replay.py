@@ -124,6 +124,7 @@ def replay_file(
     currencies: Collection[str] | None,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     jobs: int = 1,
+    parallel_from_bytes: int = _PARALLEL_FROM_BYTES,
 ) -> FileReplay:
     """Replay a file, split by customer over `jobs` processes for JSON-lines files.
 
@@ -131,17 +132,21 @@ def replay_file(
     and replay does not produce links), so folding each customer's events in file order in
     any process gives the same states as one process does. OSError if unreadable."""
     size = path.stat().st_size
-    if path.suffix.lower() == ".csv" or size < _PARALLEL_FROM_BYTES or "fork" not in (
-        multiprocessing.get_all_start_methods()
+    if (
+        path.suffix.lower() == ".csv"
+        or size < parallel_from_bytes
+        or "fork" not in (multiprocessing.get_all_start_methods())
     ):
         jobs = 1
     work = [_Job(path, rules, currencies, max_bytes, share, jobs) for share in range(jobs)]
     if jobs == 1:
         parts = [_replay_share(work[0])]
     else:
-        # fork: the workers start with everything imported, in milliseconds.
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            parts = pool.map(_replay_share, work)
+        # fork: the workers start with everything imported, in milliseconds; this process
+        # folds the first share meanwhile.
+        with multiprocessing.get_context("fork").Pool(jobs - 1) as pool:
+            others = pool.map_async(_replay_share, work[1:])
+            parts = [_replay_share(work[0]), *others.get()]
     views = sorted(view for part in parts for view in part[0])
     invalid = sorted((line for part in parts for line in part[1]), key=lambda line: line.number)
     return FileReplay(

@@ -175,12 +175,16 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
         state.first_us = at
     _fold_in(state, event, at, rules)
 
+    # The published scores are those of the inputs folded so far (an event either publishes
+    # new ones or leaves them equal), so money is only rounded again when money moved.
     csat = _csat(state, rules)
-    cltv = _round(max(state.lifetime_net, ZERO))
-    ppp = _round(EXACT.multiply(csat, cltv))
-    state.cltv_365d = _round(max(state.recent_sum, ZERO))
-    if not first and (csat, cltv, ppp) == (state.csat, state.cltv, state.ppp):
+    paid = first or isinstance(event, Purchase)
+    if paid or at == state.last_us:
+        state.cltv_365d = _round(max(state.recent_sum, ZERO))
+    cltv = _round(max(state.lifetime_net, ZERO)) if paid else state.cltv
+    if not first and csat == state.csat and cltv == state.cltv:
         return _UNCHANGED
+    ppp = _round(EXACT.multiply(csat, cltv))
     state.previous_ppp = None if first else state.ppp
     state.csat, state.cltv, state.ppp = csat, cltv, ppp
     state.version += 1

@@ -38,7 +38,9 @@ def hot_and_shuffled(events: list[dict[str, Any]], seed: int, customers: int) ->
     """Another shape: a few customers with hundreds of events each (self-referrals among them),
     delivered far out of event-time order, with a few percent sent again much later."""
     chooser = random.Random(seed)
-    merged = [{**e, "customer_id": f"hot-{int(e['customer_id'].rsplit('-', 1)[1]) % customers}"} for e in events]
+    merged = [
+        {**e, "customer_id": f"hot-{int(e['customer_id'].rsplit('-', 1)[1]) % customers}"} for e in events
+    ]
     order = sorted(range(len(merged)), key=lambda i: i + chooser.uniform(0, len(merged) / 4))
     shuffled = [merged[i] for i in order]
     for _ in range(len(shuffled) // 30):

@@ -1,0 +1,65 @@
+"""`journey replay` split over processes gives what one process gives, invalid lines included."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from journey.customer import CustomerState
+from journey.event_files import read_event_file
+from journey.replay import replay_file
+from journey.scoring import ScoringRules, apply_event
+from journey.simulate import JourneySimulator
+from tests.unit.strategies import RATES
+
+RULES = ScoringRules(rates=RATES)
+BAD_LINES = [
+    b"{broken",
+    b'{"type": "survey", "customer_id": 5}',
+    b'{"type": "survey", "event_id": "x", "customer_id": "c-000001", "score": 3}',
+    b'{"type": "touchpoint", "event_id": "y", "customer_id": "c-\\ud800",'
+    b' "occurred_at": "2026-01-01T00:00:00Z", "moment": "zmot", "channel": "s"}',
+    b'{"type": "touchpoint", "event_id": "z", "customer_id": "c-000002", "occurred_at":'
+    b' "2026-01-01T00:00:00Z", "moment": "fmot", "channel": "s", "sentiment": 0.12345678901234567}',
+]
+
+
+def write_events(path: Path, count: int, seed: int) -> None:
+    events = JourneySimulator(seed=seed, customers=count // 6, currencies=sorted(RATES.rates)).events(count)
+    lines = [json.dumps(event).encode() for event in events]
+    chooser = random.Random(seed)
+    for bad in BAD_LINES:
+        lines.insert(chooser.randrange(len(lines)), bad)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def test_jobs_split_by_customer_and_agree_with_one_process(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    write_events(path, 6_000, seed=5)
+    one = replay_file(path, RULES, currencies=RATES.rates, jobs=1)
+    three = replay_file(path, RULES, currencies=RATES.rates, jobs=3, parallel_from_bytes=0)
+    assert three.lines == one.lines
+    assert [(line.number, line.error) for line in three.invalid] == [
+        (line.number, line.error) for line in one.invalid
+    ]
+    assert len(one.invalid) == 4  # the long sentiment is an event; a lone surrogate is not text
+    assert (three.events, three.duplicates) == (one.events, one.duplicates)
+    customers: list[dict[str, Any]] = [orjson.loads(line) for line in one.lines]
+    assert [c["customer_id"] for c in customers] == sorted(c["customer_id"] for c in customers)
+    assert len(customers) > 900
+
+
+def test_split_replay_equals_the_fold_of_the_core(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    write_events(path, 600, seed=9)
+    result = replay_file(path, RULES, currencies=RATES.rates, jobs=2, parallel_from_bytes=0)
+    states: dict[str, CustomerState] = {}
+    for line in read_event_file(path, currencies=RATES.rates):
+        if line.event is not None:
+            event = line.event
+            apply_event(states.setdefault(event.customer_id, CustomerState(event.customer_id)), event, RULES)
+    assert result.lines == [orjson.dumps(states[key].view()) for key in sorted(states)]
