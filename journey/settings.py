@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Most input messages a worker handles in one batch (one broker round trip each).",
     )
+    cached_customers: int = Field(
+        default=10_000,
+        ge=0,
+        description="Customers a worker keeps decoded between batches (about 4 KB each; 0: none).",
+    )
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag refreshes.")
     store: Literal["memory://", "rocksdb://"] = Field(
         default="memory://",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -123,6 +123,10 @@ class Pipeline:
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
         # Customers this process has handled since its last assignment (see `_score`).
         self._live: set[str] = set()
+        # The most recently handled customers, decoded: the same as their table entries,
+        # which only this process writes until the next assignment (then it is emptied).
+        self._decoded: OrderedDict[str, CustomerState] = OrderedDict()
+        self._decoded_limit = settings.cached_customers
         self._partition_counts: dict[str, int] = {}
         # The last batch's sends still waiting for the broker (see `_ingest`).
         self._completing: asyncio.Future[None] | None = None
@@ -137,6 +141,7 @@ class Pipeline:
     async def _forget_live(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # After a rebalance, any customer may have been handled elsewhere in between.
         self._live.clear()
+        self._decoded.clear()
 
     @staticmethod
     def _raw_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -173,12 +178,13 @@ class Pipeline:
         started = time.perf_counter()
         batch = _Batch(datetime.now(UTC), self._outbox())
         names = self.config.names
+        inputs = names.inputs
         for tp, records in batches.items():
             batch.current[tp.partition] = current_record(self.app, tp, records[0])
             rekeyed = tp.topic == names.rekeyed
             for record in records:
                 origin = (_origin_of(record) if rekeyed else record.topic) or record.topic
-                kind = names.inputs.get(origin)
+                kind = inputs.get(origin)
                 if kind is None:
                     self._reject(batch, record, origin, f"{_ORIGIN_HEADER} header names no input topic")
                     continue
@@ -216,6 +222,7 @@ class Pipeline:
                 self.customers.data[customer_id] = encoded
                 states.add(changelog, customer_id.encode("utf-8"), encoded, partition)
         stored = await states.send()
+        self._keep_decoded(batch.states)
         handled = time.perf_counter() - started
         previous = self._completing
 
@@ -230,6 +237,21 @@ class Pipeline:
 
         completing = self._completing = asyncio.ensure_future(complete())
         return completing
+
+    def _held_state(self, customer_id: str) -> CustomerState:
+        state = self._decoded.pop(customer_id, None)
+        if state is not None:
+            return state
+        held: bytes | None = self.customers.get(customer_id)
+        return CustomerState(customer_id) if held is None else decode_state(held)
+
+    def _keep_decoded(self, states: Mapping[str, CustomerState]) -> None:
+        if not self._decoded_limit:
+            return
+        decoded = self._decoded
+        decoded.update(states)  # taken out by `_held_state`, so they go back in as the newest
+        while len(decoded) > self._decoded_limit:
+            decoded.popitem(last=False)
 
     def _outbox(self) -> Outbox:
         # Faust's Kafka producer itself: `_ensure_producer` is how Faust reaches it too.
@@ -283,9 +305,7 @@ class Pipeline:
         customer_id = event.customer_id
         state = batch.states.get(customer_id)
         if state is None:
-            held: bytes | None = self.customers.get(customer_id)
-            state = CustomerState(customer_id) if held is None else decode_state(held)
-            batch.states[customer_id] = state
+            state = batch.states[customer_id] = self._held_state(customer_id)
         result = apply_event(state, event, self.config.rules)
         update = result.update(state)
         if result.duplicate:

@@ -70,9 +70,58 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     # over (completions finish in order: see `BatchHandler`).
     _in_flight: asyncio.Future[None] | None = None
     _completing: asyncio.Future[None] | None = None
+    # Seeks to the committed offsets begun and ended (see `perform_seek`).
+    _seeks_begun = 0
+    _seeks_ended = 0
+    _no_seek_event: asyncio.Event | None = None
 
     def _batch_handlers(self) -> dict[str, BatchHandler]:
         return cast(JourneyApp, self.app).batch_handlers
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition back to its committed offset, on record.
+
+        After a rebalance Faust resumes the stream partitions and only then seeks them to
+        their committed offsets: records fetched meanwhile may come from positions the seek
+        replaces. Delivered to an agent while the seek ran, some were lost for good (the
+        takeover test: offsets 50-52 delivered during the seek, never processed, then
+        skipped as already read after later ones of the same fetch). The drain loop drops
+        the stream records of any fetch a seek overlapped and reads those partitions again
+        from where the seek put them (`_fetch_again`): a few records twice at worst, which
+        the tables' dedupe absorbs.
+        """
+        self._seeks_begun += 1
+        self._no_seek().clear()
+        try:
+            await super().perform_seek()
+        finally:
+            self._seeks_ended += 1
+            if self._seeks_ended == self._seeks_begun:
+                self._no_seek().set()
+
+    def _no_seek(self) -> asyncio.Event:
+        # Made on first use: the consumer is built before the loop it waits on may run.
+        if self._no_seek_event is None:
+            self._no_seek_event = asyncio.Event()
+            self._no_seek_event.set()
+        return self._no_seek_event
+
+    def _resynced_since(self, seeks: int) -> bool:
+        """Whether a seek began after `seeks` (the count of begun seeks at fetch time)."""
+        return self._seeks_begun != seeks
+
+    async def _fetch_again(self, tps: set[TP]) -> None:
+        """Read `tps` again from where the last seek put them, once it has ended."""
+        await self._no_seek().wait()
+        self.log.info("Reading %d partitions again from where a seek put them", len(tps))
+        assigned = self.assignment()
+        for tp in tps & assigned:
+            offset = self._read_offset.get(tp)
+            if offset is None:
+                # Nothing committed: from the start, as the reset policy (earliest) reads.
+                await cast(Any, self)._thread.seek_to_beginning(tp)  # noqa: SLF001
+            else:
+                await self._seek(tp, offset)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         handlers = self._batch_handlers()
@@ -83,23 +132,31 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         try:
             while not (self.should_stop or fetcher.should_stop):
                 self.diag.set_flag(CONSUMER_FETCHING)
+                # A seek still running counts as begun after the fetch.
+                seeks = self._seeks_ended
                 records, active = await self._wait_next_records(timeout=1.0)
                 await self.sleep(0)
                 if not records or self.should_stop:
                     continue
                 generation = self.app.consumer_generation_id
+                acks_enabled = self.app.topics.acks_enabled_for
                 # One call per handler for everything this fetch brought it, so that the
                 # handler waits for the broker once per fetch, not once per partition.
                 batches: dict[BatchHandler, dict[TP, tuple[int, list[Any]]]] = {}
+                again: set[TP] = set()
                 for tp, batch in records.items():
                     if not self._flowing(generation):
                         break
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
                         continue
+                    if acks_enabled(tp.topic) and self._resynced_since(seeks):
+                        again.add(tp)  # changelogs are not seeked back: theirs are kept
+                        continue
                     monitor.track_tp_end_offset(tp, self.highwater(tp))
                     handler = handlers.get(tp.topic)
                     if handler is None:
-                        await self._deliver_each(tp, batch, generation)
+                        if not await self._deliver_each(tp, batch, generation, seeks):
+                            again.add(tp)
                         continue
                     read = self._read_offset[tp]
                     # Faust's read offset is the next to read after a seek, the last read otherwise.
@@ -109,6 +166,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 for handler, by_tp in batches.items():
                     if not self._flowing(generation):
                         break
+                    if self._resynced_since(seeks):
+                        again.update(by_tp)
+                        continue
                     await self._maybe_commit_every()
                     now = time.monotonic()
                     for tp in by_tp:
@@ -116,6 +176,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     await self._run_batch(handler, by_tp)
                     for tp, (_, fresh) in by_tp.items():
                         self._read_offset[tp] = fresh[-1].offset
+                if again:
+                    await self._fetch_again(again)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -133,12 +195,15 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     def _flowing(self, generation: int) -> bool:
         return self.flow_active and self.app.consumer_generation_id == generation
 
-    async def _deliver_each(self, tp: TP, records: Sequence[Any], generation: int) -> None:
-        """Faust's own path, one message at a time, as its `_drain_messages` does it."""
+    async def _deliver_each(self, tp: TP, records: Sequence[Any], generation: int, seeks: int) -> bool:
+        """Faust's own path, one message at a time, as its `_drain_messages` does it, but
+        stopping where a seek began: False then (see `perform_seek`)."""
         acks_enabled = self.app.topics.acks_enabled_for(tp.topic)
         for record in records:
+            if acks_enabled and self._resynced_since(seeks):
+                return False
             if not self._flowing(generation):
-                return
+                return True
             offset = record.offset
             read = self._read_offset[tp]
             if read is not None and offset < read:
@@ -147,7 +212,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 await self._add_gap(tp, read + 1, offset)
             await self._maybe_commit_every()
             await self.wait_first(self.callback(self._to_message(tp, record)), self.suspend_flow.wait())
+            if acks_enabled and self._resynced_since(seeks):
+                return False
             self._read_offset[tp] = offset
+        return True
 
     async def _maybe_commit_every(self) -> None:
         if self._commit_every is not None and self._n_acked >= self._commit_every:

@@ -10,6 +10,7 @@ the key), same headers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable
 from typing import Any
@@ -23,6 +24,9 @@ __all__ = ["Outbox", "default_partition", "delivered", "fresh_batches"]
 _Headers = list[tuple[str, bytes]]
 
 
+# murmur2 is pure Python in aiokafka (a few microseconds a key); every input event and every
+# update asks for its customer's partition, and customers come back.
+@functools.lru_cache(maxsize=65_536)
 def default_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2 of the key) gives `key`."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
