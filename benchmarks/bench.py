@@ -226,17 +226,21 @@ async def latency(
 
 def replay_rate(events: list[dict[str, Any]], tmp: Path) -> tuple[float, float, float, int]:
     """Events/s of `journey replay`'s work on a file of the events (read, parse, validate,
-    fold, one JSON line per customer) with one process and with one per CPU, and of the fold
-    alone; and how many processes "one per CPU" was."""
+    fold, one JSON line per customer) with one process and with one per CPU (best of three
+    runs each), and of the fold alone; and how many processes "one per CPU" was."""
     rules = ScoringRules(rates=load_rates(RATES, "USD"))
     path = tmp / "replay.jsonl"
     path.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in events))
     jobs = default_jobs()
     rates = []
     for processes in (1, jobs):
-        started = time.perf_counter()
-        replay_file(path, rules, currencies=rules.rates, jobs=processes)
-        rates.append(len(events) / (time.perf_counter() - started))
+        # The best of three, as timeit reports: a pure CPU stage on a noisy machine.
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            replay_file(path, rules, currencies=rules.rates, jobs=processes)
+            best = min(best, time.perf_counter() - started)
+        rates.append(len(events) / best)
     parsed = [parse_event(json.dumps(e).encode(), expected_type=None, currencies=rules.rates) for e in events]
     started = time.perf_counter()
     states: dict[str, CustomerState] = {}
