@@ -117,8 +117,8 @@ class Pipeline:
         # Keys are customer_id / share_id as UTF-8, exactly as the source topics are keyed,
         # so that a table key lives on the partition its events arrive on and HTTP lookups
         # route to the worker that owns it.
-        # Customers are held encoded (a few hundred bytes each) and decoded per event: a
-        # fifth of the memory of live objects, for a small share of the time per event.
+        # Customers are held encoded (a few hundred bytes each), a fifth of the memory of
+        # live objects; only the most recently handled ones are also kept decoded.
         self.customers = self._table(app, "customers", "raw", partitions)
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
         # Customers this process has handled since its last assignment (see `_score`).

@@ -127,8 +127,16 @@ async def test_crash_equivalence_with_three_sigkills(journey_env: Any) -> None:
     await produce_events(env, raws)
     chooser = random.Random(7)
     kill_points = sorted(chooser.uniform(0.1, 0.8) * len(raws) for _ in range(3))
+    await kill_at_and_compare(env, kill_points, expected, links)
+
+
+async def kill_at_and_compare(
+    env: Any, points: list[float], expected: dict[str, dict[str, Any]], links: set[tuple[str, str, str]]
+) -> None:
+    """One worker, SIGKILLed once it has handled each of `points` events and started again;
+    then every output is compared with replay."""
     worker = env.worker()
-    for point in kill_points:
+    for point in points:
         deadline = time.monotonic() + 120
         while processed(worker) < point and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -145,15 +153,7 @@ async def test_crash_equivalence_with_hot_customers_out_of_order(journey_env: An
     raws, expected, links = seeded_workload(len(events), seed=23, events=events)
     assert len(expected) == 40 and links
     await produce_events(env, raws, miskey_every=13)
-    worker = env.worker()
-    for point in (0.3 * len(raws), 0.6 * len(raws)):
-        deadline = time.monotonic() + 120
-        while processed(worker) < point and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        worker.kill()
-        worker = env.worker()
-    await wait_until_quiet([worker], expected, deadline_s=240)
-    await check_outputs(env, expected, links)
+    await kill_at_and_compare(env, [0.3 * len(raws), 0.6 * len(raws)], expected, links)
 
 
 async def test_survivor_takes_over_a_killed_workers_partitions(journey_env: Any) -> None:
