@@ -74,7 +74,7 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _share_of(raw: bytes, shares: int) -> int:
+def _share_of(raw: bytes, shares: int, max_bytes: int) -> int:
     """Which worker folds this line: by customer, so each customer's events stay in file order
     in one process. Decided from the line alone, so every worker agrees without talking."""
     try:
@@ -82,7 +82,7 @@ def _share_of(raw: bytes, shares: int) -> int:
     except orjson.JSONDecodeError:
         # Text orjson refuses may still be an event to the exact parser (a lone surrogate).
         try:
-            data = parse_json(raw)
+            data = parse_json(raw, max_bytes=max_bytes)
         except InvalidEvent:
             return 0  # the first worker reports it
     customer = data.get("customer_id") if isinstance(data, dict) else None
@@ -103,7 +103,7 @@ class _Job:
 
 def _replay_share(job: _Job) -> tuple[list[tuple[str, bytes]], list[FileLine], int, int]:
     def mine(raw: bytes) -> bool:
-        return _share_of(raw, job.shares) == job.share
+        return _share_of(raw, job.shares, job.max_bytes) == job.share
 
     lines = read_event_file(
         job.path,
