@@ -77,6 +77,8 @@ def default_jobs() -> int:
 def _share_of(raw: bytes, shares: int, max_bytes: int) -> int:
     """Which worker folds this line: by customer, so each customer's events stay in file order
     in one process. Decided from the line alone, so every worker agrees without talking."""
+    # Only customer_id is needed, which orjson reads exactly: `parse_json`'s checks of the
+    # numbers cost every process a tenth of its time here (measured), for nothing.
     try:
         data: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
