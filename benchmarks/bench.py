@@ -29,6 +29,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import TopicPartition
 
 from journey.broker import EmbeddedBroker, free_port
 from journey.customer import CustomerState, encode_state
@@ -163,65 +164,178 @@ async def journey_throughput(
         worker.wait(30)
 
 
-async def latency(
-    broker: EmbeddedBroker,
-    kafka: dict[str, Any],
-    rate: float,
-    seconds: float,
-    tmp: Path,
-    *,
-    warmup: float = 1.0,
-) -> tuple[float, float, int]:
-    """p50 and p99 of produce -> ppp-updates, at `rate` events/s for `seconds`, in ms.
+class Pipeline:
+    """What the latency stage measures: a process that turns the input topics' events into
+    messages on `output`, each naming the event that caused it."""
 
-    The first `warmup` seconds at the same rate are sent but not measured: the first
+    label = ""
+
+    def __init__(self, names: TopicNames, output: str, cause_field: str) -> None:
+        self.names = names
+        self.output = output
+        self.cause_field = cause_field
+
+    def start(self) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def ready(self, process: subprocess.Popen[bytes]) -> bool:
+        raise NotImplementedError
+
+
+class JourneyPipeline(Pipeline):
+    """One `journey worker`; latency is produce -> the `ppp-updates` message of the event."""
+
+    label = "journey"
+
+    def __init__(self, broker: EmbeddedBroker, tmp: Path) -> None:
+        names = TopicNames(prefix="latency.")
+        super().__init__(names, names.ppp_updates, "cause_event_id")
+        self.broker, self.tmp, self.port = broker, tmp, free_port()
+
+    def start(self) -> subprocess.Popen[bytes]:
+        return start_worker(self.broker, self.names.prefix, self.port, self.tmp)
+
+    def ready(self, process: subprocess.Popen[bytes]) -> bool:
+        return assigned(self.port)  # joined the group, partitions assigned
+
+
+class RawPipeline(Pipeline):
+    """The baseline: an aiokafka consume -> produce passthrough in its own process (as the
+    worker is), reading the same input topics with the worker's fetch wait and writing
+    each message unchanged, so latency is produce -> the copy of the event."""
+
+    label = "raw"
+
+    def __init__(self, broker: EmbeddedBroker, tmp: Path) -> None:
+        names = TopicNames(prefix="latency-raw.")
+        super().__init__(names, names.ppp_updates, "event_id")
+        self.broker, self.ready_file = broker, tmp / "raw-passthrough.ready"
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.ready_file.unlink(missing_ok=True)
+        command = [sys.executable, __file__, "--passthrough", self.broker.url, self.names.prefix]
+        return subprocess.Popen([*command, str(self.ready_file)])
+
+    def ready(self, process: subprocess.Popen[bytes]) -> bool:
+        return self.ready_file.exists()
+
+
+async def serve_passthrough(url: str, prefix: str, ready_file: Path) -> None:
+    """The raw pipeline's process (`--passthrough`): every input topic's message to `ppp-updates`."""
+    names = TopicNames(prefix=prefix)
+    kafka = {"bootstrap_servers": url.removeprefix("kafka://").split(",")}
+    consumer = AIOKafkaConsumer(**kafka, auto_offset_reset="earliest", fetch_max_wait_ms=10)
+    producer = AIOKafkaProducer(**kafka, linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in names.inputs for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ready_file.touch()
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            for records in batch.values():
+                for record in records:
+                    await producer.send(names.ppp_updates, record.value, key=record.key)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def latency(
+    kafka: dict[str, Any],
+    pipeline: Pipeline,
+    events: list[dict[str, Any]],
+    rate: float,
+    *,
+    linger_ms: int,
+    warmup: float = 1.0,
+    window: float = 5.0,
+    broker_pid: int | None = None,
+) -> tuple[float, float, int, list[float], dict[str, float]]:
+    """p50 and p99 of produce -> `pipeline`'s output, in ms, with `events` offered at `rate`
+    events/s by a producer that batches for `linger_ms` (counted in the latency); and the
+    p99 of each `window` seconds, in ms; and the share of a CPU the broker, the pipeline's
+    process and this one (the load generator and the reader) used meanwhile.
+
+    The events of the first `warmup` seconds are sent but not measured: the first
     messages to each topic pay for connections and metadata (measured: up to 120 ms in the
     first half second, none later), which is start-up, not steady-state latency.
     """
-    events = workload(int(rate * (warmup + seconds)))
     unmeasured = int(rate * warmup)
-    names = TopicNames(prefix="latency.")
+    names = pipeline.names
     await create_topics(kafka, names, partitions=PARTITIONS, replication_factor=1)
-    port = free_port()
-    worker = start_worker(broker, names.prefix, port, tmp)
+    process = pipeline.start()
     sent_at: dict[str, float] = {}
-    seen: list[float] = []
-    consumer = AIOKafkaConsumer(names.ppp_updates, **kafka, auto_offset_reset="earliest", fetch_max_wait_ms=5)
+    seen: list[tuple[float, float]] = []
+    consumer = AIOKafkaConsumer(pipeline.output, **kafka, auto_offset_reset="earliest", fetch_max_wait_ms=5)
     await consumer.start()
+    # Serialised before the clock starts: the load generator shares the machine's CPUs.
+    messages = [
+        (names.for_type(e["type"]), e["event_id"], e["customer_id"].encode(), json.dumps(e).encode())
+        for e in events
+    ]
 
     async def read() -> None:
         async for message in consumer:
-            cause = json.loads(message.value)["cause_event_id"]
-            if cause in sent_at:
-                seen.append(time.perf_counter() - sent_at.pop(cause))
+            sent = sent_at.pop(json.loads(message.value)[pipeline.cause_field], None)
+            if sent is not None:
+                now = time.perf_counter()
+                seen.append((now, now - sent))
 
     reader = asyncio.create_task(read())
     try:
-        while not assigned(port) and worker.poll() is None:  # joined the group, partitions assigned
+        while not pipeline.ready(process) and process.poll() is None:
             await asyncio.sleep(0.2)
-        producer = AIOKafkaProducer(**kafka, linger_ms=5)
+        producer = AIOKafkaProducer(**kafka, linger_ms=linger_ms)
         await producer.start()
+        pids = {"broker": broker_pid, "pipeline": process.pid, "load generator": os.getpid()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
-        for index, event in enumerate(events):
-            delay = started + index / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if index >= unmeasured:
-                sent_at[event["event_id"]] = time.perf_counter()
-            await producer.send(
-                names.for_type(event["type"]),
-                json.dumps(event).encode(),
-                key=event["customer_id"].encode(),
-            )
+        index = 0
+        while index < len(messages):
+            # Every event that is due, then a millisecond's sleep: one timer per tick, not
+            # one per event, so that the load generator's own CPU stays small.
+            due = min(len(messages), int((time.perf_counter() - started) * rate) + 1)
+            for topic, event_id, key, value in messages[index:due]:
+                if index >= unmeasured:
+                    sent_at[event_id] = time.perf_counter()
+                await producer.send(topic, value, key=key)
+                index += 1
+            await asyncio.sleep(0.001)
         await producer.stop()
         await asyncio.sleep(3)
+        elapsed = time.perf_counter() - started
+        cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()}
     finally:
         reader.cancel()
         await consumer.stop()
-        worker.terminate()
-        worker.wait(30)
-    ordered = sorted(seen)
-    return ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000, len(ordered)
+        process.terminate()
+        process.wait(30)
+    if not seen:
+        raise RuntimeError(f"no output from {type(pipeline).__name__} in the latency stage")
+    ordered = sorted(delay for _, delay in seen)
+    windows: dict[int, list[float]] = {}
+    first = seen[0][0]
+    for at, delay in seen:
+        windows.setdefault(int((at - first) / window), []).append(delay)
+    per_window = [percentile(sorted(delays), 0.99) * 1000 for _, delays in sorted(windows.items())]
+    p50, p99 = percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000
+    return p50, p99, len(ordered), per_window, cpu
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) a process has used so far, from /proc; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def replay_rate(events: list[dict[str, Any]], tmp: Path) -> tuple[float, float, float, int]:
@@ -300,7 +414,18 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=30_000, help="events in the workload")
     parser.add_argument("--customers", type=int, default=1_000_000, help="customers for the memory measure")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=25,
+        help="the latency stage's producer batching, ms (counted in the latency; docs/benchmarks.md)",
+    )
+    parser.add_argument("--passthrough", nargs=3, help=argparse.SUPPRESS)  # RawPipeline's process
     args = parser.parse_args()
+    if args.passthrough:
+        url, prefix, ready_file = args.passthrough
+        await serve_passthrough(url, prefix, Path(ready_file))
+        return
 
     log(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     events = workload(args.events)
@@ -319,16 +444,24 @@ async def main() -> None:
             f"{single:,.0f} events/s; the fold alone: {core:,.0f} events/s)"
         )
         offered = journey / 2
-        p50, p99, samples = await latency(broker, kafka, offered, args.latency_seconds, tmp)
-        log(
-            f"end-to-end latency at {offered:,.0f} events/s (50% of saturation): p50 {p50:.1f} ms, "
-            f"p99 {p99:.1f} ms ({samples} updates)"
-        )
+        measured = workload(int(offered * (1.0 + args.latency_seconds)))
+        p99s: dict[str, float] = {}
+        for pipeline in (RawPipeline(broker, tmp), JourneyPipeline(broker, tmp)):
+            p50, p99, samples, windows, cpu = await latency(
+                kafka, pipeline, measured, offered, linger_ms=args.linger_ms, broker_pid=broker.pid
+            )
+            p99s[pipeline.label] = p99
+            log(
+                f"latency, {pipeline.label:7} at {offered:,.0f} events/s (50% of saturation): "
+                f"p50 {p50:6.1f} ms, p99 {p99:7.1f} ms ({samples} messages; p99 per 5 s: "
+                f"{', '.join(f'{w:.0f}' for w in windows)}; CPU: "
+                f"{', '.join(f'{name} {share:.0%}' for name, share in cpu.items())})"
+            )
     per_customer = memory_per_customer(args.customers)
     log(f"memory: {per_customer:,.0f} bytes per customer held ({args.customers:,} customers, 6 events each)")
     log(
-        f"summary: journey/raw {journey / raw:.1%}, replay {full:,.0f}/s, p99 {p99:.0f} ms, "
-        f"{per_customer:,.0f} B/customer"
+        f"summary: journey/raw {journey / raw:.1%}, replay {full:,.0f}/s, p99 {p99s['journey']:.0f} ms "
+        f"(raw {p99s['raw']:.0f} ms), {per_customer:,.0f} B/customer"
     )
 
 

@@ -74,8 +74,14 @@ def rss_mb(pid: int) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=15.0)
-    parser.add_argument("--rate", type=float, default=500.0, help="events per second")
+    parser.add_argument("--rate", type=float, default=400.0, help="events per second")
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
+    # The embedded broker's fetches slow down with the number of record batches a partition
+    # holds: at 5 ms nearly every event was a batch of its own and the broker reached a full
+    # core in 5 minutes (docs/benchmarks.md).
+    parser.add_argument(
+        "--linger-ms", type=int, default=200, help="the load generator's producer batching, ms"
+    )
     args = parser.parse_args()
     rates = load_rates(RATES, "USD")
     simulator = JourneySimulator(seed=5, customers=10_000_000, currencies=sorted(rates.rates), prefix="soak")
@@ -100,7 +106,7 @@ async def main() -> None:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "journey", "worker"], env=env, stdout=log, stderr=log
             )
-        producer = AIOKafkaProducer(**kafka, linger_ms=5)
+        producer = AIOKafkaProducer(**kafka, linger_ms=args.linger_ms)
         await producer.start()
         print(
             f"soak: {args.minutes:g} min at {args.rate:g} events/s, sample every {args.sample:g} s",

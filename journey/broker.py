@@ -64,6 +64,11 @@ class EmbeddedBroker:
     def url(self) -> str:
         return f"kafka://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (the benchmark reads its CPU time)."""
+        return self._process.pid if self._process is not None else None
+
     def start(self, timeout: float = 20.0) -> None:
         if wait_for_port("127.0.0.1", self.port, 0.05):
             raise BrokerError(f"port {self.port} is already in use: is another broker running there?")
