@@ -25,7 +25,6 @@ def install_fetch_wait(max_wait_ms: int) -> None:
 
         def __init__(self: AIOKafkaConsumer, *topics: Any, **kwargs: Any) -> None:
             kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", 500), _state["ms"])
-            import os; kwargs["fetch_min_bytes"] = int(os.environ.get("X_MINB", "1"))
             original(self, *topics, **kwargs)
 
         AIOKafkaConsumer.__init__ = __init__  # see the module docstring
