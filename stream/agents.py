@@ -34,7 +34,7 @@ from schemas.events import Event
 from stream.batching import JourneyApp, current_record, make_current
 from stream.codecs import SHARE_JOIN_CODEC
 from stream.metrics import BatchTally, JourneyMetrics
-from stream.outbox import Outbox, default_partition, delivered, fresh_batches
+from stream.outbox import Outbox, default_partition, delivered, send_together
 from stream.topics import TopicNames
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
@@ -128,15 +128,19 @@ class Pipeline:
         self._decoded: OrderedDict[str, CustomerState] = OrderedDict()
         self._decoded_limit = settings.cached_customers
         self._partition_counts: dict[str, int] = {}
-        # The last batch's sends still waiting for the broker (see `_ingest`).
+        # The last batch's sends still waiting for the broker (see `_ingest`, `_join_shares`).
         self._completing: asyncio.Future[None] | None = None
+        self._joins_completing: asyncio.Future[None] | None = None
+        # What a chunk of joins may put on one partition: a record batch, less its header.
+        self._batch_bytes = int(app.conf.producer_max_batch_size) - 128
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
         app.on_partitions_assigned.connect(cast(Any, self._forget_live))
         # The input topics are consumed in whole fetched batches (stream.batching), not by
         # an agent; added to the conductor so that the consumer subscribes to them.
         app.topics.add(self.inputs)
         app.batch_handlers.update(dict.fromkeys(self.inputs.topics, self._ingest))
-        app.agent(self.share_joins, name="journey.links")(self._links)
+        app.topics.add(self.share_joins)
+        app.batch_handlers[names.share_joins] = self._join_shares
 
     async def _forget_live(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # After a rebalance, any customer may have been handled elsewhere in between.
@@ -212,7 +216,11 @@ class Pipeline:
         # not enough: a send to a partition whose batch is full waits for it to drain while
         # other partitions' batches go out. The other way round, a state without its
         # update, the first event after the takeover re-sends the latest update (`_score`).
-        # Straight to the Kafka producer, which every offset commit flushes first (`_store`).
+        # Straight to the Kafka producer, which every offset commit flushes first. Faust's
+        # own table writes (`table[key] = value`) go through its producer buffer, which a
+        # commit gives only 0.1 s to drain: a worker killed just after a commit came back
+        # without the state of events whose offsets were committed (the embedded broker).
+        # So tables are written as `data[key]` plus a changelog record we send ourselves.
         states = self._outbox()
         changelog = self.customers.changelog_topic.get_topic_name()
         for partition, customer_ids in batch.changed.items():
@@ -270,35 +278,6 @@ class Pipeline:
         batch.out.add(self.config.names.dead_letters, record.key, orjson.dumps(letter))
         batch.tally.event(origin, "invalid")
 
-    async def _send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        *,
-        partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Queue one message on the Kafka producer that every offset commit flushes first.
-
-        Straight to the producer, not through Faust's Topic.send, whose per-message
-        machinery took a fifth of a busy worker's time.
-        """
-        await self.app.producer.send(topic, key, value, partition, None, headers)
-
-    async def _store(self, table: Any, key: str, value: Any, encoded: bytes, partition: int) -> None:
-        """Keep `value` in the table and write it to the changelog, awaited like any send.
-
-        Faust's own table writes (`table[key] = value`) go through its producer buffer, and
-        a commit gives that buffer only 0.1 s to drain: a worker killed just after a commit
-        came back without the state of events whose offsets were committed (seen on the
-        embedded broker). `_send` queues on the Kafka producer itself, which every
-        commit flushes to the broker first.
-        """
-        table.data[key] = value
-        changelog = table.changelog_topic.get_topic_name()
-        await self._send(changelog, key.encode("utf-8"), encoded, partition=partition)
-
     def _score(self, batch: _Batch, event: Event, origin: str, key: bytes, partition: int) -> None:
         tally = batch.tally
         tally.lags[origin].append(max(0.0, (batch.received - event.occurred_at).total_seconds()))
@@ -329,46 +308,59 @@ class Pipeline:
             # Duplicates too: the join is idempotent, and a crash may have lost the first.
             batch.out.add(names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
 
-    async def _links(self, stream: faust.StreamT[bytes]) -> None:
+    async def _join_shares(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
+        """What one fetch brought from the share-joins topic: per partition, in offset order.
+
+        A join and the links it makes must leave in one produce request, so that a killed
+        worker delivers both or neither: sent apart, a crash lost a link or (awaited the
+        other way round) repeated one. The joins of a batch go out in chunks, each one
+        request (`send_together`): a chunk takes joins while every partition's records
+        stay within one record batch. Across several brokers a chunk is several requests;
+        only Kafka transactions close that (README). One join whose own records overflow a
+        batch (a share with hundreds of waiting touchpoints) leaves in several requests.
+        """
         names = self.config.names
         changelog = self.shares.changelog_topic.get_topic_name()
-        async for event in stream.events():
-            sighting = orjson.loads(event.message.value)
-            share_id = sighting["share_id"]
-            join: ShareJoin | None = self.shares.get(share_id)
-            if join is None:
-                join = ShareJoin(share_id)
-            result = apply_sighting(join, sighting)
-            if result.links:
-                # A join and the links it makes must leave in one produce request, so that a
-                # killed worker delivers both or neither. Only this agent writes to these
-                # partitions: once its earlier batches for them are handed to the sender,
-                # these records open fresh batches, which take a record without waiting;
-                # queued back to back (no pause: metadata known) and ready at once
-                # (`linger_ms=0`), the producer drains them together. Queued behind a full
-                # batch, the join had gone out alone and a crash then lost a link (or,
-                # awaited the other way round, repeated one). Across several brokers they
-                # are two requests; only Kafka transactions close that (README).
-                outbox = self._outbox()
-                await outbox.partition_count(changelog)  # metadata known: no pause in `send`
-                await fresh_batches(
-                    outbox.producer,
-                    [(changelog, event.message.partition)]
-                    + [
-                        (
-                            names.referral_links,
-                            await outbox.partition_for(
-                                names.referral_links, link["referrer_id"].encode("utf-8")
-                            ),
-                        )
-                        for link in result.links
-                    ],
-                )
-            await self._store(self.shares, share_id, join, encode_join(join), event.message.partition)
-            for link in result.links:
-                await self._send(
-                    names.referral_links, link["referrer_id"].encode("utf-8"), orjson.dumps(link)
-                )
-            self.metrics.referral_links.inc(len(result.links))
-            if result.self_referrals:
-                self.metrics.self_referrals.inc(result.self_referrals)
+        limit = self._batch_bytes
+        chunk = self._outbox()
+        # Metadata known before queuing: no pause in the middle of a chunk.
+        link_partitions = await chunk.partition_count(names.referral_links)
+        await chunk.partition_count(changelog)
+        deliveries: list[Awaitable[Any]] = []
+        links = self_referrals = 0
+        for tp, records in batches.items():
+            current = current_record(self.app, tp, records[0])
+            for record in records:
+                sighting = orjson.loads(record.value)
+                share_id = sighting["share_id"]
+                join: ShareJoin | None = self.shares.get(share_id)
+                if join is None:
+                    join = ShareJoin(share_id)
+                result = apply_sighting(join, sighting)
+                self.shares.data[share_id] = join
+                key = share_id.encode("utf-8")
+                out = [(changelog, tp.partition, key, encode_join(join))]
+                for link in result.links:
+                    referrer = link["referrer_id"].encode("utf-8")
+                    partition = default_partition(referrer, link_partitions)
+                    out.append((names.referral_links, partition, referrer, orjson.dumps(link)))
+                if not chunk.fits(out, limit):
+                    deliveries += await send_together(chunk)
+                    make_current(current)  # others ran meanwhile
+                for topic, partition, out_key, value in out:
+                    chunk.add(topic, out_key, value, partition)
+                links += len(result.links)
+                self_referrals += result.self_referrals
+        deliveries += await send_together(chunk)
+        self.metrics.referral_links.inc(links)
+        if self_referrals:
+            self.metrics.self_referrals.inc(self_referrals)
+        previous = self._joins_completing
+
+        async def complete() -> None:
+            await delivered(deliveries)
+            if previous is not None:
+                await previous
+
+        completing = self._joins_completing = asyncio.ensure_future(complete())
+        return completing

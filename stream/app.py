@@ -45,6 +45,6 @@ def create_app(settings: Settings, *, partitions: int) -> JourneyApp:
         # Partitions recover from the changelog before their events are handled.
         table_standby_replicas=1,
         # Every record ready at once: what is queued together leaves in one request (see
-        # `Pipeline._links`); while a request is in flight the next one fills up anyway.
+        # `Pipeline._join_shares`); while a request is in flight the next one fills up anyway.
         producer_linger_ms=0,
     )

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-__all__ = ["Outbox", "default_partition", "delivered", "fresh_batches"]
+__all__ = ["Outbox", "default_partition", "delivered", "fresh_batches", "send_together"]
 
 _Headers = list[tuple[str, bytes]]
 
@@ -41,6 +41,8 @@ class Outbox:
         # Shared between outboxes: a topic's partition count, asked of the metadata once.
         self._counts = partition_counts
         self._messages: dict[tuple[str, int | None], list[tuple[bytes | None, bytes | None, _Headers]]] = {}
+        # Estimated bytes per (topic, partition) of what was added with a partition (`fits`).
+        self._bytes: dict[tuple[str, int | None], int] = {}
 
     def add(
         self,
@@ -51,6 +53,7 @@ class Outbox:
         headers: _Headers | None = None,
     ) -> None:
         self._messages.setdefault((topic, partition), []).append((key, value, headers or []))
+        self._bytes[(topic, partition)] = self._bytes.get((topic, partition), 0) + _estimate(key, value)
 
     async def send(self) -> list[Awaitable[Any]]:
         """Queue everything; returns the deliveries (each done when the broker acked it)."""
@@ -66,6 +69,7 @@ class Outbox:
                 chosen = random.randrange(count) if key is None else await self.partition_for(topic, key)
                 by_partition.setdefault((topic, chosen), []).append(message)
         self._messages.clear()
+        self._bytes.clear()
         for (topic, partition), messages in by_partition.items():
             batch = self.producer.create_batch()
             for key, value, headers in messages:
@@ -77,9 +81,25 @@ class Outbox:
             deliveries.append(await self.producer.send_batch(batch, topic, partition=partition))
         return deliveries
 
+    def fits(self, records: Sequence[tuple[str, int, bytes | None, bytes | None]], limit: int) -> bool:
+        """Whether `records` (topic, partition, key, value) can be added without any
+        partition's records exceeding `limit` bytes (an estimate with room for the record
+        framing), so that each partition's records stay one record batch. An empty outbox
+        takes anything: a record batch takes any one record, however large."""
+        if not self._messages:
+            return True
+        added: dict[tuple[str, int], int] = {}
+        for topic, partition, key, value in records:
+            added[(topic, partition)] = added.get((topic, partition), 0) + _estimate(key, value)
+        return all(self._bytes.get(tp, 0) + size <= limit for tp, size in added.items())
+
     async def partition_for(self, topic: str, key: bytes) -> int:
         """The partition Kafka's default partitioner gives `key` in `topic`."""
         return default_partition(key, await self.partition_count(topic))
+
+    def partitions(self) -> set[tuple[str, int]]:
+        """The partitions of what was added with a partition."""
+        return {(topic, partition) for topic, partition in self._messages if partition is not None}
 
     async def partition_count(self, topic: str) -> int:
         count = self._counts.get(topic)
@@ -87,6 +107,24 @@ class Outbox:
             partitions = await self.producer.client._wait_on_metadata(topic)  # noqa: SLF001  # no public wait
             count = self._counts[topic] = len(partitions)
         return count
+
+
+def _estimate(key: bytes | None, value: bytes | None) -> int:
+    # Key and value plus a record's framing (length, attributes, deltas, header count).
+    return len(key or b"") + len(value or b"") + 32
+
+
+async def send_together(outbox: Outbox) -> list[Awaitable[Any]]:
+    """Queue `outbox` (every message with its partition, each partition's within one record
+    batch: see `Outbox.fits`) so that all of it leaves in one produce request.
+
+    Its partitions' earlier batches are first handed to the sender; then its batches are
+    fresh, which the producer takes without waiting, queued back to back with no pause
+    (metadata known) and ready at once (`linger_ms=0`), so the sender drains them
+    together. Only for partitions that nothing else writes to meanwhile.
+    """
+    await fresh_batches(outbox.producer, sorted(tp for tp in outbox.partitions()))
+    return await outbox.send()
 
 
 async def fresh_batches(producer: AIOKafkaProducer, partitions: list[tuple[str, int]]) -> None:
