@@ -34,6 +34,7 @@ from aiokafka.structs import TopicPartition
 from journey.broker import EmbeddedBroker, free_port
 from journey.customer import CustomerState, encode_state
 from journey.money import load_rates
+from journey.referrals import ShareJoin, apply_sighting, sighting_for
 from journey.replay import default_jobs, replay_file
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
@@ -138,15 +139,32 @@ def start_worker(broker: EmbeddedBroker, prefix: str, port: int, tmp: Path) -> s
     )
 
 
+def expected_links(events: list[dict[str, Any]]) -> int:
+    """How many referral links `events` make (the pure core's share join): a worker is done
+    with a workload when its links are out too, not when the last event was scored."""
+    rates = load_rates(RATES, "USD").rates
+    joins: dict[str, ShareJoin] = {}
+    links = 0
+    for data in events:
+        sighting = sighting_for(parse_event(json.dumps(data).encode(), expected_type=None, currencies=rates))
+        if sighting is not None:
+            join = joins.setdefault(sighting["share_id"], ShareJoin(sighting["share_id"]))
+            links += len(apply_sighting(join, sighting).links)
+    return links
+
+
 async def journey_throughput(
     broker: EmbeddedBroker, kafka: dict[str, Any], events: list[dict[str, Any]], tmp: Path
 ) -> float:
+    """Events/s of one worker from its first handled event until every event is handled
+    and every referral link they make is out."""
     names = TopicNames(prefix="bench.")
     await create_topics(kafka, names, partitions=PARTITIONS, replication_factor=1)
     await produce(
         kafka,
         [(names.for_type(e["type"]), e["customer_id"].encode(), json.dumps(e).encode()) for e in events],
     )
+    links = expected_links(events)
     port = free_port()
     worker = start_worker(broker, names.prefix, port, tmp)
     try:
@@ -156,7 +174,7 @@ async def journey_throughput(
             now = time.perf_counter()
             if count and not first_at:
                 first_count, first_at = count, now
-            if count >= len(events):
+            if count >= len(events) and metric(port, "journey_referral_links_total") >= links:
                 return (count - first_count) / (now - first_at)
             await asyncio.sleep(0.05)
     finally:
