@@ -429,7 +429,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=30_000, help="events in the workload")
+    parser.add_argument("--events", type=int, default=100_000, help="events in the workload")
     parser.add_argument("--customers", type=int, default=1_000_000, help="customers for the memory measure")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(
