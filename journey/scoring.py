@@ -1,6 +1,6 @@
 """The scoring core: a customer state plus one event gives the new state and what to emit.
 
-No I/O, no Kafka, no Faust: the stream agents and `journey replay` both call `apply_event`,
+No I/O, no Kafka, no Faust: the stream pipeline and `journey replay` both call `apply_event`,
 so streaming and replay agree by construction. Every score is a function of the set of the
 customer's events (SPEC.md, "Scores"); only `version` depends on arrival order.
 """

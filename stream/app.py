@@ -1,4 +1,4 @@
-"""The Faust application, configured from `Settings` (no agents here: see `stream.agents`)."""
+"""The Faust application, configured from `Settings` (the topics, tables and batch handlers: see `stream.pipeline`)."""
 
 from __future__ import annotations
 

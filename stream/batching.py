@@ -10,7 +10,7 @@ table recovery and standbys, changelogs, offset commits, flow control on rebalan
 changes one thing: records of topics named in `JourneyApp.batch_handlers` go, everything
 one fetch brought for them (all partitions) at once, to the handler; their offsets are
 acked together when the completion the handler returns is done. Records of every other
-topic (changelogs in recovery, agents' topics) take Faust's own path unchanged.
+topic (changelogs in recovery, any agent's topics) take Faust's own path unchanged.
 
 A batch runs to its end even when a rebalance stops the fetcher (it is shielded), and
 `wait_empty`, which Faust awaits before giving partitions up and before shutting down,

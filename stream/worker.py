@@ -12,12 +12,12 @@ import faust
 
 from journey.settings import Settings
 from stream.admin import verify_topics
-from stream.agents import Pipeline
 from stream.app import create_app
 from stream.batching import JourneyApp
 from stream.connection import kafka_options
 from stream.lag import register_lag_timer
 from stream.metrics import JourneyMetrics
+from stream.pipeline import Pipeline
 from stream.topics import TopicNames
 from stream.web import register_views
 

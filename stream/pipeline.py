@@ -1,10 +1,10 @@
-"""The agents: one event's path from an input topic to `ppp-updates` and `referral-links`.
+"""The pipeline: one event's path from an input topic to `ppp-updates` and `referral-links`.
 
     input topics ──► ingest ──► (invalid) ──────────────────────────► dead-letters
          ▲             │ (wrong key or partition)
          └── rekeyed ◄─┤
                        ├──► customers table ─► apply_event ─► ppp-updates
-                       └──► share-joins ──► links ─► shares table ─► referral-links
+                       └──► share-joins ──► join ─► shares table ─► referral-links
 
 Everything that decides anything lives in the pure core (`journey.scoring`,
 `journey.referrals`) and in `schemas`; this module only moves bytes and keeps tables.
@@ -103,7 +103,7 @@ class _Config:
 
 
 class Pipeline:
-    """The topics, tables and agents of one worker, registered on its Faust app."""
+    """The topics, tables and batch handlers of one worker, registered on its Faust app."""
 
     def __init__(
         self, app: JourneyApp, settings: Settings, metrics: JourneyMetrics, *, partitions: int
