@@ -123,7 +123,7 @@ async def send_together(outbox: Outbox) -> list[Awaitable[Any]]:
     (metadata known) and ready at once (`linger_ms=0`), so the sender drains them
     together. Only for partitions that nothing else writes to meanwhile.
     """
-    await fresh_batches(outbox.producer, sorted(tp for tp in outbox.partitions()))
+    await fresh_batches(outbox.producer, sorted(outbox.partitions()))
     return await outbox.send()
 
 
