@@ -39,6 +39,7 @@ from journey.replay import default_jobs, replay_file
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
+from schemas.events import Event
 from stream.admin import create_topics
 from stream.topics import TopicNames
 
@@ -139,14 +140,19 @@ def start_worker(broker: EmbeddedBroker, prefix: str, port: int, tmp: Path) -> s
     )
 
 
-def expected_links(events: list[dict[str, Any]]) -> int:
-    """How many referral links `events` make (the pure core's share join): a worker is done
-    with a workload when its links are out too, not when the last event was scored."""
+def parse_all(events: list[dict[str, Any]]) -> list[Event]:
+    """The workload as the core sees it (validated), for the stages that need it."""
     rates = load_rates(RATES, "USD").rates
+    return [parse_event(json.dumps(e).encode(), expected_type=None, currencies=rates) for e in events]
+
+
+def expected_links(parsed: list[Event]) -> int:
+    """How many referral links the events make (the pure core's share join): a worker is
+    done with a workload when its links are out too, not when the last event was scored."""
     joins: dict[str, ShareJoin] = {}
     links = 0
-    for data in events:
-        sighting = sighting_for(parse_event(json.dumps(data).encode(), expected_type=None, currencies=rates))
+    for event in parsed:
+        sighting = sighting_for(event)
         if sighting is not None:
             join = joins.setdefault(sighting["share_id"], ShareJoin(sighting["share_id"]))
             links += len(apply_sighting(join, sighting).links)
@@ -154,17 +160,16 @@ def expected_links(events: list[dict[str, Any]]) -> int:
 
 
 async def journey_throughput(
-    broker: EmbeddedBroker, kafka: dict[str, Any], events: list[dict[str, Any]], tmp: Path
+    broker: EmbeddedBroker, kafka: dict[str, Any], events: list[dict[str, Any]], links: int, tmp: Path
 ) -> float:
     """Events/s of one worker from its first handled event until every event is handled
-    and every referral link they make is out."""
+    and the `links` referral links they make are out."""
     names = TopicNames(prefix="bench.")
     await create_topics(kafka, names, partitions=PARTITIONS, replication_factor=1)
     await produce(
         kafka,
         [(names.for_type(e["type"]), e["customer_id"].encode(), json.dumps(e).encode()) for e in events],
     )
-    links = expected_links(events)
     port = free_port()
     worker = start_worker(broker, names.prefix, port, tmp)
     try:
@@ -231,17 +236,18 @@ class RawPipeline(Pipeline):
 
     def start(self) -> subprocess.Popen[bytes]:
         self.ready_file.unlink(missing_ok=True)
-        command = [sys.executable, __file__, "--passthrough", self.broker.url, self.names.prefix]
+        bootstrap = f"127.0.0.1:{self.broker.port}"
+        command = [sys.executable, __file__, "--passthrough", bootstrap, self.names.prefix]
         return subprocess.Popen([*command, str(self.ready_file)])
 
     def ready(self, process: subprocess.Popen[bytes]) -> bool:
         return self.ready_file.exists()
 
 
-async def serve_passthrough(url: str, prefix: str, ready_file: Path) -> None:
+async def serve_passthrough(bootstrap: str, prefix: str, ready_file: Path) -> None:
     """The raw pipeline's process (`--passthrough`): every input topic's message to `ppp-updates`."""
     names = TopicNames(prefix=prefix)
-    kafka = {"bootstrap_servers": url.removeprefix("kafka://").split(",")}
+    kafka = {"bootstrap_servers": [bootstrap]}
     consumer = AIOKafkaConsumer(**kafka, auto_offset_reset="earliest", fetch_max_wait_ms=10)
     producer = AIOKafkaProducer(**kafka, linger_ms=0)
     await consumer.start()
@@ -356,7 +362,9 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def replay_rate(events: list[dict[str, Any]], tmp: Path) -> tuple[float, float, float, int]:
+def replay_rate(
+    events: list[dict[str, Any]], parsed: list[Event], tmp: Path
+) -> tuple[float, float, float, int]:
     """Events/s of `journey replay`'s work on a file of the events (read, parse, validate,
     fold, one JSON line per customer) with one process and with one per CPU (best of three
     runs each), and of the fold alone; and how many processes "one per CPU" was."""
@@ -373,7 +381,6 @@ def replay_rate(events: list[dict[str, Any]], tmp: Path) -> tuple[float, float, 
             replay_file(path, rules, currencies=rules.rates, jobs=processes)
             best = min(best, time.perf_counter() - started)
         rates.append(len(events) / best)
-    parsed = [parse_event(json.dumps(e).encode(), expected_type=None, currencies=rules.rates) for e in events]
     started = time.perf_counter()
     states: dict[str, CustomerState] = {}
     for event in parsed:
@@ -441,8 +448,8 @@ async def main() -> None:
     parser.add_argument("--passthrough", nargs=3, help=argparse.SUPPRESS)  # RawPipeline's process
     args = parser.parse_args()
     if args.passthrough:
-        url, prefix, ready_file = args.passthrough
-        await serve_passthrough(url, prefix, Path(ready_file))
+        bootstrap, prefix, ready_file = args.passthrough
+        await serve_passthrough(bootstrap, prefix, Path(ready_file))
         return
 
     log(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
@@ -454,9 +461,10 @@ async def main() -> None:
         messages = [("raw", e["customer_id"].encode(), json.dumps(e).encode()) for e in events]
         raw = await raw_passthrough(kafka, messages)
         log(f"raw aiokafka passthrough: {raw:10,.0f} events/s")
-        journey = await journey_throughput(broker, kafka, events, tmp)
+        parsed = parse_all(events)
+        journey = await journey_throughput(broker, kafka, events, expected_links(parsed), tmp)
         log(f"journey, one worker:      {journey:10,.0f} events/s   journey/raw = {journey / raw:.1%}")
-        single, full, core, jobs = replay_rate(events, tmp)
+        single, full, core, jobs = replay_rate(events, parsed, tmp)
         log(
             f"journey replay:           {full:10,.0f} events/s   ({jobs} processes; one process: "
             f"{single:,.0f} events/s; the fold alone: {core:,.0f} events/s)"
