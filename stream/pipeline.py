@@ -334,7 +334,8 @@ class Pipeline:
             for record in records:
                 sighting = orjson.loads(record.value)
                 share_id = sighting["share_id"]
-                join: ShareJoin | None = self.shares.get(share_id)
+                # The store itself, as written below (see `_held_state`).
+                join: ShareJoin | None = self.shares.data.get(share_id)
                 if join is None:
                     join = ShareJoin(share_id)
                 result = apply_sighting(join, sighting)
