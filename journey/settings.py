@@ -68,7 +68,7 @@ class Settings(BaseSettings):
         description="Longest a worker's fetch waits at the broker for new messages (latency floor).",
     )
     max_poll_records: int = Field(
-        default=1000,
+        default=5000,
         ge=1,
         description="Most input messages a worker handles in one batch (one broker round trip each).",
     )

@@ -1,0 +1,75 @@
+"""The changelog encoding of a customer: exact round trips, and the first format still read."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from journey.customer import CustomerState, decode_state, encode_state
+from journey.scoring import ScoringRules, apply_event
+from tests.unit.strategies import RATES, customer_events, deliveries
+
+RULES = ScoringRules(rates=RATES)
+PROFILE = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def folded(data: st.DataObject) -> CustomerState:
+    events = data.draw(customer_events())
+    state = CustomerState(events[0].customer_id)
+    for event in data.draw(deliveries(events)):
+        apply_event(state, event, RULES)
+    return state
+
+
+def encode_first_format(state: CustomerState) -> bytes:
+    """How releases before the flat format wrote a customer (the writer as it was)."""
+
+    def pairs(items: list[tuple[int, Decimal]]) -> list[list[Any]]:
+        return [[ts, str(value)] for ts, value in items]
+
+    latest = state.latest_survey
+    return orjson.dumps(
+        {
+            "c": state.customer_id,
+            "e": sorted(state.seen),
+            "t": [state.first_us, state.last_us],
+            "n": [state.surveys, state.purchases, state.refunds, *state.moments],
+            "ws": pairs(state.window_surveys),
+            "ls": None if latest is None else [latest[0], latest[1], str(latest[2])],
+            "se": pairs(state.sentiments),
+            "ln": str(state.lifetime_net),
+            "rm": pairs(state.recent_money),
+            "p": [
+                state.version,
+                str(state.csat),
+                str(state.cltv),
+                str(state.cltv_365d),
+                str(state.ppp),
+                state.cause_event_id,
+                state.cause_type,
+                None if state.previous_ppp is None else str(state.previous_ppp),
+            ],
+        }
+    )
+
+
+@PROFILE
+@given(st.data())
+def test_every_field_survives_the_encoding(data: st.DataObject) -> None:
+    state = folded(data)
+    assert decode_state(encode_state(state)) == state
+
+
+@PROFILE
+@given(st.data())
+def test_a_changelog_written_in_the_first_format_is_still_read(data: st.DataObject) -> None:
+    state = folded(data)
+    assert decode_state(encode_first_format(state)) == state
+
+
+def test_the_encoding_names_its_format() -> None:
+    assert orjson.loads(encode_state(CustomerState("c-1")))[0] == 2
