@@ -32,6 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
 from journey.broker import EmbeddedBroker, free_port
+from journey.collector import tune_for_throughput
 from journey.customer import CustomerState, encode_state
 from journey.money import load_rates
 from journey.referrals import ShareJoin, apply_sighting, sighting_for
@@ -43,7 +44,6 @@ from schemas.decode import parse_event
 from schemas.events import Event
 from stream.admin import create_topics
 from stream.topics import TopicNames
-from stream.worker import tune_garbage_collector
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = ROOT / "deploy" / "fx-rates.json"
@@ -94,7 +94,7 @@ async def serve_raw_throughput(bootstrap: str, run: str, count: int) -> float:
     """The raw throughput process: `count` messages from `raw<run>-in` to `raw<run>-out`,
     each batch's sends acknowledged and its offsets committed before the next, with the
     worker's garbage-collector settings; events/s from the first fetched batch."""
-    tune_garbage_collector()
+    tune_for_throughput()
     kafka = {"bootstrap_servers": [bootstrap]}
     consumer = AIOKafkaConsumer(
         f"raw{run}-in",

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from journey.collector import fewer_collections
 from journey.customer import CustomerState
 from journey.event_files import FileLine, read_event_file
 from journey.scoring import ScoringRules, apply_event
@@ -114,8 +115,9 @@ def _replay_share(job: _Job) -> tuple[list[tuple[str, bytes]], list[FileLine], i
         select=mine if job.shares > 1 else None,
     )
     invalid: list[FileLine] = []
-    result = replay(lines, job.rules, on_invalid=invalid.append)
-    views = [(cid, orjson.dumps(state.view())) for cid, state in result.states.items()]
+    with fewer_collections():
+        result = replay(lines, job.rules, on_invalid=invalid.append)
+        views = [(cid, orjson.dumps(state.view())) for cid, state in result.states.items()]
     return views, invalid, result.events, result.duplicates
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
 
+from journey.collector import tune_for_throughput
 from journey.settings import Settings
 from stream.admin import verify_topics
 from stream.app import create_app
@@ -22,7 +22,7 @@ from stream.pipeline import Pipeline
 from stream.topics import TopicNames
 from stream.web import register_views
 
-__all__ = ["Worker", "build_worker", "run_worker", "tune_garbage_collector"]
+__all__ = ["Worker", "build_worker", "run_worker"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +44,6 @@ def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics
     return Worker(app, pipeline, metrics)
 
 
-def tune_garbage_collector() -> None:
-    """Collect cycles less often, and never look again at what start-up built.
-
-    A busy worker allocates tens of container objects per event (states decoded and let go,
-    updates, records) that reference counting frees; with the default threshold the cyclic
-    collector ran every 700 of them and kept walking the long-lived heap (Faust, the client,
-    the decoded customers): 10% of a worker's CPU at 100,000 events (docs/benchmarks.md).
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
 def run_worker(
     settings: Settings, *, extend: Callable[[Worker], None] | None = None, default_log_level: str = "info"
 ) -> None:
@@ -71,7 +59,7 @@ def run_worker(
     worker = build_worker(settings, partitions=partitions)
     if extend is not None:
         extend(worker)
-    tune_garbage_collector()
+    tune_for_throughput()
     runner = faust.Worker(
         worker.app,
         loop=loop,
