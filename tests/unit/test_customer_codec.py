@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,3 +74,9 @@ def test_a_changelog_written_in_the_first_format_is_still_read(data: st.DataObje
 
 def test_the_encoding_names_its_format() -> None:
     assert orjson.loads(encode_state(CustomerState("c-1")))[0] == 2
+
+
+def test_a_format_from_a_newer_release_is_refused_not_misread() -> None:
+    newer = orjson.dumps([3, *orjson.loads(encode_state(CustomerState("c-1")))[1:]])
+    with pytest.raises(ValueError, match="format 3"):
+        decode_state(newer)
