@@ -43,6 +43,7 @@ from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from schemas.events import Event
 from stream.admin import create_topics
+from stream.app import PRODUCER_BATCH_BYTES
 from stream.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ async def raw_passthrough(kafka: dict[str, Any], messages: list[tuple[str, bytes
 async def serve_raw_throughput(bootstrap: str, run: str, count: int) -> float:
     """The raw throughput process: `count` messages from `raw<run>-in` to `raw<run>-out`,
     each batch's sends acknowledged and its offsets committed before the next, with the
-    worker's garbage-collector settings; events/s from the first fetched batch."""
+    worker's garbage-collector settings and batch sizes; events/s from the first fetched batch."""
     tune_for_throughput()
     kafka = {"bootstrap_servers": [bootstrap]}
     consumer = AIOKafkaConsumer(
@@ -104,7 +105,7 @@ async def serve_raw_throughput(bootstrap: str, run: str, count: int) -> float:
         enable_auto_commit=False,
         max_poll_records=MAX_POLL_RECORDS,
     )
-    producer = AIOKafkaProducer(**kafka, linger_ms=5, max_batch_size=262_144)
+    producer = AIOKafkaProducer(**kafka, linger_ms=5, max_batch_size=PRODUCER_BATCH_BYTES)
     await consumer.start()
     await producer.start()
     try:

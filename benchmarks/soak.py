@@ -152,9 +152,9 @@ async def main() -> None:
             rules = ScoringRules(rates=rates)
             states: dict[str, CustomerState] = {}
             for raw in sent:
-                event = parse_event(raw, expected_type=None, currencies=rates)
+                parsed = parse_event(raw, expected_type=None, currencies=rates)
                 apply_event(
-                    states.setdefault(event.customer_id, CustomerState(event.customer_id)), event, rules
+                    states.setdefault(parsed.customer_id, CustomerState(parsed.customer_id)), parsed, rules
                 )
             mismatches = 0
             for customer_id in list(states)[:: max(1, len(states) // 2000)]:

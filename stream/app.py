@@ -9,7 +9,13 @@ from stream.connection import faust_credentials
 from stream.fetching import install_fetch_wait
 from stream.offsets import install_end_offsets_probe
 
-__all__ = ["create_app"]
+__all__ = ["PRODUCER_BATCH_BYTES", "create_app"]
+
+# A drained backlog's batch writes megabytes of states and updates; in record batches of
+# Faust's 16 KB default that was a few hundred batches a handled batch. 256 KB (within
+# Kafka's default 1 MB message.max.bytes) cut the worker's CPU per event by about a tenth
+# (docs/benchmarks.md); a light load's batches stay small.
+PRODUCER_BATCH_BYTES = 262_144
 
 
 def create_app(settings: Settings, *, partitions: int) -> JourneyApp:
@@ -47,9 +53,5 @@ def create_app(settings: Settings, *, partitions: int) -> JourneyApp:
         # Every record ready at once: what is queued together leaves in one request (see
         # `Pipeline._join_shares`); while a request is in flight the next one fills up anyway.
         producer_linger_ms=0,
-        # A drained backlog's batch writes megabytes of states and updates; in record
-        # batches of Faust's 16 KB default that was a few hundred batches a handled batch.
-        # 256 KB (within Kafka's default 1 MB message.max.bytes) cut the worker's CPU per
-        # event by about a tenth (docs/benchmarks.md); a light load's batches stay small.
-        producer_max_batch_size=262_144,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
     )
