@@ -54,6 +54,7 @@ MAX_POLL_RECORDS = Settings.model_fields["max_poll_records"].default
 # Each throughput is the best of this many runs, alternating (as timeit reports: the
 # machine's noise only ever slows a run down).
 THROUGHPUT_RUNS = 2
+MIN_TIMED_SECONDS = 1.0
 
 
 def log(message: str) -> None:
@@ -206,6 +207,13 @@ async def journey_throughput(
             if count and not first_at:
                 first_count, first_at = count, now
             if count >= len(events) and metric(port, "journey_referral_links_total") >= links:
+                if now - first_at < MIN_TIMED_SECONDS:
+                    # Sampled every 50 ms and counted per handled batch (up to 5,000 events):
+                    # shorter than this, the rate is mostly sampling error.
+                    raise SystemExit(
+                        f"bench: {len(events)} events are too few to time: the worker handled "
+                        f"them in {now - first_at:.2f} s after its first sample; use more --events"
+                    )
                 return (count - first_count) / (now - first_at)
             await asyncio.sleep(0.05)
     finally:
