@@ -69,7 +69,7 @@ def workload(count: int) -> list[dict[str, Any]]:
 
 
 async def produce(kafka: dict[str, Any], messages: list[tuple[str, bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(**kafka, linger_ms=5, max_batch_size=262_144)
+    producer = AIOKafkaProducer(**kafka, linger_ms=5, max_batch_size=PRODUCER_BATCH_BYTES)
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
