@@ -190,12 +190,18 @@ def worker() -> None:
     show_default=True,
     help="Processes to fold in, split by customer (0: one per CPU; files under 2 MB use one).",
 )
+@click.option(
+    "--impact",
+    is_flag=True,
+    help="Print the impact entries (every dimension and key, with comparisons) instead of the customers.",
+)
 @user_errors
-def replay(file: Path, strict: bool, jobs: int) -> None:
+def replay(file: Path, strict: bool, jobs: int, impact: bool) -> None:
     """Print the final state of every customer from a JSON-lines FILE, without any broker.
 
-    One JSON object per customer, sorted by customer_id. Invalid lines are reported on
-    stderr and skipped (as the worker sends them to dead-letters)."""
+    One JSON object per customer, sorted by customer_id; with --impact, one per impact
+    entry, sorted by dimension then key. Invalid lines are reported on stderr and skipped
+    (as the worker sends them to dead-letters)."""
     from journey.replay import default_jobs, replay_file  # noqa: PLC0415
 
     settings = load_settings()
@@ -205,6 +211,7 @@ def replay(file: Path, strict: bool, jobs: int) -> None:
         currencies=settings.rates,
         max_bytes=settings.max_event_bytes,
         jobs=jobs or default_jobs(),
+        impact=impact,
     )
     if strict and result.invalid:
         first = result.invalid[0]
@@ -212,7 +219,8 @@ def replay(file: Path, strict: bool, jobs: int) -> None:
     for line in result.invalid:
         click.echo(f"{line.path}:{line.number}: skipped: {line.error}", err=True)
     out = sys.stdout.buffer
-    out.write(b"".join(view + b"\n" for view in result.lines))
+    lines = result.lines if result.impact is None else [orjson.dumps(entry) for entry in result.impact]
+    out.write(b"".join(line + b"\n" for line in lines))
     out.flush()
     if result.invalid:
         click.echo(f"{len(result.invalid)} invalid lines skipped", err=True)

@@ -82,6 +82,18 @@ class CustomerState:
     # The event behind the latest update, so that a redelivered one can re-send it.
     cause_event_id: str = ""
     cause_type: str = ""
+    # The keys of the impact dimensions (SPEC.md, "Impact"): campaigns and channels of the
+    # customer's own touchpoints, and the referral links that name it as the referred one,
+    # share_id -> (referrer_id, share_channel), so that a link delivered again changes nothing.
+    campaigns: set[str] = field(default_factory=set)
+    channels: set[str] = field(default_factory=set)
+    referrals: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def referred_by(self) -> list[str]:
+        return sorted({referrer for referrer, _ in self.referrals.values()})
+
+    def referral_channels(self) -> list[str]:
+        return sorted({channel for _, channel in self.referrals.values()})
 
     def moments_dict(self) -> dict[str, int]:
         # Spelled out (in MOMENTS order): built for every update, and zip cost 3% of a worker.
@@ -105,12 +117,17 @@ class CustomerState:
             "refunds": self.refunds,
             "first_seen": format_us(self.first_us),
             "last_seen": last_seen,
+            "campaigns": sorted(self.campaigns),
+            "channels": sorted(self.channels),
+            "referred_by": self.referred_by(),
+            "referral_channels": self.referral_channels(),
         }
 
 
-# The changelog record is a JSON array whose first item is the format's number; the first
-# format (an object, "v1") is still read, so a worker upgraded in place recovers its table.
-_FORMAT = 2
+# The changelog record is a JSON array whose first item is the format's number; the older
+# formats (an object, "v1"; the array without impact keys, 2) are still read, so a worker
+# upgraded in place recovers its table (its customers' keys then start empty).
+_FORMAT = 3
 
 
 def _split(items: list[tuple[int, Decimal]]) -> tuple[list[int], list[str]]:
@@ -162,6 +179,9 @@ def encode_state(state: CustomerState) -> bytes:
                 None if state.previous_ppp is None else str(state.previous_ppp),
                 state.cause_event_id,
                 state.cause_type,
+                sorted(state.campaigns),
+                sorted(state.channels),
+                [[share_id, referrer, channel] for share_id, (referrer, channel) in state.referrals.items()],
             ]
         )
     ).tobytes()
@@ -171,11 +191,11 @@ def decode_state(raw: bytes) -> CustomerState:
     data = orjson.loads(raw)
     if isinstance(data, dict):
         return _decode_v1(data)
-    if data[0] != _FORMAT:
+    if data[0] == 2:
+        data = [*data, [], [], []]
+    elif data[0] != _FORMAT:
         # Written by a newer release (a rollback): read as this format, it would be misread.
-        raise ValueError(
-            f"customer encoded in format {data[0]!r}; this release reads formats 1 and {_FORMAT}"
-        )
+        raise ValueError(f"customer encoded in format {data[0]!r}; this release reads formats 1 to {_FORMAT}")
     (
         _format,
         customer_id,
@@ -202,6 +222,9 @@ def decode_state(raw: bytes) -> CustomerState:
         previous_ppp,
         cause_event_id,
         cause_type,
+        campaigns,
+        channels,
+        referrals,
     ) = data
     surveys, purchases, refunds, *moments = counts
     return CustomerState(
@@ -229,6 +252,9 @@ def decode_state(raw: bytes) -> CustomerState:
         None if previous_ppp is None else Decimal(previous_ppp),
         cause_event_id,
         cause_type,
+        set(campaigns),
+        set(channels),
+        {share_id: (referrer, channel) for share_id, referrer, channel in referrals},
     )
 
 

@@ -2,7 +2,9 @@
 
 Pure like the scoring core: a share's join state plus one sighting gives the new state and
 the links to emit. Sightings may come in any order and any number of times; each
-(share_id, referred_id) links once, and each self-referring touchpoint counts once.
+(share_id, referred_id) links once, and each self-referring touchpoint counts once. A link
+then reaches the referred customer's state (`apply_link`), where it gives the customer its
+`referrer` and `referral_channel` impact keys.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from typing import Any
 
 import orjson
 
-from journey.customer import format_us, to_us
+from journey.customer import CustomerState, format_us, to_us
 from schemas.events import Event, Share, Touchpoint
 
 __all__ = [
     "JoinResult",
     "ShareJoin",
+    "apply_link",
     "apply_sighting",
     "decode_join",
     "encode_join",
+    "join_all",
     "sighting_for",
 ]
 
@@ -119,6 +123,29 @@ def apply_sighting(join: ShareJoin, sighting: dict[str, Any]) -> JoinResult:
         return JoinResult(links, 0)
     link, selfs = _resolve(join, referred_id, event_id, at)
     return JoinResult([link] if link else [], selfs)
+
+
+def apply_link(state: CustomerState, link: dict[str, Any]) -> bool:
+    """Give the referred customer's state the link's referrer and share channel (in place).
+    A link is known by its share (one per (share_id, referred_id)): a repeat changes nothing."""
+    share_id = link["share_id"]
+    if share_id in state.referrals:
+        return False
+    state.referrals[share_id] = (link["referrer_id"], link["share_channel"])
+    return True
+
+
+def join_all(sightings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The links a list of sightings makes, joined in list order (`journey replay`)."""
+    joins: dict[str, ShareJoin] = {}
+    links: list[dict[str, Any]] = []
+    for sighting in sightings:
+        share_id = sighting["share_id"]
+        join = joins.get(share_id)
+        if join is None:
+            join = joins[share_id] = ShareJoin(share_id)
+        links += apply_sighting(join, sighting).links
+    return links
 
 
 def encode_join(join: ShareJoin) -> bytes:

@@ -99,6 +99,9 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
     if isinstance(event, Touchpoint):
         state.moments[_MOMENT_INDEX[event.moment]] += 1
         _add_sentiment(state, at, event.sentiment, csat_start)
+        state.channels.add(event.channel)
+        if event.campaign is not None:
+            state.campaigns.add(event.campaign)
     elif isinstance(event, Share):
         state.moments[_UMOT] += 1
         _add_sentiment(state, at, event.sentiment, csat_start)

@@ -87,6 +87,7 @@ class JourneyMetrics:
             "ZMOT touchpoints naming the customer's own share.",
             registry=r,
         )
+        self.impact_updates = Counter("journey_impact_updates_total", "Messages sent to impact.", registry=r)
         self.event_lag = Histogram(
             "journey_event_lag_seconds",
             "Receive time minus occurred_at.",

@@ -84,4 +84,11 @@ def oracle_state(
         "refunds": sum(1 for p in purchases if p.kind == "refund"),
         "first_seen": stamp(min(e.occurred_at for e in evs)),
         "last_seen": stamp(t),
+        "campaigns": sorted(
+            {e.campaign for e in evs if isinstance(e, Touchpoint) and e.campaign is not None}
+        ),
+        "channels": sorted({e.channel for e in evs if isinstance(e, Touchpoint)}),
+        # One customer's events make no referral link to it (links join two customers).
+        "referred_by": [],
+        "referral_channels": [],
     }

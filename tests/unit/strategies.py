@@ -22,6 +22,9 @@ timestamps = st.builds(
 # Boundaries of the windows are the interesting places: exactly 90 and 365 days apart.
 edge_days = st.sampled_from([0, 89, 90, 90, 91, 364, 365, 365, 366])
 sentiments = st.none() | st.decimals(min_value=-1, max_value=1, places=3)
+# Impact keys, some holding what must survive URLs and topic keys: `/`, `%`, spaces, non-ASCII.
+channels = st.sampled_from(["web", "store", "e/mail"])
+campaigns = st.none() | st.sampled_from(["spring", "été 2026", "b2b/x", "50%"])
 amounts = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(100_000), places=4)
 
 
@@ -56,7 +59,8 @@ def customer_events(draw: st.DrawFn, customer_id: str = "c-1", max_size: int = 3
                 Touchpoint(
                     **common,
                     moment=draw(st.sampled_from(["zmot", "fmot", "smot"])),
-                    channel="web",
+                    channel=draw(channels),
+                    campaign=draw(campaigns),
                     sentiment=draw(sentiments),
                 )
             )
@@ -78,7 +82,7 @@ def customer_events(draw: st.DrawFn, customer_id: str = "c-1", max_size: int = 3
                 Share(
                     **common,
                     share_id=f"s-{customer_id}-{index}",
-                    channel="social",
+                    channel=draw(st.sampled_from(["social", "e-mail"])),
                     sentiment=draw(sentiments),
                 )
             )

@@ -11,7 +11,8 @@ import orjson
 
 from journey.customer import CustomerState
 from journey.event_files import read_event_file
-from journey.replay import replay_file
+from journey.referrals import join_all, sighting_for
+from journey.replay import link_referrals, replay_file
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from tests.unit.strategies import RATES
@@ -62,4 +63,31 @@ def test_split_replay_equals_the_fold_of_the_core(tmp_path: Path) -> None:
         if line.event is not None:
             event = line.event
             apply_event(states.setdefault(event.customer_id, CustomerState(event.customer_id)), event, RULES)
+    # The referral links join customers folded in different processes.
+    link_referrals(states, join_all(_sightings(path)))
+    assert any(state.referrals for state in states.values())
     assert result.lines == [orjson.dumps(states[key].view()) for key in sorted(states)]
+
+
+def _sightings(path: Path) -> list[dict[str, Any]]:
+    """What the share joins see of a file, in file order (first of each event_id per customer)."""
+    seen: set[tuple[str, str]] = set()
+    sightings = []
+    for line in read_event_file(path, currencies=RATES.rates):
+        event = line.event
+        if event is None or (event.customer_id, event.event_id) in seen:
+            continue
+        seen.add((event.customer_id, event.event_id))
+        sighting = sighting_for(event)
+        if sighting is not None:
+            sightings.append(sighting)
+    return sightings
+
+
+def test_split_replay_gives_the_impact_of_one_process(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    write_events(path, 3_000, seed=3)
+    one = replay_file(path, RULES, currencies=RATES.rates, jobs=1, impact=True)
+    three = replay_file(path, RULES, currencies=RATES.rates, jobs=3, parallel_from_bytes=0, impact=True)
+    assert one.impact is not None and len(one.impact) > 10
+    assert three.impact == one.impact
