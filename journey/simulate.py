@@ -1,8 +1,10 @@
 """Synthetic customer journeys that follow the circle: ZMOT, FMOT, purchase, SMOT, survey, UMOT.
 
 Seeded and deterministic: the same seed gives the same events. A share's readers start
-journeys of their own through it (referral chains), use is repeated with failures and
-recoveries that move sentiment, surveys come on all three scales, and some orders are refunded.
+journeys of their own through it (referral chains, over several share channels), use is
+repeated with failures and recoveries that move sentiment, surveys come on all three scales,
+and some orders are refunded. Most customers arrive through a campaign, and campaigns differ
+the way impact is there to show: one converts well but leaves its customers less satisfied.
 """
 
 from __future__ import annotations
@@ -23,6 +25,26 @@ _CHANNELS = {
 }
 _SHARE_CHANNELS = ("social", "review", "word_of_mouth", "email")
 _SCALES = ("1-10", "0-10", "1-5")
+
+
+@dataclass(frozen=True, slots=True)
+class _Campaign:
+    """How a campaign's customers behave: added to the chance of buying after the first
+    impression, and to the mood of their use and their survey answers."""
+
+    conversion: float
+    mood: float
+
+
+# Names with `/`, `%`, spaces and non-ASCII on purpose: they must survive URLs and topic keys.
+_CAMPAIGNS = {
+    "spring-sale": _Campaign(conversion=0.05, mood=0.0),
+    # Over-marketing: pushes people to buy, and they like it less (impact's harms_experience).
+    "retarget/push": _Campaign(conversion=0.25, mood=-0.6),
+    "été 2026": _Campaign(conversion=0.0, mood=0.2),
+    "50% off": _Campaign(conversion=0.15, mood=-0.1),
+}
+_NO_CAMPAIGN = _Campaign(conversion=0.0, mood=0.0)
 _PRICES = (9.99, 19.5, 49, 120, 349.9, 999)
 
 
@@ -60,6 +82,7 @@ class JourneySimulator:
         self._events = 0
         self._shares: list[str] = []
         self._orders: dict[int, list[tuple[str, str, str]]] = {}
+        self._campaigns: dict[int, str] = {}
 
     @property
     def customers_started(self) -> int:
@@ -76,6 +99,8 @@ class JourneySimulator:
             return
         customer = self._next_customer
         self._next_customer += 1
+        if via_share is None and self.random.random() < 0.7:
+            self._campaigns[customer] = self.random.choice(sorted(_CAMPAIGNS))
         self._schedule(customer, "zmot", self.random.uniform(0, 6), via_share)
 
     def _event(self, event_type: str, customer: int, at: datetime, **fields: Any) -> dict[str, Any]:
@@ -91,11 +116,16 @@ class JourneySimulator:
     def _sentiment(self, mood: float) -> float:
         return round(max(-1.0, min(1.0, self.random.gauss(mood, 0.3))), 3)
 
+    def _campaign_of(self, customer: int) -> tuple[dict[str, str], _Campaign]:
+        name = self._campaigns.get(customer)
+        return ({"campaign": name} if name else {}), _CAMPAIGNS.get(name or "", _NO_CAMPAIGN)
+
     def _step(self, step: _Step) -> list[dict[str, Any]]:
         r = self.random
         c, at = step.customer, step.at
+        tagged, campaign = self._campaign_of(c)
         if step.stage == "zmot":
-            fields: dict[str, Any] = {"moment": "zmot", "channel": r.choice(_CHANNELS["zmot"])}
+            fields: dict[str, Any] = {"moment": "zmot", "channel": r.choice(_CHANNELS["zmot"]), **tagged}
             if step.via_share:
                 fields["referral_share_id"] = step.via_share
                 fields["channel"] = "friend"
@@ -104,7 +134,8 @@ class JourneySimulator:
             self._schedule(c, "fmot" if r.random() < 0.8 else "zmot", r.uniform(1, 72))
             return [self._event("touchpoint", c, at, **fields)]
         if step.stage == "fmot":
-            self._schedule(c, "purchase" if r.random() < 0.7 else "smot", r.uniform(1, 48))
+            buys = r.random() < 0.7 + campaign.conversion
+            self._schedule(c, "purchase" if buys else "smot", r.uniform(1, 48))
             return [
                 self._event(
                     "touchpoint",
@@ -112,7 +143,8 @@ class JourneySimulator:
                     at,
                     moment="fmot",
                     channel=r.choice(_CHANNELS["fmot"]),
-                    sentiment=self._sentiment(0.2),
+                    sentiment=self._sentiment(0.2 + campaign.mood),
+                    **tagged,
                 )
             ]
         if step.stage == "purchase":
@@ -132,7 +164,7 @@ class JourneySimulator:
                     moment="smot",
                     channel=r.choice(_CHANNELS["smot"]),
                     action="failure" if failed else "use",
-                    sentiment=self._sentiment(-0.6 if failed else 0.4),
+                    sentiment=self._sentiment((-0.6 if failed else 0.4) + campaign.mood),
                 )
             ]
             if failed and r.random() < 0.7:
@@ -163,7 +195,10 @@ class JourneySimulator:
             scale = r.choice(_SCALES)
             low, high = {"1-10": (1, 10), "0-10": (0, 10), "1-5": (1, 5)}[scale]
             self._schedule(c, "share" if r.random() < 0.4 else "smot", r.uniform(12, 24 * 30))
-            return [self._event("survey", c, at, score=r.randint(low, high), scale=scale, survey_id="nps-q1")]
+            # The campaign's mood moves the answer by up to a third of the scale.
+            shift = round(campaign.mood * (high - low) / 2)
+            score = min(high, max(low, r.randint(low, high) + shift))
+            return [self._event("survey", c, at, score=score, scale=scale, survey_id="nps-q1")]
         if step.stage == "refund":
             order, amount, currency = r.choice(self._orders[c])
             return [

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-__all__ = ["Outbox", "default_partition", "delivered", "fresh_batches", "send_together"]
+__all__ = ["Outbox", "default_partition", "delivered", "estimate", "fresh_batches", "send_together"]
 
 _Headers = list[tuple[str, bytes]]
 
@@ -53,7 +53,7 @@ class Outbox:
         headers: _Headers | None = None,
     ) -> None:
         self._messages.setdefault((topic, partition), []).append((key, value, headers or []))
-        self._bytes[(topic, partition)] = self._bytes.get((topic, partition), 0) + _estimate(key, value)
+        self._bytes[(topic, partition)] = self._bytes.get((topic, partition), 0) + estimate(key, value)
 
     async def send(self) -> list[Awaitable[Any]]:
         """Queue everything; returns the deliveries (each done when the broker acked it)."""
@@ -81,6 +81,10 @@ class Outbox:
             deliveries.append(await self.producer.send_batch(batch, topic, partition=partition))
         return deliveries
 
+    def reserve(self, topic: str, partition: int, size: int) -> None:
+        """Count `size` bytes against a partition for `fits`, for a record added later."""
+        self._bytes[(topic, partition)] = self._bytes.get((topic, partition), 0) + size
+
     def fits(self, records: Sequence[tuple[str, int, bytes | None, bytes | None]], limit: int) -> bool:
         """Whether `records` (topic, partition, key, value) can be added without any
         partition's records exceeding `limit` bytes (an estimate with room for the record
@@ -90,7 +94,7 @@ class Outbox:
             return True
         added: dict[tuple[str, int], int] = {}
         for topic, partition, key, value in records:
-            added[(topic, partition)] = added.get((topic, partition), 0) + _estimate(key, value)
+            added[(topic, partition)] = added.get((topic, partition), 0) + estimate(key, value)
         return all(self._bytes.get(tp, 0) + size <= limit for tp, size in added.items())
 
     async def partition_for(self, topic: str, key: bytes) -> int:
@@ -109,8 +113,9 @@ class Outbox:
         return count
 
 
-def _estimate(key: bytes | None, value: bytes | None) -> int:
-    # Key and value plus a record's framing (length, attributes, deltas, header count).
+def estimate(key: bytes | None, value: bytes | None) -> int:
+    """A record's size in a batch: key and value plus its framing (length, attributes,
+    deltas, header count)."""
     return len(key or b"") + len(value or b"") + 32
 
 

@@ -1,13 +1,18 @@
-"""The pipeline: one event's path from an input topic to `ppp-updates` and `referral-links`.
+"""The pipeline: one event's path from an input topic to `ppp-updates`, `referral-links`
+and `impact`.
 
     input topics ──► ingest ──► (invalid) ──────────────────────────► dead-letters
          ▲             │ (wrong key or partition)
          └── rekeyed ◄─┤
                        ├──► customers table ─► apply_event ─► ppp-updates
+                       │          │  └─ contribution changes ─► impact-changes ─► impact table ─► impact
+                       │          └─────────────────────────────────┐
                        └──► share-joins ──► join ─► shares table ─► referral-links
+                                                        └──► referred ─► ingest (the referred customer's keys)
 
 Everything that decides anything lives in the pure core (`journey.scoring`,
-`journey.referrals`) and in `schemas`; this module only moves bytes and keeps tables.
+`journey.referrals`, `journey.impact`) and in `schemas`; this module only moves bytes and
+keeps tables.
 """
 
 from __future__ import annotations
@@ -26,15 +31,27 @@ import orjson
 from faust.types import TP
 
 from journey.customer import CustomerState, decode_state, encode_state, format_us, to_us
-from journey.referrals import ShareJoin, apply_sighting, encode_join, sighting_for
+from journey.impact import (
+    Contribution,
+    ImpactEntry,
+    Sums,
+    add_change,
+    apply_change,
+    contribution,
+    decode_change,
+    encode_change,
+    encode_entry,
+    entry_message,
+)
+from journey.referrals import ShareJoin, apply_link, apply_sighting, encode_join, sighting_for
 from journey.scoring import ScoringRules, apply_event, ppp_update
 from journey.settings import Settings
 from schemas.decode import InvalidEvent, parse_event
 from schemas.events import Event
 from stream.batching import JourneyApp, current_record, make_current
-from stream.codecs import SHARE_JOIN_CODEC
+from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
 from stream.metrics import BatchTally, JourneyMetrics
-from stream.outbox import Outbox, default_partition, delivered, send_together
+from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
 from stream.topics import TopicNames
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
@@ -42,6 +59,8 @@ __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
 # A dead letter must itself fit in a Kafka message (1 MB by default): longer values are cut.
 DEAD_LETTER_VALUE_LIMIT = 262_144
 _ORIGIN_HEADER = "journey-topic"
+# Room kept in a chunk for one impact change record (13 integers as JSON), added at its end.
+_CHANGE_ROOM = bytes(320)
 
 
 def _origin_of(message: Any) -> str | None:
@@ -87,6 +106,8 @@ class _Batch:
     received: datetime
     out: Outbox
     states: dict[str, CustomerState] = field(default_factory=dict)
+    # Each customer's impact contribution as stored before this batch.
+    before: dict[str, Contribution | None] = field(default_factory=dict)
     # Customers whose state changed, by their partition (which is their changelog's).
     changed: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     # Faust's current event for each partition of the batch (see `current_record`).
@@ -112,8 +133,9 @@ class Pipeline:
         self.metrics = metrics
         names = TopicNames(settings.topic_prefix, settings.app_id)
         self.config = _Config(settings.rules, names, partitions, settings.max_event_bytes)
-        self.inputs = self._raw_topic(app, *names.inputs, names.rekeyed)
+        self.inputs = self._raw_topic(app, *names.inputs, names.rekeyed, names.referred)
         self.share_joins = self._raw_topic(app, names.share_joins)
+        self.impact_changes = self._raw_topic(app, names.impact_changes)
         # Keys are customer_id / share_id as UTF-8, exactly as the source topics are keyed,
         # so that a table key lives on the partition its events arrive on and HTTP lookups
         # route to the worker that owns it.
@@ -121,11 +143,14 @@ class Pipeline:
         # live objects; only the most recently handled ones are also kept decoded.
         self.customers = self._table(app, "customers", "raw", partitions)
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
+        # Impact entries by `dimension/key`, each owned by the partition its changes arrive on.
+        self.impact = self._table(app, "impact", IMPACT_ENTRY_CODEC, partitions)
         # Customers this process has handled since its last assignment (see `_score`).
         self._live: set[str] = set()
-        # The most recently handled customers, decoded: the same as their table entries,
-        # which only this process writes until the next assignment (then it is emptied).
-        self._decoded: OrderedDict[str, CustomerState] = OrderedDict()
+        # The most recently handled customers, decoded, with their impact contributions: the
+        # same as their table entries, which only this process writes until the next
+        # assignment (then it is emptied).
+        self._decoded: OrderedDict[str, tuple[CustomerState, Contribution | None]] = OrderedDict()
         self._decoded_limit = settings.cached_customers
         self._partition_counts: dict[str, int] = {}
         # The last batch's sends still waiting for the broker (see `_ingest`, `_join_shares`).
@@ -141,6 +166,9 @@ class Pipeline:
         app.batch_handlers.update(dict.fromkeys(self.inputs.topics, self._ingest))
         app.topics.add(self.share_joins)
         app.batch_handlers[names.share_joins] = self._join_shares
+        app.topics.add(self.impact_changes)
+        app.batch_handlers[names.impact_changes] = self._sum_changes
+        self._changes_completing: asyncio.Future[None] | None = None
 
     async def _forget_live(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # After a rebalance, any customer may have been handled elsewhere in between.
@@ -185,6 +213,10 @@ class Pipeline:
         inputs = names.inputs
         for tp, records in batches.items():
             batch.current[tp.partition] = current_record(self.app, tp, records[0])
+            if tp.topic == names.referred:
+                for record in records:
+                    self._link(batch, orjson.loads(record.value), tp.partition)
+                continue
             rekeyed = tp.topic == names.rekeyed
             for record in records:
                 origin = (_origin_of(record) if rekeyed else record.topic) or record.topic
@@ -221,16 +253,8 @@ class Pipeline:
         # commit gives only 0.1 s to drain: a worker killed just after a commit came back
         # without the state of events whose offsets were committed (the embedded broker).
         # So tables are written as `data[key]` plus a changelog record we send ourselves.
-        states = self._outbox()
-        changelog = self.customers.changelog_topic.get_topic_name()
-        for partition, customer_ids in batch.changed.items():
-            make_current(batch.current[partition])
-            for customer_id in customer_ids:
-                encoded = encode_state(batch.states[customer_id])
-                self.customers.data[customer_id] = encoded
-                states.add(changelog, customer_id.encode("utf-8"), encoded, partition)
-        stored = await states.send()
-        self._keep_decoded(batch.states)
+        stored = await self._store_customers(batch)
+        self._keep_decoded(batch)
         handled = time.perf_counter() - started
         previous = self._completing
 
@@ -246,21 +270,97 @@ class Pipeline:
         completing = self._completing = asyncio.ensure_future(complete())
         return completing
 
-    def _held_state(self, customer_id: str) -> CustomerState:
-        state = self._decoded.pop(customer_id, None)
+    def _state(self, batch: _Batch, customer_id: str) -> CustomerState:
+        """The customer's state in this batch: decoded once, its contribution noted."""
+        state = batch.states.get(customer_id)
         if state is not None:
             return state
-        # The store itself, as `_ingest` writes it: Table.get's hooks cost 5% of a busy worker.
-        held: bytes | None = self.customers.data.get(customer_id)
-        return CustomerState(customer_id) if held is None else decode_state(held)
+        cached = self._decoded.pop(customer_id, None)
+        if cached is not None:
+            state, batch.before[customer_id] = cached
+        else:
+            # The store itself, as `_ingest` writes it: Table.get's hooks cost 5% of a busy worker.
+            held: bytes | None = self.customers.data.get(customer_id)
+            state = CustomerState(customer_id) if held is None else decode_state(held)
+            batch.before[customer_id] = contribution(state)
+        batch.states[customer_id] = state
+        return state
 
-    def _keep_decoded(self, states: Mapping[str, CustomerState]) -> None:
+    def _keep_decoded(self, batch: _Batch) -> None:
         if not self._decoded_limit:
             return
         decoded = self._decoded
-        decoded.update(states)  # taken out by `_held_state`, so they go back in as the newest
+        before = batch.before
+        # Taken out by `_state`, so they go back in as the newest.
+        for customer_id, state in batch.states.items():
+            decoded[customer_id] = (state, before[customer_id])
         while len(decoded) > self._decoded_limit:
             decoded.popitem(last=False)
+
+    async def _store_customers(self, batch: _Batch) -> list[Awaitable[Any]]:
+        """Write each changed customer's state (table and changelog) together with what its
+        change does to the impact entries, and return the deliveries.
+
+        A state and the change of its contribution must leave in one produce request: a
+        crash that kept the state but lost the change would lose a contribution for good
+        (the events are duplicates from then on), and the other way round would count it
+        twice. So they go out in chunks (`send_together`), each chunk's changes summed per
+        entry: the hot `all/*` entry gets one change per chunk, not one per event."""
+        changelog = self.customers.changelog_topic.get_topic_name()
+        topic = self.config.names.impact_changes
+        limit = self._batch_bytes
+        chunk = self._outbox()
+        await chunk.partition_count(changelog)  # metadata known before queuing
+        await chunk.partition_count(topic)
+        changes: dict[str, Sums] = {}
+        deliveries: list[Awaitable[Any]] = []
+        for partition, customer_ids in batch.changed.items():
+            current = batch.current[partition]
+            make_current(current)
+            for customer_id in customer_ids:
+                state = batch.states[customer_id]
+                encoded = encode_state(state)
+                key = customer_id.encode("utf-8")
+                mine: dict[str, Sums] = {}
+                after = contribution(state)
+                add_change(mine, batch.before[customer_id], after)
+                batch.before[customer_id] = after
+                record = [(changelog, partition, key, encoded)]
+                room = self._change_room(mine, changes)
+                if not chunk.fits(record + room, limit):
+                    deliveries += await self._send_with_changes(chunk, changes)
+                    changes = {}
+                    room = self._change_room(mine, changes)
+                    make_current(current)  # others ran meanwhile
+                for entry_topic, entry_partition, entry_key, value in room:
+                    chunk.reserve(entry_topic, entry_partition, estimate(entry_key, value))
+                self.customers.data[customer_id] = encoded
+                chunk.add(changelog, key, encoded, partition)
+                for entry, change in mine.items():
+                    known = changes.get(entry)
+                    changes[entry] = change if known is None else [a + b for a, b in zip(known, change)]  # noqa: B905  # 13 each
+        deliveries += await self._send_with_changes(chunk, changes)
+        return deliveries
+
+    def _change_room(
+        self, mine: Mapping[str, Sums], changes: Mapping[str, Sums]
+    ) -> list[tuple[str, int, bytes, bytes]]:
+        """Room for the change records that `mine` adds to a chunk holding `changes`."""
+        topic = self.config.names.impact_changes
+        room = []
+        for entry in mine:
+            if entry not in changes:
+                key = entry.encode("utf-8")
+                room.append((topic, self.partition_for(key), key, _CHANGE_ROOM))
+        return room
+
+    async def _send_with_changes(self, chunk: Outbox, changes: Mapping[str, Sums]) -> list[Awaitable[Any]]:
+        topic = self.config.names.impact_changes
+        for entry, change in changes.items():
+            if any(change):
+                key = entry.encode("utf-8")
+                chunk.add(topic, key, encode_change(change), self.partition_for(key))
+        return await send_together(chunk)
 
     def _outbox(self) -> Outbox:
         # Faust's Kafka producer itself: `_ensure_producer` is how Faust reaches it too.
@@ -283,9 +383,7 @@ class Pipeline:
         tally = batch.tally
         tally.lags[origin].append(max(0.0, (batch.received - event.occurred_at).total_seconds()))
         customer_id = event.customer_id
-        state = batch.states.get(customer_id)
-        if state is None:
-            state = batch.states[customer_id] = self._held_state(customer_id)
+        state = self._state(batch, customer_id)
         result = apply_event(state, event, self.config.rules)
         update = result.update(state)
         if result.duplicate:
@@ -309,6 +407,13 @@ class Pipeline:
             # Duplicates too: the join is idempotent, and a crash may have lost the first.
             batch.out.add(names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
 
+    def _link(self, batch: _Batch, link: dict[str, Any], partition: int) -> None:
+        """A referral link reaches the referred customer: its referrer and share channel
+        become the customer's impact keys. A link delivered again changes nothing."""
+        customer_id = link["referred_id"]
+        if apply_link(self._state(batch, customer_id), link):
+            batch.changed[partition].add(customer_id)
+
     async def _join_shares(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the share-joins topic: per partition, in offset order.
 
@@ -326,6 +431,7 @@ class Pipeline:
         chunk = self._outbox()
         # Metadata known before queuing: no pause in the middle of a chunk.
         link_partitions = await chunk.partition_count(names.referral_links)
+        referred_partitions = await chunk.partition_count(names.referred)
         await chunk.partition_count(changelog)
         deliveries: list[Awaitable[Any]] = []
         links = self_referrals = 0
@@ -345,7 +451,13 @@ class Pipeline:
                 for link in result.links:
                     referrer = link["referrer_id"].encode("utf-8")
                     partition = default_partition(referrer, link_partitions)
-                    out.append((names.referral_links, partition, referrer, orjson.dumps(link)))
+                    value = orjson.dumps(link)
+                    out.append((names.referral_links, partition, referrer, value))
+                    # And to the referred customer's partition, in the same request: its keys.
+                    referred = link["referred_id"].encode("utf-8")
+                    out.append(
+                        (names.referred, default_partition(referred, referred_partitions), referred, value)
+                    )
                 if not chunk.fits(out, limit):
                     deliveries += await send_together(chunk)
                     make_current(current)  # others ran meanwhile
@@ -365,4 +477,60 @@ class Pipeline:
                 await previous
 
         completing = self._joins_completing = asyncio.ensure_future(complete())
+        return completing
+
+    async def _sum_changes(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
+        """What one fetch brought from the impact-changes topic: each entry's owner adds the
+        changes up and sends the entries that changed, once each per batch, to `impact`.
+
+        An entry remembers the offset of the last change it took (`apply_change`), so a
+        change delivered again after a crash is not counted twice; an entry's table record
+        and its `impact` message leave in one request (`send_together`), so a crash never
+        separates the sums from the message that publishes them. An entry left with no
+        customer is kept (its version goes on) and its `impact` key gets a tombstone."""
+        names = self.config.names
+        changelog = self.impact.changelog_topic.get_topic_name()
+        chunk = self._outbox()
+        impact_partitions = await chunk.partition_count(names.impact)
+        await chunk.partition_count(changelog)
+        currents: dict[int, faust.EventT[Any]] = {}
+        changed: dict[str, tuple[int, ImpactEntry]] = {}
+        for tp, records in batches.items():
+            currents[tp.partition] = current_record(self.app, tp, records[0])
+            for record in records:
+                entry_key = bytes(record.key).decode("utf-8")
+                entry: ImpactEntry | None = self.impact.data.get(entry_key)
+                if entry is None:
+                    entry = ImpactEntry()
+                if apply_change(entry, decode_change(record.value), record.offset):
+                    self.impact.data[entry_key] = entry
+                    changed[entry_key] = (tp.partition, entry)
+        deliveries: list[Awaitable[Any]] = []
+        limit = self._batch_bytes
+        for entry_key, (partition, entry) in changed.items():
+            entry.version += 1
+            key = entry_key.encode("utf-8")
+            message = (
+                orjson.dumps(entry_message(entry_key, entry.sums, entry.version)) if entry.sums[0] else None
+            )
+            out = [
+                (changelog, partition, key, encode_entry(entry)),
+                (names.impact, default_partition(key, impact_partitions), key, message),
+            ]
+            if not chunk.fits(out, limit):
+                deliveries += await send_together(chunk)
+            make_current(currents[partition])
+            for topic, out_partition, out_key, value in out:
+                chunk.add(topic, out_key, value, out_partition)
+        deliveries += await send_together(chunk)
+        if changed:
+            self.metrics.impact_updates.inc(len(changed))
+        previous = self._changes_completing
+
+        async def complete() -> None:
+            await delivered(deliveries)
+            if previous is not None:
+                await previous
+
+        completing = self._changes_completing = asyncio.ensure_future(complete())
         return completing

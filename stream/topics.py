@@ -49,6 +49,10 @@ class TopicNames:
         return self.public("dead-letters")
 
     @property
+    def impact(self) -> str:
+        return self.public("impact")
+
+    @property
     def rekeyed(self) -> str:
         """Events that arrived under the wrong key or partition, re-keyed by customer_id."""
         return f"{self.prefix}{self.app_id}-rekeyed"
@@ -59,18 +63,37 @@ class TopicNames:
         return f"{self.prefix}{self.app_id}-share-joins"
 
     @property
+    def referred(self) -> str:
+        """Referral links, keyed by referred_id, on their way to the referred customer's state."""
+        return f"{self.prefix}{self.app_id}-referred"
+
+    @property
+    def impact_changes(self) -> str:
+        """Changes of impact entries, keyed by `dimension/key`, to be summed by their owner."""
+        return f"{self.prefix}{self.app_id}-impact-changes"
+
+    @property
     def changelogs(self) -> list[str]:
-        return [f"{self.prefix}{self.app_id}-{table}-changelog" for table in ("customers", "shares")]
+        return [
+            f"{self.prefix}{self.app_id}-{table}-changelog" for table in ("customers", "shares", "impact")
+        ]
 
     @property
     def co_partitioned(self) -> list[str]:
-        """Topics whose partition counts must be equal: inputs, re-keyed events, changelogs."""
-        return [*self.inputs, self.rekeyed, self.share_joins, *self.changelogs]
+        """Topics whose partition counts must be equal: inputs, journey's own topics, changelogs."""
+        return [
+            *self.inputs,
+            self.rekeyed,
+            self.share_joins,
+            self.referred,
+            self.impact_changes,
+            *self.changelogs,
+        ]
 
     @property
     def all(self) -> list[str]:
-        return [*self.co_partitioned, self.ppp_updates, self.referral_links, self.dead_letters]
+        return [*self.co_partitioned, self.ppp_updates, self.referral_links, self.impact, self.dead_letters]
 
     @property
     def compacted(self) -> set[str]:
-        return {self.ppp_updates, *self.changelogs}
+        return {self.ppp_updates, self.impact, *self.changelogs}

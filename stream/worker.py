@@ -16,6 +16,7 @@ from stream.admin import verify_topics
 from stream.app import create_app
 from stream.batching import JourneyApp
 from stream.connection import kafka_options
+from stream.impact_view import ImpactView
 from stream.lag import register_lag_timer
 from stream.metrics import JourneyMetrics
 from stream.pipeline import Pipeline
@@ -30,18 +31,25 @@ class Worker:
     app: JourneyApp
     pipeline: Pipeline
     metrics: JourneyMetrics
+    impact: ImpactView
 
 
 def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics | None = None) -> Worker:
     app = create_app(settings, partitions=partitions)
     metrics = metrics or JourneyMetrics()
     pipeline = Pipeline(app, settings, metrics, partitions=partitions)
-    register_views(app, pipeline.customers, metrics)
     names = TopicNames(settings.topic_prefix, settings.app_id)
+    impact = ImpactView()
+    register_views(app, pipeline.customers, metrics, impact)
+
+    @app.task
+    async def follow_impact() -> None:
+        await impact.follow(kafka_options(settings), names.impact)
+
     register_lag_timer(
         app, metrics, {*names.inputs, names.rekeyed}, pipeline.customers, settings.lag_interval
     )
-    return Worker(app, pipeline, metrics)
+    return Worker(app, pipeline, metrics, impact)
 
 
 def run_worker(

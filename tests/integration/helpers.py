@@ -11,9 +11,10 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
+from journey.impact import DIMENSIONS
 from stream.topics import TopicNames
 from tests.fixtures.broker import WorkerProcess
-from tests.fixtures.conformance import state_mismatches
+from tests.fixtures.conformance import impact_mismatches, state_mismatches
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -142,3 +143,64 @@ async def read_links(env: Any, expected: int, deadline_s: float = 60) -> list[An
         if len(records) >= expected or time.monotonic() > deadline:
             return records
         await asyncio.sleep(0.5)
+
+
+def impact_answers(worker: WorkerProcess) -> list[dict[str, Any]]:
+    """Every entry as one worker's HTTP interface gives it: `/impact` for `all`, and each
+    dimension's ranking (top 1000) for the rest."""
+    status, summary = worker.get("/impact")
+    if status != 200:
+        return []
+    entries = [{k: v for k, v in summary.items() if k != "dimensions"}] if summary["customers"] else []
+    for dimension in DIMENSIONS[1:]:
+        status, ranking = worker.get(f"/impact/{dimension}?top=1000")
+        assert status == 200, ranking
+        assert ranking["entries"] == summary["dimensions"][dimension]
+        entries += ranking["top"]
+    return entries
+
+
+def published_sums(records: list[Any]) -> list[dict[str, Any]]:
+    """The latest message of every key of the `impact` topic (tombstones drop the key), and
+    a check that each key's versions only grow in the order a consumer reads them."""
+    latest: dict[bytes, dict[str, Any]] = {}
+    versions: dict[bytes, int] = {}
+    for record in records:
+        if record.value is None:
+            latest.pop(record.key, None)
+            continue
+        entry = json.loads(record.value)
+        assert entry["version"] > versions.get(record.key, 0), (record.key, entry["version"])
+        versions[record.key] = entry["version"]
+        assert record.key.decode() == f"{entry['dimension']}/{entry['key']}"
+        latest[record.key] = entry
+    return list(latest.values())
+
+
+async def wait_for_impact(
+    env: Any, workers: list[WorkerProcess], expected: list[dict[str, Any]], deadline_s: float = 90
+) -> None:
+    """Poll until every worker's HTTP answers and the `impact` topic equal `expected`."""
+    deadline = time.monotonic() + deadline_s
+    sums_only = [{k: v for k, v in e.items() if k in _PUBLISHED} for e in expected]
+    while True:
+        problems = [
+            f"{worker.url}: {p}"
+            for worker in workers
+            for p in impact_mismatches(expected, impact_answers(worker))
+        ]
+        if not problems:
+            published = published_sums(await env.read_topic(env.names.impact))
+            problems = [f"impact topic: {p}" for p in impact_mismatches(sums_only, published)]
+        if not problems:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"impact never matched: {problems[:5]}\n{workers[0].log_tail()}")
+        await asyncio.sleep(0.5)
+
+
+# The fields of an `impact` message (the comparisons are computed when read).
+_PUBLISHED = {
+    "dimension", "key", "customers", "buyers", "surveyed", "referred", "moments",
+    "ppp", "cltv", "csat_sum", "attributed_ppp", "attributed_cltv",
+}  # fmt: skip

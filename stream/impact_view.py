@@ -1,0 +1,85 @@
+"""Every impact entry, as the `impact` topic has it, in every worker.
+
+An entry is owned by one worker (the partition its changes arrive on), but `GET
+/impact/{dimension}?top=N` ranks the keys of all partitions, and any worker must answer
+every impact request. The entries are few (one per campaign, channel, referrer and share
+channel) and the topic is compacted, so each worker reads all of it, from the beginning and
+then as it grows, as a downstream consumer would (no consumer group): asking the owners of
+every partition at each request would cost a round trip per worker and fail with any of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from journey.impact import ALL_KEY, DIMENSIONS, dimension_counts, entry_message, split_key, with_comparisons
+from stream.tail import TopicMissing, read_topic
+
+__all__ = ["ImpactView"]
+
+log = logging.getLogger(__name__)
+_EMPTY = [0] * 13
+
+
+class ImpactView:
+    """The latest message of every `impact` key (by `version`), and the answers built on it."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, Any]] = {}
+
+    def apply(self, key: bytes, value: bytes | None) -> None:
+        entry_key = key.decode("utf-8")
+        if value is None:
+            self.entries.pop(entry_key, None)  # the entry has no customer left
+            return
+        entry = orjson.loads(value)
+        known = self.entries.get(entry_key)
+        if known is None or entry["version"] > known["version"]:
+            self.entries[entry_key] = entry
+
+    async def follow(self, kafka: Mapping[str, Any], topic: str) -> None:
+        """Read `topic` from the beginning and keep following it until cancelled."""
+        while True:
+            try:
+                async for record in read_topic(kafka, topic, from_beginning=True, follow=True):
+                    self.apply(record.key, record.value)
+            except TopicMissing:
+                log.warning("Topic %s does not exist (yet): impact answers stay empty", topic)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the broker went away: read it again when it is back
+                log.exception("Reading %s failed; reading it again in 1 s", topic)
+            await asyncio.sleep(1.0)
+            self.entries.clear()
+
+    def _everyone(self) -> dict[str, Any]:
+        return self.entries.get(ALL_KEY) or entry_message(ALL_KEY, _EMPTY, 0)
+
+    def summary(self) -> dict[str, Any]:
+        """`GET /impact`: the `all` entry with its comparisons and the entries per dimension."""
+        return {**with_comparisons(self._everyone(), None), "dimensions": dimension_counts(self.entries)}
+
+    def entry(self, dimension: str, key: str) -> dict[str, Any] | None:
+        """One entry with its comparisons, or None when unknown."""
+        entry = self.entries.get(f"{dimension}/{key}")
+        return None if entry is None else with_comparisons(entry, self._everyone())
+
+    def ranking(self, dimension: str, top: int) -> dict[str, Any]:
+        """A dimension's entries by attributed PPP (then key), the first `top` of them."""
+        mine = [entry for key, entry in self.entries.items() if split_key(key)[0] == dimension]
+        mine.sort(key=lambda entry: (-entry["attributed_ppp"], entry["key"]))
+        everyone = self._everyone()
+        return {
+            "dimension": dimension,
+            "entries": len(mine),
+            "top": [with_comparisons(entry, everyone) for entry in mine[:top]],
+        }
+
+    @staticmethod
+    def known(dimension: str) -> bool:
+        return dimension in DIMENSIONS

@@ -1,0 +1,75 @@
+"""Impact through a live worker: the public `impact/` set in, the `impact` topic and every
+impact HTTP answer read back and compared with the expected entries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.integration.helpers import (
+    conformance_traffic,
+    metric_sum,
+    metric_values,
+    wait_for_impact,
+    wait_for_states,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_impact_set_through_a_worker(journey_env: Any, impact_conformance: Any) -> None:
+    env = journey_env
+    worker = env.worker()
+    events = [json.loads(line) for line in impact_conformance.raw_lines]
+    keyed, misplaced, _ = conformance_traffic(events, impact_conformance.raw_lines, env.names, env.partitions)
+    await env.produce(keyed)
+    for topic, partition, key, raw in misplaced:
+        await env.produce_to_partition(topic, partition, key, raw)
+
+    # The customers' keys, the referral ones included (they come from links made elsewhere).
+    await wait_for_states(worker, impact_conformance.expected_states)
+    await wait_for_impact(env, [worker], impact_conformance.expected_impact)
+
+    # Every key round-trips through a URL, percent-encoded (`/`, spaces, non-ASCII).
+    for want in impact_conformance.expected_impact:
+        if want["dimension"] == "all":
+            continue
+        status, body = worker.get(f"/impact/{want['dimension']}/{quote(want['key'], safe='')}")
+        assert status == 200, (want["key"], body)
+        assert (body["dimension"], body["key"], body["customers"]) == (
+            want["dimension"],
+            want["key"],
+            want["customers"],
+        )
+    status, body = worker.get("/impact/campaign/b2b/enterprise")  # a `/` left as it is
+    assert status == 200 and body["key"] == "b2b/enterprise"
+
+    records = await env.read_topic(env.names.impact)
+    everyone = [r for r in records if r.key == b"all/*"]
+    # Changes are summed per chunk of a batch, and entries sent once per batch: the hot `all`
+    # entry gets far fewer messages than there were events.
+    assert 0 < len(everyone) < len(events) / 4
+    values = metric_values(worker.get("/metrics")[1])
+    assert metric_sum(values, "journey_impact_updates_total") == len(records)
+
+
+async def test_bad_impact_requests_get_a_json_reason(journey_env: Any) -> None:
+    worker = journey_env.worker()
+    status, body = worker.get("/impact")
+    assert status == 200 and body["customers"] == 0 and body["dimensions"]["campaign"] == 0
+    for path, code, words in [
+        ("/impact/planet", 404, "unknown dimension"),
+        ("/impact/planet/earth", 404, "unknown dimension"),
+        ("/impact/campaign/never-ran", 404, "never-ran"),
+        ("/impact/campaign?top=ten", 400, "whole number"),
+        ("/impact/campaign?top=-1", 400, "from 0 to 1000"),
+        ("/impact/campaign?top=1001", 400, "from 0 to 1000"),
+    ]:
+        status, body = worker.get(path)
+        assert status == code, path
+        assert words in body["error"], (path, body)
+    status, body = worker.get("/impact/referrer?top=0")
+    assert status == 200 and body == {"dimension": "referrer", "entries": 0, "top": []}
