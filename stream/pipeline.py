@@ -24,6 +24,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import add
 from typing import Any, cast
 
 import faust
@@ -338,7 +339,7 @@ class Pipeline:
                 chunk.add(changelog, key, encoded, partition)
                 for entry, change in mine.items():
                     known = changes.get(entry)
-                    changes[entry] = change if known is None else [a + b for a, b in zip(known, change)]  # noqa: B905  # 13 each
+                    changes[entry] = change if known is None else list(map(add, known, change))
         deliveries += await self._send_with_changes(chunk, changes)
         return deliveries
 

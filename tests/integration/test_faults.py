@@ -6,20 +6,30 @@ import asyncio
 import json
 import random
 import time
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from journey.customer import CustomerState
+from journey.event_files import FileLine
+from journey.impact import contribution, impact_report
 from journey.money import load_rates
-from journey.scoring import ScoringRules, apply_event
+from journey.replay import replay
+from journey.scoring import ScoringRules
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from schemas.outputs import DeadLetter
 from tests.fixtures.broker import WorkerProcess
-from tests.integration.helpers import latest_by_key, metric_sum, metric_values, read_links, versions_by_key
+from tests.integration.helpers import (
+    latest_by_key,
+    metric_sum,
+    metric_values,
+    read_links,
+    versions_by_key,
+    wait_for_impact,
+)
 from tests.unit.test_order_independence import join_all
 
 pytestmark = pytest.mark.integration
@@ -49,22 +59,32 @@ def hot_and_shuffled(events: list[dict[str, Any]], seed: int, customers: int) ->
     return shuffled
 
 
-def seeded_workload(
-    count: int, seed: int, events: list[dict[str, Any]] | None = None
-) -> tuple[list[bytes], dict[str, dict[str, Any]], set[tuple[str, str, str]]]:
-    """Events (JSON), the replayed states without version, and the links they must make."""
+@dataclass(frozen=True)
+class Workload:
+    """Events (JSON) and what replay says they make: states without version, the links, and
+    the impact entries with their comparisons."""
+
+    raws: list[bytes]
+    expected: dict[str, dict[str, Any]]
+    links: set[tuple[str, str, str]]
+    impact: list[dict[str, Any]]
+
+
+def seeded_workload(count: int, seed: int, events: list[dict[str, Any]] | None = None) -> Workload:
     rates = load_rates(FX, "USD")
     if events is None:
         events = seeded_events(count, seed)
     raws = [json.dumps(e).encode() for e in events]
     parsed = [parse_event(raw, expected_type=None, currencies=rates) for raw in raws]
-    rules = ScoringRules(rates=rates)
-    states: dict[str, CustomerState] = {}
-    for event in parsed:
-        apply_event(states.setdefault(event.customer_id, CustomerState(event.customer_id)), event, rules)
+    lines = (
+        FileLine(Path("workload"), n, event, raw)
+        for n, (raw, event) in enumerate(zip(raws, parsed, strict=True))
+    )
+    result = replay(lines, ScoringRules(rates=rates))
+    states = result.states
     views = {cid: {k: v for k, v in s.view().items() if k != "version"} for cid, s in states.items()}
     links, _ = join_all(parsed)
-    return raws, views, links
+    return Workload(raws, views, links, impact_report(contribution(s) for s in states.values()))
 
 
 async def produce_events(env: Any, raws: list[bytes], *, miskey_every: int = 17) -> None:
@@ -102,9 +122,8 @@ async def wait_until_quiet(
     assert not pending, f"{len(pending)} customers differ from replay, e.g. {sorted(pending)[:3]}"
 
 
-async def check_outputs(
-    env: Any, expected: dict[str, dict[str, Any]], links: set[tuple[str, str, str]]
-) -> None:
+async def check_outputs(env: Any, work: Workload, workers: list[WorkerProcess]) -> None:
+    expected, links = work.expected, work.links
     updates = await env.read_topic(env.names.ppp_updates)
     latest = latest_by_key(updates)
     assert set(latest) == set(expected)
@@ -118,21 +137,22 @@ async def check_outputs(
     made = [json.loads(r.value) for r in await read_links(env, len(links))]
     triples = sorted((m["share_id"], m["referrer_id"], m["referred_id"]) for m in made)
     assert triples == sorted(links), "each referral link exactly once"
+    # No contribution lost or counted twice: every entry, on the topic and over HTTP.
+    assert len(work.impact) > 20
+    await wait_for_impact(env, workers, work.impact, deadline_s=120)
 
 
 async def test_crash_equivalence_with_three_sigkills(journey_env: Any) -> None:
     env = journey_env
     env.env["JOURNEY_FX_RATES"] = str(FX)
-    raws, expected, links = seeded_workload(20_000, seed=7)
-    await produce_events(env, raws)
+    work = seeded_workload(20_000, seed=7)
+    await produce_events(env, work.raws)
     chooser = random.Random(7)
-    kill_points = sorted(chooser.uniform(0.1, 0.8) * len(raws) for _ in range(3))
-    await kill_at_and_compare(env, kill_points, expected, links)
+    kill_points = sorted(chooser.uniform(0.1, 0.8) * len(work.raws) for _ in range(3))
+    await kill_at_and_compare(env, kill_points, work)
 
 
-async def kill_at_and_compare(
-    env: Any, points: list[float], expected: dict[str, dict[str, Any]], links: set[tuple[str, str, str]]
-) -> None:
+async def kill_at_and_compare(env: Any, points: list[float], work: Workload) -> None:
     """One worker, SIGKILLed once it has handled each of `points` events and started again;
     then every output is compared with replay."""
     worker = env.worker()
@@ -142,24 +162,25 @@ async def kill_at_and_compare(
             await asyncio.sleep(0.05)
         worker.kill()
         worker = env.worker()
-    await wait_until_quiet([worker], expected, deadline_s=240)
-    await check_outputs(env, expected, links)
+    await wait_until_quiet([worker], work.expected, deadline_s=240)
+    await check_outputs(env, work, [worker])
 
 
 async def test_crash_equivalence_with_hot_customers_out_of_order(journey_env: Any) -> None:
     env = journey_env
     env.env["JOURNEY_FX_RATES"] = str(FX)
     events = hot_and_shuffled(seeded_events(12_000, seed=23), seed=23, customers=40)
-    raws, expected, links = seeded_workload(len(events), seed=23, events=events)
-    assert len(expected) == 40 and links
-    await produce_events(env, raws, miskey_every=13)
-    await kill_at_and_compare(env, [0.3 * len(raws), 0.6 * len(raws)], expected, links)
+    work = seeded_workload(len(events), seed=23, events=events)
+    assert len(work.expected) == 40 and work.links
+    await produce_events(env, work.raws, miskey_every=13)
+    await kill_at_and_compare(env, [0.3 * len(work.raws), 0.6 * len(work.raws)], work)
 
 
 async def test_survivor_takes_over_a_killed_workers_partitions(journey_env: Any) -> None:
     env = journey_env
     env.env["JOURNEY_FX_RATES"] = str(FX)
-    raws, expected, links = seeded_workload(10_000, seed=11)
+    work = seeded_workload(10_000, seed=11)
+    raws = work.raws
     first, second = env.worker(), env.worker()
     touchpoints = env.names.public("touchpoints")
 
@@ -184,8 +205,8 @@ async def test_survivor_takes_over_a_killed_workers_partitions(journey_env: Any)
         f"takeover after SIGKILL: {takeover:.1f} s (session timeout {env.env['JOURNEY_SESSION_TIMEOUT']} s)"
     )
     assert takeover < 20
-    await wait_until_quiet([second], expected, deadline_s=180)
-    await check_outputs(env, expected, links)
+    await wait_until_quiet([second], work.expected, deadline_s=180)
+    await check_outputs(env, work, [second])
 
 
 def nasty_corpus() -> list[tuple[str, bytes]]:

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from journey.replay import replay_file
 from tests.fixtures.broker import WorkerProcess
+from tests.fixtures.conformance import IMPACT_KEYS
 from tests.integration.helpers import (
     latest_by_key,
     metric_sum,
@@ -18,6 +20,7 @@ from tests.integration.helpers import (
     publish_conformance,
     read_links,
     versions_by_key,
+    wait_for_impact,
     wait_for_states,
 )
 
@@ -70,9 +73,19 @@ async def test_two_workers_split_partitions_and_route_lookups(journey_env: Any, 
     first = env.worker()
     second = env.worker()
     await publish_conformance(env, conformance)
+    replayed = replay_file(
+        conformance.events_path, conformance.rules, currencies=conformance.rates.rates, impact=True
+    )
+    # The expected states with the impact keys replay gives them: the referral keys come
+    # with the links, after the scores, and both workers must be read once they are in.
+    keys = {state["customer_id"]: state for state in map(json.loads, replayed.lines)}
+    expected = {
+        cid: {**want, **{k: keys[cid][k] for k in IMPACT_KEYS}}
+        for cid, want in conformance.expected_states.items()
+    }
     # Both workers answer for every customer: each asks the owner of the key's partition.
-    from_first = await wait_for_states(first, conformance.expected_states)
-    from_second = await wait_for_states(second, conformance.expected_states)
+    from_first = await wait_for_states(first, expected)
+    from_second = await wait_for_states(second, expected)
     assert from_first == from_second
     touchpoints = env.names.public("touchpoints")
     assignments = []
@@ -83,3 +96,6 @@ async def test_two_workers_split_partitions_and_route_lookups(journey_env: Any, 
     assert all(assignments), assignments
     assert not (assignments[0] & assignments[1]), assignments
     assert assignments[0] | assignments[1] == set(range(env.partitions))
+    # Either worker answers every impact request, rankings over all partitions included.
+    assert replayed.impact is not None
+    await wait_for_impact(env, [first, second], replayed.impact)
