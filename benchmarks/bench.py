@@ -31,7 +31,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
-from journey.broker import EmbeddedBroker, free_port
 from journey.collector import tune_for_throughput
 from journey.customer import CustomerState, encode_state
 from journey.money import load_rates
@@ -44,6 +43,7 @@ from schemas.decode import parse_event
 from schemas.events import Event
 from stream.admin import create_topics
 from stream.app import PRODUCER_BATCH_BYTES
+from stream.broker import EmbeddedBroker, free_port
 from stream.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def start_worker(broker: EmbeddedBroker, prefix: str, port: int, tmp: Path) -> s
     }
     log_file = (tmp / f"{prefix}worker.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "journey", "worker"], env=env, stdout=log_file, stderr=log_file
+        [sys.executable, "-m", "cli", "worker"], env=env, stdout=log_file, stderr=log_file
     )
 
 

@@ -20,13 +20,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from journey.broker import EmbeddedBroker, free_port
 from journey.customer import CustomerState
 from journey.money import load_rates
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from stream.admin import create_topics
+from stream.broker import EmbeddedBroker, free_port
 from stream.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ async def main() -> None:
         }
         with (Path(tmp) / "worker.log").open("wb") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "journey", "worker"], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "cli", "worker"], env=env, stdout=log, stderr=log
             )
         producer = AIOKafkaProducer(**kafka, linger_ms=args.linger_ms)
         await producer.start()

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def journey(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "journey", *args], env=env, capture_output=True, timeout=timeout, check=False
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, timeout=timeout, check=False
     )
 
 

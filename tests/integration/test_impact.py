@@ -16,6 +16,7 @@ from tests.integration.helpers import (
     wait_for_impact,
     wait_for_states,
 )
+from tests.integration.test_commands import journey
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,20 @@ async def test_impact_set_through_a_worker(journey_env: Any, impact_conformance:
         )
     status, body = worker.get("/impact/campaign/b2b/enterprise")  # a `/` left as it is
     assert status == 200 and body["key"] == "b2b/enterprise"
+
+    # The command line shows the same, as a person reads it, and as JSON for scripts.
+    shown = journey(env.env, "impact", "campaign", "--url", worker.url)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout.decode()
+    assert "b2b/enterprise" in text and "été 2026" in text
+    assert "converts but satisfies less" in text and "past the 6% line" in text
+    assert "association, not proof of cause" in text
+    as_json = journey(env.env, "impact", "campaign", "--json", "--url", worker.url)
+    assert json.loads(as_json.stdout) == worker.get("/impact/campaign?top=20")[1]
+    one = journey(env.env, "impact", "campaign", "été 2026", "--json", "--url", worker.url)
+    assert json.loads(one.stdout)["key"] == "été 2026"
+    everything = journey(env.env, "impact", "--url", worker.url)
+    assert everything.returncode == 0 and "referral_channel: top" in everything.stdout.decode()
 
     records = await env.read_topic(env.names.impact)
     everyone = [r for r in records if r.key == b"all/*"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from journey.broker import free_port, wait_for_port
+from stream.broker import free_port, wait_for_port
 from tests.fixtures.broker import WorkerProcess
 from tests.integration.helpers import metric_sum, metric_values
 
@@ -31,7 +31,7 @@ def test_up_demo_shows_updates_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "journey", "up", "--demo", "--rate", "50"],
+            [sys.executable, "-m", "cli", "up", "--demo", "--rate", "50"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

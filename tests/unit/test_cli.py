@@ -13,14 +13,14 @@ import pytest
 
 from tests.fixtures.conformance import state_mismatches
 
-COMMANDS = ["up", "worker", "replay", "simulate", "publish", "tail"]
+COMMANDS = ["up", "worker", "replay", "simulate", "publish", "tail", "impact", "topics", "schemas"]
 
 
 def journey(
     *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "journey", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         env={**os.environ, **(env or {})},
         input=stdin,
@@ -112,7 +112,7 @@ def test_bad_fx_file_is_named(tmp_path: Path) -> None:
 
 
 def test_unreachable_broker_is_one_line() -> None:
-    from journey.broker import free_port
+    from stream.broker import free_port
 
     result = journey("simulate", "--limit", "1", env={"JOURNEY_BROKER": f"kafka://127.0.0.1:{free_port()}"})
     assert result.returncode == 1
@@ -134,3 +134,59 @@ def test_simulate_writes_replayable_journeys(tmp_path: Path) -> None:
     replayed = journey("replay", "--strict", str(out))
     assert replayed.returncode == 0, replayed.stderr
     assert len(replayed.stdout.splitlines()) >= 30
+
+
+def test_replay_impact_prints_the_expected_entries(impact_conformance: Any) -> None:
+    from tests.fixtures.conformance import impact_mismatches
+
+    result = journey(
+        "replay",
+        str(impact_conformance.events_path),
+        "--impact",
+        env={"JOURNEY_FX_RATES": str(impact_conformance.events_path.parent / "fx.json")},
+    )
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["dimension"], e["key"]) for e in entries] == sorted(
+        (e["dimension"], e["key"]) for e in entries
+    )
+    assert all("version" not in e for e in entries)
+    assert impact_mismatches(impact_conformance.expected_impact, entries) == []
+
+
+def test_impact_without_a_worker_is_one_line_and_exit_1() -> None:
+    result = journey("impact", "--url", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert result.stderr.decode().count("\n") == 1
+    assert b"cannot reach a worker at http://127.0.0.1:9" in result.stderr
+    wrong = journey("impact", "planet")
+    assert wrong.returncode == 2
+    assert b"planet" in wrong.stderr and b"Traceback" not in wrong.stderr
+
+
+def test_untrusted_keys_lose_their_control_characters_on_the_terminal() -> None:
+    from cli.impact import printable, render_ranking
+
+    assert printable("\x1b[2Jspring") == "\\u001b[2Jspring"
+    ranking = {
+        "dimension": "campaign",
+        "entries": 1,
+        "top": [
+            {
+                "key": "été\x1b[31m",
+                "customers": 3,
+                "attributed_ppp": 1234.5,
+                "mean_ppp": 411.5,
+                "conversion": 0.6667,
+                "ppp_uplift": 0.25,
+                "conversion_uplift": 0.07,
+                "csat_uplift": -0.1,
+                "past_six_percent": True,
+                "harms_experience": True,
+            }
+        ],
+    }
+    text = render_ranking(ranking)
+    assert "\x1b" not in text and "été\\u001b[31m" in text
+    assert "past the 6% line; converts but satisfies less" in text
+    assert "+25.0%" in text and "1,234.50" in text and "66.7%" in text

@@ -1,5 +1,0 @@
-"""`python -m journey` is the `journey` command."""
-
-from journey.cli import main
-
-main()
