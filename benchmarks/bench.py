@@ -2,9 +2,11 @@
 
 1. raw: an aiokafka consume -> produce passthrough of the same messages (no parsing): the
    most a Python Kafka pipeline can do on this machine and broker;
-2. journey: one `journey worker` process on the same messages;
+2. journey: one `journey worker` process on the same messages, impact included (done when
+   the last event is handled, the last link is out and the `all` impact entry is final);
 3. replay: `journey replay`'s work (`journey.replay.replay_file`) on a file of the same
-   events, with one process and with one per CPU (the pure core, with parsing and validation);
+   events, with one process and with one per CPU (the pure core, with parsing and
+   validation), and the same with `--impact`;
 4. latency: produce-to-`ppp-updates` p50/p99 at a fixed offered load of half of (2);
 5. memory: bytes per customer held, for `--customers` customers in the core's state.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -44,6 +47,7 @@ from schemas.events import Event
 from stream.admin import create_topics
 from stream.app import PRODUCER_BATCH_BYTES
 from stream.broker import EmbeddedBroker, free_port
+from stream.tail import read_topic
 from stream.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,6 +172,39 @@ def parse_all(events: list[dict[str, Any]]) -> list[Event]:
     return [parse_event(json.dumps(e).encode(), expected_type=None, currencies=rates) for e in events]
 
 
+def expected_everyone(events: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
+    """The `all` impact entry the events make (replay): a worker has summed every change
+    of every customer's contribution when its `GET /impact` answers this."""
+    path = tmp / "everyone.jsonl"
+    path.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+    rules = ScoringRules(rates=load_rates(RATES, "USD"))
+    report = replay_file(path, rules, currencies=rules.rates, jobs=default_jobs(), impact=True).impact
+    assert report is not None and report[0]["dimension"] == "all"
+    return report[0]
+
+
+class Everyone:
+    """The latest `all` entry on an `impact` topic, read as it comes (10 ms fetch waits, so
+    that the moment the worker publishes the final entry is seen within a sample or two)."""
+
+    def __init__(self, kafka: dict[str, Any], topic: str) -> None:
+        self.latest: dict[str, Any] = {}
+        self.task = asyncio.ensure_future(self._read({**kafka, "fetch_max_wait_ms": 10}, topic))
+
+    async def _read(self, kafka: dict[str, Any], topic: str) -> None:
+        async for record in read_topic(kafka, topic, from_beginning=True, follow=True):
+            if record.key == b"all/*" and record.value is not None:
+                self.latest = json.loads(record.value)
+
+    def equals(self, everyone: dict[str, Any]) -> bool:
+        return all(self.latest.get(name) == everyone[name] for name in ("customers", "referred", "ppp"))
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
 def expected_links(parsed: list[Event]) -> int:
     """How many referral links the events make (the pure core's share join): a worker is
     done with a workload when its links are out too, not when the last event was scored."""
@@ -186,11 +223,12 @@ async def journey_throughput(
     kafka: dict[str, Any],
     events: list[dict[str, Any]],
     links: int,
+    everyone: dict[str, Any],
     tmp: Path,
     run: int,
 ) -> float:
-    """Events/s of one worker from its first handled event until every event is handled
-    and the `links` referral links they make are out."""
+    """Events/s of one worker from its first handled event until every event is handled,
+    the `links` referral links they make are out and its `all` impact entry is `everyone`."""
     names = TopicNames(prefix=f"bench{run}.")
     await create_topics(kafka, names, partitions=PARTITIONS, replication_factor=1)
     await produce(
@@ -198,6 +236,7 @@ async def journey_throughput(
         [(names.for_type(e["type"]), e["customer_id"].encode(), json.dumps(e).encode()) for e in events],
     )
     port = free_port()
+    published = Everyone(kafka, names.impact)
     worker = start_worker(broker, names.prefix, port, tmp)
     try:
         first_count, first_at = 0.0, 0.0
@@ -206,7 +245,11 @@ async def journey_throughput(
             now = time.perf_counter()
             if count and not first_at:
                 first_count, first_at = count, now
-            if count >= len(events) and metric(port, "journey_referral_links_total") >= links:
+            if (
+                count >= len(events)
+                and metric(port, "journey_referral_links_total") >= links
+                and published.equals(everyone)
+            ):
                 if now - first_at < MIN_TIMED_SECONDS:
                     # Sampled every 50 ms and counted per handled batch (up to 5,000 events):
                     # shorter than this, the rate is mostly sampling error.
@@ -219,6 +262,7 @@ async def journey_throughput(
     finally:
         worker.terminate()
         worker.wait(30)
+        await published.stop()
 
 
 class Pipeline:
@@ -398,21 +442,22 @@ def percentile(ordered: list[float], fraction: float) -> float:
 
 def replay_rate(
     events: list[dict[str, Any]], parsed: list[Event], tmp: Path
-) -> tuple[float, float, float, int]:
+) -> tuple[float, float, float, float, int]:
     """Events/s of `journey replay`'s work on a file of the events (read, parse, validate,
     fold, one JSON line per customer) with one process and with one per CPU (best of three
-    runs each), and of the fold alone; and how many processes "one per CPU" was."""
+    runs each), of `journey replay --impact` with one per CPU, and of the fold alone; and
+    how many processes "one per CPU" was."""
     rules = ScoringRules(rates=load_rates(RATES, "USD"))
     path = tmp / "replay.jsonl"
     path.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in events))
     jobs = default_jobs()
     rates = []
-    for processes in (1, jobs):
+    for processes, impact in ((1, False), (jobs, False), (jobs, True)):
         # The best of three, as timeit reports: a pure CPU stage on a noisy machine.
         best = float("inf")
         for _ in range(3):
             started = time.perf_counter()
-            replay_file(path, rules, currencies=rules.rates, jobs=processes)
+            replay_file(path, rules, currencies=rules.rates, jobs=processes, impact=impact)
             best = min(best, time.perf_counter() - started)
         rates.append(len(events) / best)
     started = time.perf_counter()
@@ -422,7 +467,7 @@ def replay_rate(
             event.customer_id, CustomerState(event.customer_id)
         )
         apply_event(state, event, rules)
-    return rates[0], rates[1], len(events) / (time.perf_counter() - started), jobs
+    return rates[0], rates[1], rates[2], len(events) / (time.perf_counter() - started), jobs
 
 
 def rss_bytes() -> int:
@@ -500,10 +545,11 @@ async def main() -> None:
         messages = [("raw", e["customer_id"].encode(), json.dumps(e).encode()) for e in events]
         parsed = parse_all(events)
         links = expected_links(parsed)
+        everyone = expected_everyone(events, tmp)
         raws, journeys = [], []
         for run in range(THROUGHPUT_RUNS):
             raws.append(await raw_passthrough(kafka, messages, run))
-            journeys.append(await journey_throughput(broker, kafka, events, links, tmp, run))
+            journeys.append(await journey_throughput(broker, kafka, events, links, everyone, tmp, run))
             log(f"  run {run + 1}: raw {raws[-1]:,.0f} events/s, journey {journeys[-1]:,.0f} events/s")
         raw, journey = max(raws), max(journeys)
         log(f"raw aiokafka passthrough: {raw:10,.0f} events/s   (best of {THROUGHPUT_RUNS})")
@@ -511,11 +557,12 @@ async def main() -> None:
             f"journey, one worker:      {journey:10,.0f} events/s   (best of {THROUGHPUT_RUNS})   "
             f"journey/raw = {journey / raw:.1%}"
         )
-        single, full, core, jobs = replay_rate(events, parsed, tmp)
+        single, full, with_impact, core, jobs = replay_rate(events, parsed, tmp)
         log(
             f"journey replay:           {full:10,.0f} events/s   ({jobs} processes; one process: "
             f"{single:,.0f} events/s; the fold alone: {core:,.0f} events/s)"
         )
+        log(f"journey replay --impact:  {with_impact:10,.0f} events/s   ({jobs} processes)")
         offered = journey / 2
         measured = workload(int(offered * (1.0 + args.latency_seconds)))
         p99s: dict[str, float] = {}

@@ -100,6 +100,18 @@ def dead_letter(
     return letter
 
 
+def _after(deliveries: list[Awaitable[Any]], previous: asyncio.Future[None] | None) -> asyncio.Future[None]:
+    """Done when `deliveries` are acknowledged and the previous batch's completion is done:
+    a handler's batches complete in the order they came (see `BatchHandler`)."""
+
+    async def complete() -> None:
+        await delivered(deliveries)
+        if previous is not None:
+            await previous
+
+    return asyncio.ensure_future(complete())
+
+
 @dataclass(slots=True)
 class _Batch:
     """One input batch in the making: customers decoded, what changed, what to send."""
@@ -470,14 +482,7 @@ class Pipeline:
         self.metrics.referral_links.inc(links)
         if self_referrals:
             self.metrics.self_referrals.inc(self_referrals)
-        previous = self._joins_completing
-
-        async def complete() -> None:
-            await delivered(deliveries)
-            if previous is not None:
-                await previous
-
-        completing = self._joins_completing = asyncio.ensure_future(complete())
+        completing = self._joins_completing = _after(deliveries, self._joins_completing)
         return completing
 
     async def _sum_changes(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
@@ -526,12 +531,5 @@ class Pipeline:
         deliveries += await send_together(chunk)
         if changed:
             self.metrics.impact_updates.inc(len(changed))
-        previous = self._changes_completing
-
-        async def complete() -> None:
-            await delivered(deliveries)
-            if previous is not None:
-                await previous
-
-        completing = self._changes_completing = asyncio.ensure_future(complete())
+        completing = self._changes_completing = _after(deliveries, self._changes_completing)
         return completing

@@ -23,7 +23,9 @@ from stream.pipeline import Pipeline
 from stream.topics import TopicNames
 from stream.web import register_views
 
-__all__ = ["Worker", "build_worker", "run_worker"]
+__all__ = ["IMPACT_VIEW_WAIT_MS", "Worker", "build_worker", "run_worker"]
+
+IMPACT_VIEW_WAIT_MS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,11 @@ def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics
 
     @app.task
     async def follow_impact() -> None:
-        await impact.follow(kafka_options(settings), names.impact)
+        # A fetch waits at the broker for this long when nothing is new (the embedded broker
+        # waits it out even when something is): how stale an answer can be.
+        await impact.follow(
+            {**kafka_options(settings), "fetch_max_wait_ms": IMPACT_VIEW_WAIT_MS}, names.impact
+        )
 
     register_lag_timer(
         app, metrics, {*names.inputs, names.rekeyed}, pipeline.customers, settings.lag_interval

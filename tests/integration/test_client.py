@@ -53,7 +53,7 @@ async def test_producer_feeds_a_worker_and_consumer_reads_scores(journey_env: An
         [
             sys.executable,
             "-m",
-            "journey",
+            "cli",
             "tail",
             "ppp-updates",
             "--table",
