@@ -239,12 +239,12 @@ async def journey_throughput(
     published = Everyone(kafka, names.impact)
     worker = start_worker(broker, names.prefix, port, tmp)
     try:
-        first_count, first_at = 0.0, 0.0
+        first_count, first_at, first_cpu = 0.0, 0.0, 0.0
         while True:
             count = metric(port, "journey_events_total")
             now = time.perf_counter()
             if count and not first_at:
-                first_count, first_at = count, now
+                first_count, first_at, first_cpu = count, now, cpu_seconds(worker.pid)
             if (
                 count >= len(events)
                 and metric(port, "journey_referral_links_total") >= links
@@ -257,6 +257,8 @@ async def journey_throughput(
                         f"bench: {len(events)} events are too few to time: the worker handled "
                         f"them in {now - first_at:.2f} s after its first sample; use more --events"
                     )
+                used = cpu_seconds(worker.pid) - first_cpu
+                log(f"    worker CPU {used / (count - first_count) * 1e6:.1f} us per event")
                 return (count - first_count) / (now - first_at)
             await asyncio.sleep(0.05)
     finally:
@@ -524,6 +526,9 @@ async def main() -> None:
         default=25,
         help="the latency stage's producer batching, ms (counted in the latency; docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="stop after the raw and journey throughput stage"
+    )
     parser.add_argument("--passthrough", nargs=3, help=argparse.SUPPRESS)  # RawPipeline's process
     parser.add_argument("--raw-throughput", nargs=3, help=argparse.SUPPRESS)  # raw_passthrough's
     args = parser.parse_args()
@@ -557,6 +562,8 @@ async def main() -> None:
             f"journey, one worker:      {journey:10,.0f} events/s   (best of {THROUGHPUT_RUNS})   "
             f"journey/raw = {journey / raw:.1%}"
         )
+        if args.throughput_only:
+            return
         single, full, with_impact, core, jobs = replay_rate(events, parsed, tmp)
         log(
             f"journey replay:           {full:10,.0f} events/s   ({jobs} processes; one process: "

@@ -179,8 +179,9 @@ def encode_state(state: CustomerState) -> bytes:
                 None if state.previous_ppp is None else str(state.previous_ppp),
                 state.cause_event_id,
                 state.cause_type,
-                sorted(state.campaigns),
-                sorted(state.channels),
+                # Sets as lists in their own order: a changelog record needs no sorting.
+                list(state.campaigns),
+                list(state.channels),
                 [[share_id, referrer, channel] for share_id, (referrer, channel) in state.referrals.items()],
             ]
         )

@@ -204,20 +204,24 @@ def replay_file(
         with multiprocessing.get_context("fork").Pool(jobs - 1) as pool:
             others = pool.map_async(_replay_share, work[1:])
             parts = [_replay_share(work[0]), *others.get()]
-    views = [view for part in parts for view in part.views]
-    contributions = [given for part in parts for given in part.contributions]
-    sightings = sorted((sighting for part in parts for sighting in part.sightings), key=lambda item: item[0])
-    referred = {cid: decode_state(raw) for part in parts for cid, raw in part.referred}
-    link_referrals(referred, join_all([sighting for _, sighting in sightings]))
-    for cid, state in referred.items():
-        views.append((cid, orjson.dumps(state.view())))
-        contributions.append(contribution(state))
-    views.sort()
+    with fewer_collections():
+        views = [view for part in parts for view in part.views]
+        contributions = [given for part in parts for given in part.contributions]
+        sightings = sorted(
+            (sighting for part in parts for sighting in part.sightings), key=lambda item: item[0]
+        )
+        referred = {cid: decode_state(raw) for part in parts for cid, raw in part.referred}
+        link_referrals(referred, join_all([sighting for _, sighting in sightings]))
+        for cid, state in referred.items():
+            views.append((cid, orjson.dumps(state.view())))
+            contributions.append(contribution(state))
+        views.sort()
+        report = impact_report(contributions) if impact else None
     invalid = sorted((line for part in parts for line in part.invalid), key=lambda line: line.number)
     return FileReplay(
         lines=[line for _, line in views],
         invalid=invalid,
         events=sum(part.events for part in parts),
         duplicates=sum(part.duplicates for part in parts),
-        impact=impact_report(contributions) if impact else None,
+        impact=report,
     )

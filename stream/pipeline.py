@@ -24,7 +24,6 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import add
 from typing import Any, cast
 
 import faust
@@ -35,7 +34,7 @@ from journey.customer import CustomerState, decode_state, encode_state, format_u
 from journey.impact import (
     Contribution,
     ImpactEntry,
-    Sums,
+    Packed,
     add_change,
     apply_change,
     contribution,
@@ -60,8 +59,11 @@ __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
 # A dead letter must itself fit in a Kafka message (1 MB by default): longer values are cut.
 DEAD_LETTER_VALUE_LIMIT = 262_144
 _ORIGIN_HEADER = "journey-topic"
-# Room kept in a chunk for one impact change record (13 integers as JSON), added at its end.
+# Room kept in a chunk for one impact change record (13 integers as JSON), added at its end,
+# and on every partition for the new entries of one more customer (a customer with more
+# keys than this holds can make its chunk two requests).
 _CHANGE_ROOM = bytes(320)
+_CHANGES_MARGIN = 32_768
 
 
 def _origin_of(message: Any) -> str | None:
@@ -160,10 +162,11 @@ class Pipeline:
         self.impact = self._table(app, "impact", IMPACT_ENTRY_CODEC, partitions)
         # Customers this process has handled since its last assignment (see `_score`).
         self._live: set[str] = set()
-        # The most recently handled customers, decoded, with their impact contributions: the
+        # The most recently handled customers, decoded, and their impact contributions: the
         # same as their table entries, which only this process writes until the next
-        # assignment (then it is emptied).
-        self._decoded: OrderedDict[str, tuple[CustomerState, Contribution | None]] = OrderedDict()
+        # assignment (then they are emptied).
+        self._decoded: OrderedDict[str, CustomerState] = OrderedDict()
+        self._contributions: dict[str, Contribution | None] = {}
         self._decoded_limit = settings.cached_customers
         self._partition_counts: dict[str, int] = {}
         # The last batch's sends still waiting for the broker (see `_ingest`, `_join_shares`).
@@ -187,6 +190,7 @@ class Pipeline:
         # After a rebalance, any customer may have been handled elsewhere in between.
         self._live.clear()
         self._decoded.clear()
+        self._contributions.clear()
 
     @staticmethod
     def _raw_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -288,9 +292,9 @@ class Pipeline:
         state = batch.states.get(customer_id)
         if state is not None:
             return state
-        cached = self._decoded.pop(customer_id, None)
-        if cached is not None:
-            state, batch.before[customer_id] = cached
+        state = self._decoded.pop(customer_id, None)
+        if state is not None:
+            batch.before[customer_id] = self._contributions[customer_id]
         else:
             # The store itself, as `_ingest` writes it: Table.get's hooks cost 5% of a busy worker.
             held: bytes | None = self.customers.data.get(customer_id)
@@ -303,12 +307,11 @@ class Pipeline:
         if not self._decoded_limit:
             return
         decoded = self._decoded
-        before = batch.before
-        # Taken out by `_state`, so they go back in as the newest.
-        for customer_id, state in batch.states.items():
-            decoded[customer_id] = (state, before[customer_id])
+        contributions = self._contributions
+        decoded.update(batch.states)  # taken out by `_state`, so they go back in as the newest
+        contributions.update(batch.before)
         while len(decoded) > self._decoded_limit:
-            decoded.popitem(last=False)
+            del contributions[decoded.popitem(last=False)[0]]
 
     async def _store_customers(self, batch: _Batch) -> list[Awaitable[Any]]:
         """Write each changed customer's state (table and changelog) together with what its
@@ -325,7 +328,7 @@ class Pipeline:
         chunk = self._outbox()
         await chunk.partition_count(changelog)  # metadata known before queuing
         await chunk.partition_count(topic)
-        changes: dict[str, Sums] = {}
+        changes: dict[str, Packed] = {}
         deliveries: list[Awaitable[Any]] = []
         for partition, customer_ids in batch.changed.items():
             current = batch.current[partition]
@@ -334,43 +337,29 @@ class Pipeline:
                 state = batch.states[customer_id]
                 encoded = encode_state(state)
                 key = customer_id.encode("utf-8")
-                mine: dict[str, Sums] = {}
-                after = contribution(state)
-                add_change(mine, batch.before[customer_id], after)
-                batch.before[customer_id] = after
-                record = [(changelog, partition, key, encoded)]
-                room = self._change_room(mine, changes)
-                if not chunk.fits(record + room, limit):
+                if not chunk.has_room(changelog, partition, key, encoded, limit):
                     deliveries += await self._send_with_changes(chunk, changes)
                     changes = {}
-                    room = self._change_room(mine, changes)
                     make_current(current)  # others ran meanwhile
-                for entry_topic, entry_partition, entry_key, value in room:
-                    chunk.reserve(entry_topic, entry_partition, estimate(entry_key, value))
                 self.customers.data[customer_id] = encoded
                 chunk.add(changelog, key, encoded, partition)
-                for entry, change in mine.items():
-                    known = changes.get(entry)
-                    changes[entry] = change if known is None else list(map(add, known, change))
+                after = contribution(state)
+                for entry in add_change(changes, batch.before[customer_id], after):
+                    entry_key = entry.encode("utf-8")
+                    chunk.reserve(topic, self.partition_for(entry_key), estimate(entry_key, _CHANGE_ROOM))
+                batch.before[customer_id] = after
+                if chunk.largest() > limit - _CHANGES_MARGIN:
+                    # Room for the next customer's new entries on any changes partition.
+                    deliveries += await self._send_with_changes(chunk, changes)
+                    changes = {}
+                    make_current(current)
         deliveries += await self._send_with_changes(chunk, changes)
         return deliveries
 
-    def _change_room(
-        self, mine: Mapping[str, Sums], changes: Mapping[str, Sums]
-    ) -> list[tuple[str, int, bytes, bytes]]:
-        """Room for the change records that `mine` adds to a chunk holding `changes`."""
-        topic = self.config.names.impact_changes
-        room = []
-        for entry in mine:
-            if entry not in changes:
-                key = entry.encode("utf-8")
-                room.append((topic, self.partition_for(key), key, _CHANGE_ROOM))
-        return room
-
-    async def _send_with_changes(self, chunk: Outbox, changes: Mapping[str, Sums]) -> list[Awaitable[Any]]:
+    async def _send_with_changes(self, chunk: Outbox, changes: Mapping[str, Packed]) -> list[Awaitable[Any]]:
         topic = self.config.names.impact_changes
         for entry, change in changes.items():
-            if any(change):
+            if change:
                 key = entry.encode("utf-8")
                 chunk.add(topic, key, encode_change(change), self.partition_for(key))
         return await send_together(chunk)

@@ -3,6 +3,7 @@ impact HTTP answer read back and compared with the expected entries."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import quote
@@ -62,7 +63,32 @@ async def test_impact_set_through_a_worker(journey_env: Any, impact_conformance:
     everything = journey(env.env, "impact", "--url", worker.url)
     assert everything.returncode == 0 and "referral_channel: top" in everything.stdout.decode()
 
+    # A `%` (and a `/`) in a key, percent-encoded in the URL and as it is in the topic key.
+    odd = {
+        "type": "touchpoint",
+        "event_id": "odd-1",
+        "customer_id": "odd customer é",
+        "occurred_at": "2026-05-01T10:00:00Z",
+        "moment": "zmot",
+        "channel": "search",
+        "campaign": "50% off/now",
+    }
+    await env.produce(
+        [(env.names.for_type("touchpoint"), odd["customer_id"].encode(), json.dumps(odd).encode())]
+    )
+    path = "/impact/campaign/" + quote("50% off/now", safe="")
+    assert path.endswith("50%25%20off%2Fnow")
+    for _ in range(100):
+        status, body = worker.get(path)
+        if status == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert (status, body["key"], body["customers"]) == (200, "50% off/now", 1), body
+    status, body = worker.get("/customers/" + quote("odd customer é", safe=""))
+    assert status == 200 and body["campaigns"] == ["50% off/now"]
+
     records = await env.read_topic(env.names.impact)
+    assert b"campaign/50% off/now" in {r.key for r in records}
     everyone = [r for r in records if r.key == b"all/*"]
     # Changes are summed per chunk of a batch, and entries sent once per batch: the hot `all`
     # entry gets far fewer messages than there were events.

@@ -26,7 +26,9 @@ from journey.impact import (
     encode_entry,
     entry_message,
     impact_report,
+    pack,
     split_key,
+    unpack,
     with_comparisons,
 )
 from journey.referrals import ShareJoin, apply_link, apply_sighting, sighting_for
@@ -100,10 +102,10 @@ def _customer(cid: str, *, ppp: str, cltv: str, csat: str, campaigns: set[str]) 
 def test_linear_attribution_rounds_each_share_half_even_to_six_decimals() -> None:
     # 0.02 over three keys is 0.006666...: each share 0.006667.
     state = _customer("c-1", ppp="0.02", cltv="0.01", csat="2.00", campaigns={"a", "b", "c"})
-    changes: dict[str, list[int]] = {}
+    changes: dict[str, int] = {}
     add_change(changes, None, contribution(state))
-    assert changes["campaign/a"][11:] == [6667, 3333]
-    assert changes[ALL_KEY][11:] == [20000, 10000]
+    assert unpack(changes["campaign/a"])[11:] == [6667, 3333]
+    assert unpack(changes[ALL_KEY])[11:] == [20000, 10000]
     # Half-even at the sixth decimal: 0.000005 / 2 = 0.0000025 -> 0.000002.
     assert entry_message("campaign/x", [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 5000])["attributed_cltv"] == 0.0
     assert (
@@ -214,10 +216,10 @@ def _replayed(events: list[Event]) -> dict[str, list[int]]:
             links += apply_sighting(join, sighting).links
     for link in links:
         apply_link(states[link["referred_id"]], link)
-    totals: dict[str, list[int]] = {}
+    totals: dict[str, int] = {}
     for state in states.values():
         add_change(totals, None, contribution(state))
-    return totals
+    return {key: unpack(sums) for key, sums in totals.items()}
 
 
 def _streamed(events: list[Event], rng: random.Random) -> dict[str, list[int]]:
@@ -226,10 +228,10 @@ def _streamed(events: list[Event], rng: random.Random) -> dict[str, list[int]]:
     states: dict[str, CustomerState] = {}
     joins: dict[str, ShareJoin] = {}
     notices: list[dict[str, Any]] = []
-    entries: dict[str, list[int]] = {}
+    entries: dict[str, int] = {}
     todo = list(events)
     while todo or notices:
-        batch: dict[str, list[int]] = {}
+        batch: dict[str, int] = {}
         for _ in range(rng.randint(1, 4)):
             if notices and (not todo or rng.random() < 0.4):
                 link = notices.pop(rng.randrange(len(notices)))
@@ -251,8 +253,8 @@ def _streamed(events: list[Event], rng: random.Random) -> dict[str, list[int]]:
                 made = apply_sighting(join, sighting).links
                 notices += made + [link for link in made if rng.random() < 0.3]  # some twice
         for key, change in batch.items():
-            entries[key] = [a + b for a, b in zip(entries.get(key, [0] * 13), change, strict=True)]
-    return {key: sums for key, sums in entries.items() if any(sums)}
+            entries[key] = entries.get(key, 0) + change
+    return {key: unpack(sums) for key, sums in entries.items() if sums}
 
 
 @PROFILE
@@ -301,3 +303,14 @@ def test_with_comparisons_reads_published_floats_exactly() -> None:
     # Inside: 0.10 / 3 customers; outside: 0.30 / 3.
     assert out["ppp_uplift"] == round(1 / 3 - 1, 4)
     assert out["conversion_uplift"] == -0.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(-(2**100), 2**100), min_size=13, max_size=13),
+    st.lists(st.integers(-(2**100), 2**100), min_size=13, max_size=13),
+)
+def test_packed_sums_add_digit_by_digit_and_come_back_exactly(a: list[int], b: list[int]) -> None:
+    assert unpack(pack(a)) == a
+    assert unpack(pack(a) + pack(b)) == [x + y for x, y in zip(a, b, strict=True)]
+    assert unpack(pack(a) - pack(b)) == [x - y for x, y in zip(a, b, strict=True)]
