@@ -90,9 +90,13 @@ class CustomerState:
     referrals: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def referred_by(self) -> list[str]:
+        if not self.referrals:
+            return []
         return sorted({referrer for referrer, _ in self.referrals.values()})
 
     def referral_channels(self) -> list[str]:
+        if not self.referrals:
+            return []
         return sorted({channel for _, channel in self.referrals.values()})
 
     def moments_dict(self) -> dict[str, int]:

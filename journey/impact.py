@@ -39,6 +39,7 @@ __all__ = [
     "encode_entry",
     "entry_key",
     "entry_message",
+    "impact_entries",
     "impact_report",
     "pack",
     "split_key",
@@ -434,14 +435,18 @@ def dimension_counts(keys: Iterable[str]) -> dict[str, int]:
     return counts
 
 
+def impact_entries(totals: Mapping[str, Packed]) -> list[dict[str, Any]]:
+    """Every entry of `totals` (entry key -> its sums, packed) that has a customer, with its
+    comparisons, sorted by dimension then key (`journey replay --impact`)."""
+    published = {key: entry_message(key, unpack(sums)) for key, sums in totals.items()}
+    published = {key: entry for key, entry in published.items() if entry["customers"]}
+    everyone = published.get(ALL_KEY)
+    return [with_comparisons(published[key], everyone) for key in sorted(published, key=split_key)]
+
+
 def impact_report(contributions: Iterable[Contribution | None]) -> list[dict[str, Any]]:
-    """Every entry with its comparisons, sorted by dimension then key (`journey replay --impact`)."""
+    """The entries a set of customers' contributions make, with their comparisons."""
     totals: dict[str, Packed] = {}
     for given in contributions:
         add_change(totals, None, given)
-    published = {
-        key: entry_message(key, sums) for key, sums in ((k, unpack(v)) for k, v in totals.items()) if sums[0]
-    }
-    everyone = published.get(ALL_KEY)
-    ordered = sorted(published, key=split_key)
-    return [with_comparisons(published[key], everyone) for key in ordered]
+    return impact_entries(totals)

@@ -8,18 +8,20 @@ import os
 import zlib
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from journey.collector import fewer_collections
-from journey.customer import CustomerState, decode_state, encode_state
+from journey.customer import CustomerState
 from journey.event_files import FileLine, read_event_file
-from journey.impact import Contribution, contribution, impact_report
+from journey.impact import Packed, add_change, contribution, impact_entries
 from journey.referrals import apply_link, join_all, sighting_for
 from journey.scoring import ScoringRules, apply_event
 from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_json
+from schemas.events import Share, Touchpoint
 
 __all__ = ["FileReplay", "ReplayResult", "default_jobs", "replay", "replay_file"]
 
@@ -67,9 +69,12 @@ def replay(
             result.duplicates += 1
             continue
         result.events += 1
-        sighting = sighting_for(event)
-        if sighting is not None:
-            sightings.append((line.number, sighting))
+        # Only shares and touchpoints naming one take part in a join (`sighting_for` says
+        # exactly which); the cheap test first keeps the other nine events in ten fast.
+        if type(event) is Share or (type(event) is Touchpoint and event.referral_share_id):
+            sighting = sighting_for(event)
+            if sighting is not None:
+                sightings.append((line.number, sighting))
     if link:
         link_referrals(states, join_all([sighting for _, sighting in sightings]))
     return result
@@ -99,6 +104,10 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _customer_share(customer_id: str, shares: int) -> int:
+    return zlib.crc32(customer_id.encode("utf-8", "surrogatepass")) % shares
+
+
 def _share_of(raw: bytes, shares: int, max_bytes: int) -> int:
     """Which worker folds this line: by customer, so each customer's events stay in file order
     in one process. Decided from the line alone, so every worker agrees without talking."""
@@ -115,7 +124,7 @@ def _share_of(raw: bytes, shares: int, max_bytes: int) -> int:
     customer = data.get("customer_id") if isinstance(data, dict) else None
     if not isinstance(customer, str):
         return 0
-    return zlib.crc32(customer.encode("utf-8", "surrogatepass")) % shares
+    return _customer_share(customer, shares)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +139,23 @@ class _Job:
 
 
 @dataclass(slots=True)
+class _Folded:
+    """What one process folded of its customers, before the links of the file are known."""
+
+    result: ReplayResult
+    invalid: list[FileLine]
+
+
+@dataclass(slots=True)
 class _Part:
-    """What one process folded: its customers' views, except those of customers that named
-    a share (held encoded until the links of the whole file are known), and their sightings."""
+    """What one process makes of its customers once it has their links: their views and
+    (with --impact) the sums of their contributions per entry."""
 
     views: list[tuple[str, bytes]]
-    contributions: list[Contribution | None]
-    referred: list[tuple[str, bytes]]
-    sightings: list[tuple[int, dict[str, Any]]]
-    invalid: list[FileLine]
-    events: int
-    duplicates: int
+    totals: dict[str, Packed]
 
 
-def _replay_share(job: _Job) -> _Part:
+def _fold(job: _Job) -> _Folded:
     def mine(raw: bytes) -> bool:
         return _share_of(raw, job.shares, job.max_bytes) == job.share
 
@@ -156,19 +168,40 @@ def _replay_share(job: _Job) -> _Part:
     invalid: list[FileLine] = []
     with fewer_collections():
         result = replay(lines, job.rules, on_invalid=invalid.append, link=False)
-        # Only a customer with a ZMOT touchpoint naming a share can be referred.
-        naming = {sighting["customer_id"] for _, sighting in result.sightings if sighting["kind"] == "zmot"}
-        views: list[tuple[str, bytes]] = []
-        contributions: list[Contribution | None] = []
-        referred: list[tuple[str, bytes]] = []
-        for cid, state in result.states.items():
-            if cid in naming:
-                referred.append((cid, encode_state(state)))
-                continue
-            views.append((cid, orjson.dumps(state.view())))
-            if job.impact:
-                contributions.append(contribution(state))
-    return _Part(views, contributions, referred, result.sightings, invalid, result.events, result.duplicates)
+    return _Folded(result, invalid)
+
+
+def _finish(job: _Job, folded: _Folded, links: list[dict[str, Any]]) -> _Part:
+    states = folded.result.states
+    totals: dict[str, Packed] = {}
+    with fewer_collections():
+        link_referrals(states, links)
+        views = [(cid, orjson.dumps(state.view())) for cid, state in states.items()]
+        if job.impact:
+            for state in states.values():
+                add_change(totals, None, contribution(state))
+    return _Part(views, totals)
+
+
+def _run_share(job: _Job, conn: Connection) -> None:
+    """A process of its own: fold, hand over the sightings, take the links, finish."""
+    try:
+        folded = _fold(job)
+        result = folded.result
+        conn.send((result.sightings, folded.invalid, result.events, result.duplicates))
+        conn.send(_finish(job, folded, conn.recv()))
+    except BaseException as exc:  # handed to the parent, which raises it
+        conn.send(exc)
+        raise
+    finally:
+        conn.close()
+
+
+def _received(conn: Connection) -> Any:
+    message = conn.recv()
+    if isinstance(message, BaseException):
+        raise message
+    return message
 
 
 def replay_file(
@@ -184,10 +217,11 @@ def replay_file(
     """Replay a file, split by customer over `jobs` processes for JSON-lines files.
 
     The customers are independent of one another but for the referral links, which join a
-    sharer and the customer it brought in: so each process folds its customers' events in
-    file order, and this one joins the shares of the whole file (in file order) and gives
-    the referred customers their links. The result is what one process gives. OSError if
-    unreadable."""
+    sharer and the customer it brought in. So each process folds its customers' events in
+    file order and hands this one what the share joins need (the sightings); this one joins
+    the shares of the whole file in file order and hands each process the links of its
+    referred customers; each then makes its customers' views (and impact sums) on its own.
+    The result is what one process gives. OSError if unreadable."""
     size = path.stat().st_size
     if (
         path.suffix.lower() == ".csv"
@@ -196,32 +230,45 @@ def replay_file(
     ):
         jobs = 1
     work = [_Job(path, rules, currencies, max_bytes, share, jobs, impact) for share in range(jobs)]
-    if jobs == 1:
-        parts = [_replay_share(work[0])]
-    else:
-        # fork: the workers start with everything imported, in milliseconds; this process
-        # folds the first share meanwhile.
-        with multiprocessing.get_context("fork").Pool(jobs - 1) as pool:
-            others = pool.map_async(_replay_share, work[1:])
-            parts = [_replay_share(work[0]), *others.get()]
+    # fork: the workers start with everything imported, in milliseconds; this process
+    # folds the first share meanwhile.
+    context = multiprocessing.get_context("fork") if jobs > 1 else None
+    pipes = [context.Pipe() for _ in work[1:]] if context else []
+    processes = [
+        context.Process(target=_run_share, args=(job, child), daemon=True)
+        for job, (_, child) in zip(work[1:], pipes, strict=True)
+        if context
+    ]
+    for process in processes:
+        process.start()
+    try:
+        mine = _fold(work[0])
+        handed = [_received(parent) for parent, _ in pipes]
+        sightings = [*mine.result.sightings, *(item for part in handed for item in part[0])]
+        sightings.sort(key=lambda item: item[0])
+        by_share: list[list[dict[str, Any]]] = [[] for _ in work]
+        for made in join_all([sighting for _, sighting in sightings]):
+            by_share[_customer_share(made["referred_id"], jobs)].append(made)
+        for (parent, _), links in zip(pipes, by_share[1:], strict=True):
+            parent.send(links)
+        parts = [_finish(work[0], mine, by_share[0]), *(_received(parent) for parent, _ in pipes)]
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
     with fewer_collections():
-        views = [view for part in parts for view in part.views]
-        contributions = [given for part in parts for given in part.contributions]
-        sightings = sorted(
-            (sighting for part in parts for sighting in part.sightings), key=lambda item: item[0]
-        )
-        referred = {cid: decode_state(raw) for part in parts for cid, raw in part.referred}
-        link_referrals(referred, join_all([sighting for _, sighting in sightings]))
-        for cid, state in referred.items():
-            views.append((cid, orjson.dumps(state.view())))
-            contributions.append(contribution(state))
-        views.sort()
-        report = impact_report(contributions) if impact else None
-    invalid = sorted((line for part in parts for line in part.invalid), key=lambda line: line.number)
+        views = sorted(view for part in parts for view in part.views)
+        totals: dict[str, Packed] = {}
+        for part in parts:
+            for key, sums in part.totals.items():
+                totals[key] = totals.get(key, 0) + sums
+    invalid = [*mine.invalid, *(line for part in handed for line in part[1])]
+    invalid.sort(key=lambda line: line.number)
     return FileReplay(
         lines=[line for _, line in views],
         invalid=invalid,
-        events=sum(part.events for part in parts),
-        duplicates=sum(part.duplicates for part in parts),
-        impact=report,
+        events=mine.result.events + sum(part[2] for part in handed),
+        duplicates=mine.result.duplicates + sum(part[3] for part in handed),
+        impact=impact_entries(totals) if impact else None,
     )
