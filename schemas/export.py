@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.events import Purchase, Share, Survey, Touchpoint
-from schemas.outputs import CustomerState, DeadLetter, PppUpdate, ReferralLink
+from schemas.outputs import CustomerState, DeadLetter, ImpactEntry, PppUpdate, ReferralLink
 
 __all__ = ["SCHEMAS", "export_schemas", "schema_of"]
 
@@ -24,6 +24,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "share.json": (Share, "A share event (UMOT), topic `shares`."),
     "ppp-update.json": (PppUpdate, "A message on `ppp-updates`, keyed by customer_id."),
     "referral-link.json": (ReferralLink, "A message on `referral-links`, keyed by referrer_id."),
+    "impact-entry.json": (ImpactEntry, "A message on `impact`, keyed by dimension/key."),
     "dead-letter.json": (DeadLetter, "A message on `dead-letters`, keyed by the original key."),
     "customer-state.json": (CustomerState, "What GET /customers/{id} answers and journey replay prints."),
 }

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CustomerState", "DeadLetter", "Moments", "PppUpdate", "ReferralLink"]
+__all__ = ["CustomerState", "DeadLetter", "ImpactEntry", "Moments", "PppUpdate", "ReferralLink"]
 
 
 class Moments(BaseModel):
@@ -94,3 +94,28 @@ class CustomerState(BaseModel):
     refunds: int
     first_seen: str
     last_seen: str
+    campaigns: list[str] = Field(description="the campaigns of the customer's touchpoints, sorted")
+    channels: list[str] = Field(description="the channels of the customer's touchpoints, sorted")
+    referred_by: list[str] = Field(description="the referrer_ids of the links that brought the customer in")
+    referral_channels: list[str] = Field(description="the share channels of those links, sorted")
+
+
+class ImpactEntry(BaseModel):
+    """One message on `impact`, keyed by `dimension/key`: the sums over the customers that
+    have the key (SPEC.md, "Impact"). A null value (tombstone) when no customer is left."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dimension: Literal["all", "campaign", "channel", "referrer", "referral_channel"]
+    key: str = Field(description="`*` for `all`; may hold `/`")
+    customers: int = Field(ge=0)
+    buyers: int = Field(ge=0, description="customers with cltv above 0")
+    surveyed: int = Field(ge=0, description="customers with at least one survey")
+    referred: int = Field(ge=0, description="customers with at least one referrer")
+    moments: Moments = Field(description="customers who reached each moment")
+    ppp: float = Field(ge=0)
+    cltv: float = Field(ge=0)
+    csat_sum: float = Field(ge=0)
+    attributed_ppp: float = Field(ge=0, description="linear attribution: each customer's ppp / its keys")
+    attributed_cltv: float = Field(ge=0)
+    version: int = Field(ge=1, description="counts the messages of this key; drop lower ones")

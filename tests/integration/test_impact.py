@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from schemas.outputs import CustomerState, ImpactEntry
 from tests.integration.helpers import (
     conformance_traffic,
     metric_sum,
@@ -89,6 +90,10 @@ async def test_impact_set_through_a_worker(journey_env: Any, impact_conformance:
 
     records = await env.read_topic(env.names.impact)
     assert b"campaign/50% off/now" in {r.key for r in records}
+    for record in records:
+        ImpactEntry.model_validate_json(record.value)
+    status, state = worker.get("/customers/cust-2-00001")
+    CustomerState.model_validate(state)
     everyone = [r for r in records if r.key == b"all/*"]
     # Changes are summed per chunk of a batch, and entries sent once per batch: the hot `all`
     # entry gets far fewer messages than there were events.

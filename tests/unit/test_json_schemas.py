@@ -51,6 +51,14 @@ def test_bad_conformance_messages_that_a_schema_can_see_are_refused(conformance:
     assert found == 1
 
 
-def test_output_examples_validate(conformance: Any) -> None:
-    for state in conformance.expected_states.values():
+def test_output_examples_validate(impact_conformance: Any) -> None:
+    for state in impact_conformance.expected_states.values():
         assert validator("customer-state.json").is_valid({**state, "version": 1})
+    published = {
+        "dimension", "key", "customers", "buyers", "surveyed", "referred", "moments",
+        "ppp", "cltv", "csat_sum", "attributed_ppp", "attributed_cltv",
+    }  # fmt: skip
+    for entry in impact_conformance.expected_impact:
+        message = {name: value for name, value in entry.items() if name in published}
+        assert validator("impact-entry.json").is_valid({**message, "version": 1})
+        assert not validator("impact-entry.json").is_valid({**message, "version": 1, "mean_ppp": 1.0})
