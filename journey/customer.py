@@ -88,6 +88,10 @@ class CustomerState:
     campaigns: set[str] = field(default_factory=set)
     channels: set[str] = field(default_factory=set)
     referrals: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The impact entries of those keys (`journey.impact.contribution`), kept while the keys
+    # stay as they are (whoever adds a key sets this to None): keys rarely change, and
+    # building the entries' names was a third of a contribution's cost. Not stored.
+    entry_keys: tuple[tuple[str, ...], ...] | None = field(default=None, compare=False, repr=False)
 
     def referred_by(self) -> list[str]:
         if not self.referrals:

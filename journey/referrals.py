@@ -132,6 +132,7 @@ def apply_link(state: CustomerState, link: dict[str, Any]) -> bool:
     if share_id in state.referrals:
         return False
     state.referrals[share_id] = (link["referrer_id"], link["share_channel"])
+    state.entry_keys = None
     return True
 
 

@@ -99,9 +99,12 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
     if isinstance(event, Touchpoint):
         state.moments[_MOMENT_INDEX[event.moment]] += 1
         _add_sentiment(state, at, event.sentiment, csat_start)
-        state.channels.add(event.channel)
-        if event.campaign is not None:
+        if event.channel not in state.channels:
+            state.channels.add(event.channel)
+            state.entry_keys = None
+        if event.campaign is not None and event.campaign not in state.campaigns:
             state.campaigns.add(event.campaign)
+            state.entry_keys = None
     elif isinstance(event, Share):
         state.moments[_UMOT] += 1
         _add_sentiment(state, at, event.sentiment, csat_start)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from journey.impact import ALL_KEY, DIMENSIONS, dimension_counts, entry_message, split_key, with_comparisons
+from journey.impact import ALL_KEY, DIMENSIONS, dimension_counts, entry_message, with_comparisons
 from stream.tail import TopicMissing, read_topic
 
 __all__ = ["ImpactView"]
@@ -27,20 +27,21 @@ _EMPTY = [0] * 13
 
 
 class ImpactView:
-    """The latest message of every `impact` key (by `version`), and the answers built on it."""
+    """The latest message of every `impact` key, and the answers built on it.
+
+    Kept as the bytes that came, and read when asked: a busy worker's view takes thousands
+    of messages a second and answers a few requests. A key's messages all sit on one
+    partition, written by the one owner of the entry, so the last one read is the newest
+    (the tests check that versions only grow in topic order)."""
 
     def __init__(self) -> None:
-        self.entries: dict[str, dict[str, Any]] = {}
+        self.raw: dict[str, bytes] = {}
 
     def apply(self, key: bytes, value: bytes | None) -> None:
-        entry_key = key.decode("utf-8")
         if value is None:
-            self.entries.pop(entry_key, None)  # the entry has no customer left
-            return
-        entry = orjson.loads(value)
-        known = self.entries.get(entry_key)
-        if known is None or entry["version"] > known["version"]:
-            self.entries[entry_key] = entry
+            self.raw.pop(key.decode("utf-8"), None)  # the entry has no customer left
+        else:
+            self.raw[key.decode("utf-8")] = value
 
     async def follow(self, kafka: Mapping[str, Any], topic: str) -> None:
         """Read `topic` from the beginning and keep following it until cancelled."""
@@ -55,23 +56,25 @@ class ImpactView:
             except Exception:  # the broker went away: read it again when it is back
                 log.exception("Reading %s failed; reading it again in 1 s", topic)
             await asyncio.sleep(1.0)
-            self.entries.clear()
+            self.raw.clear()
 
     def _everyone(self) -> dict[str, Any]:
-        return self.entries.get(ALL_KEY) or entry_message(ALL_KEY, _EMPTY, 0)
+        raw = self.raw.get(ALL_KEY)
+        return entry_message(ALL_KEY, _EMPTY, 0) if raw is None else orjson.loads(raw)
 
     def summary(self) -> dict[str, Any]:
         """`GET /impact`: the `all` entry with its comparisons and the entries per dimension."""
-        return {**with_comparisons(self._everyone(), None), "dimensions": dimension_counts(self.entries)}
+        return {**with_comparisons(self._everyone(), None), "dimensions": dimension_counts(self.raw)}
 
     def entry(self, dimension: str, key: str) -> dict[str, Any] | None:
         """One entry with its comparisons, or None when unknown."""
-        entry = self.entries.get(f"{dimension}/{key}")
-        return None if entry is None else with_comparisons(entry, self._everyone())
+        raw = self.raw.get(f"{dimension}/{key}")
+        return None if raw is None else with_comparisons(orjson.loads(raw), self._everyone())
 
     def ranking(self, dimension: str, top: int) -> dict[str, Any]:
         """A dimension's entries by attributed PPP (then key), the first `top` of them."""
-        mine = [entry for key, entry in self.entries.items() if split_key(key)[0] == dimension]
+        prefix = f"{dimension}/"
+        mine = [orjson.loads(raw) for key, raw in self.raw.items() if key.startswith(prefix)]
         mine.sort(key=lambda entry: (-entry["attributed_ppp"], entry["key"]))
         everyone = self._everyone()
         return {

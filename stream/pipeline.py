@@ -42,6 +42,7 @@ from journey.impact import (
     encode_change,
     encode_entry,
     entry_message,
+    unpack,
 )
 from journey.referrals import ShareJoin, apply_link, apply_sighting, encode_join, sighting_for
 from journey.scoring import ScoringRules, apply_event, ppp_update
@@ -59,10 +60,10 @@ __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
 # A dead letter must itself fit in a Kafka message (1 MB by default): longer values are cut.
 DEAD_LETTER_VALUE_LIMIT = 262_144
 _ORIGIN_HEADER = "journey-topic"
-# Room kept in a chunk for one impact change record (13 integers as JSON), added at its end,
+# Room kept in a chunk for one impact change record (`encode_change`), added at its end,
 # and on every partition for the new entries of one more customer (a customer with more
 # keys than this holds can make its chunk two requests).
-_CHANGE_ROOM = bytes(320)
+_CHANGE_ROOM = encode_change(0)
 _CHANGES_MARGIN = 32_768
 
 
@@ -505,18 +506,18 @@ class Pipeline:
         for entry_key, (partition, entry) in changed.items():
             entry.version += 1
             key = entry_key.encode("utf-8")
-            message = (
-                orjson.dumps(entry_message(entry_key, entry.sums, entry.version)) if entry.sums[0] else None
-            )
-            out = [
-                (changelog, partition, key, encode_entry(entry)),
-                (names.impact, default_partition(key, impact_partitions), key, message),
-            ]
-            if not chunk.fits(out, limit):
+            sums = unpack(entry.sums)
+            record = encode_entry(entry, sums)
+            message = orjson.dumps(entry_message(entry_key, sums, entry.version)) if sums[0] else None
+            impact_partition = default_partition(key, impact_partitions)
+            if not (
+                chunk.has_room(changelog, partition, key, record, limit)
+                and chunk.has_room(names.impact, impact_partition, key, message, limit)
+            ):
                 deliveries += await send_together(chunk)
             make_current(currents[partition])
-            for topic, out_partition, out_key, value in out:
-                chunk.add(topic, out_key, value, out_partition)
+            chunk.add(changelog, key, record, partition)
+            chunk.add(names.impact, key, message, impact_partition)
         deliveries += await send_together(chunk)
         if changed:
             self.metrics.impact_updates.inc(len(changed))

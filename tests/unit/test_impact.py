@@ -21,8 +21,10 @@ from journey.impact import (
     add_change,
     apply_change,
     contribution,
+    decode_change,
     decode_entry,
     dimension_counts,
+    encode_change,
     encode_entry,
     entry_message,
     impact_report,
@@ -166,12 +168,22 @@ def test_keys_split_at_the_first_slash_only() -> None:
 
 def test_a_change_delivered_again_is_not_counted_twice() -> None:
     entry = ImpactEntry()
-    assert apply_change(entry, [1] * 13, offset=4)
-    assert not apply_change(entry, [1] * 13, offset=4)
-    assert not apply_change(entry, [5] * 13, offset=3)
-    assert apply_change(entry, [1] * 13, offset=9)
-    assert entry.sums == [2] * 13
+    one = decode_change(encode_change(pack([1] * 13)))
+    assert apply_change(entry, one, offset=4)
+    assert not apply_change(entry, one, offset=4)
+    assert not apply_change(entry, pack([5] * 13), offset=3)
+    assert apply_change(entry, one, offset=9)
+    assert unpack(entry.sums) == [2] * 13
     assert decode_entry(encode_entry(entry)) == entry
+    # A negative change (a customer leaving an entry) survives the wire too.
+    assert unpack(decode_change(encode_change(pack([-1, 0, -(2**90), *[3] * 10])))) == [
+        -1,
+        0,
+        -(2**90),
+        *[3] * 10,
+    ]
+    with pytest.raises(ValueError, match="bytes"):
+        decode_change(b"[1, 2, 3]")
 
 
 # Properties -----------------------------------------------------------------------------
