@@ -118,8 +118,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         for tp in tps & assigned:
             offset = self._read_offset.get(tp)
             if offset is None:
-                # Nothing committed: from the start, as the reset policy (earliest) reads.
-                await cast(Any, self)._thread.seek_to_beginning(tp)  # noqa: SLF001
+                # Nothing committed: from the start, as the reset policy (earliest) reads,
+                # but to that offset: a seek to the beginning leaves the position unset
+                # until the next fetch, and Faust's livelock check asserts on it (it crashed
+                # a restarted worker whose new internal topics had nothing committed yet).
+                earliest = await self.earliest_offsets(tp)
+                await self._seek(tp, earliest[tp])
             else:
                 await self._seek(tp, offset)
 
