@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The demo needs journey and the embedded broker; the tests add the developer tools.
 RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed-dev
-PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+PIP := $(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
 
