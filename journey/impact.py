@@ -113,6 +113,11 @@ def _cents(value: Decimal) -> int:
 
 
 _ONE, _BUYER, _SURVEYED, _REFERRED, _ZMOT, _FMOT, _SMOT, _UMOT = _PLACE[:_COUNTS]
+# Where each sum's digit starts: placing a value there is a shift, three times cheaper than
+# multiplying by the digit's place.
+_AT_PPP, _AT_CLTV, _AT_CSAT, _AT_ATTRIBUTED_PPP, _AT_ATTRIBUTED_CLTV = (
+    _DIGIT * index for index in (_PPP, _CLTV, _CSAT, _ATTRIBUTED_PPP, _ATTRIBUTED_CLTV)
+)
 
 
 def contribution(state: CustomerState) -> Contribution | None:
@@ -123,7 +128,7 @@ def contribution(state: CustomerState) -> Contribution | None:
     ppp = _cents(state.ppp)
     cltv = _cents(state.cltv)
     referrals = state.referrals
-    base = _ONE + ppp * _PLACE[_PPP] + cltv * _PLACE[_CLTV] + _cents(state.csat) * _PLACE[_CSAT]
+    base = _ONE + (ppp << _AT_PPP) + (cltv << _AT_CLTV) + (_cents(state.csat) << _AT_CSAT)
     if cltv > 0:
         base += _BUYER
     if state.surveys:
@@ -189,12 +194,12 @@ def _attributed(ppp: int, cltv: int, keys: int) -> Packed:
     """The attributed sums of a customer worth `ppp` and `cltv` (cents) in an entry of a
     dimension where it has `keys` keys: each its share, rounded to millionths."""
     if keys == 1:
-        return ppp * _PPP_MICROS + cltv * _CLTV_MICROS
-    return _share(ppp, keys) * _PLACE[_ATTRIBUTED_PPP] + _share(cltv, keys) * _PLACE[_ATTRIBUTED_CLTV]
+        return ((ppp * _MICROS_PER_CENT) << _AT_ATTRIBUTED_PPP) + (
+            (cltv * _MICROS_PER_CENT) << _AT_ATTRIBUTED_CLTV
+        )
+    return (_share(ppp, keys) << _AT_ATTRIBUTED_PPP) + (_share(cltv, keys) << _AT_ATTRIBUTED_CLTV)
 
 
-_PPP_MICROS = _MICROS_PER_CENT * _PLACE[_ATTRIBUTED_PPP]
-_CLTV_MICROS = _MICROS_PER_CENT * _PLACE[_ATTRIBUTED_CLTV]
 _ALL = (ALL_KEY,)
 
 
