@@ -110,3 +110,18 @@ def test_dockerfile_is_multi_stage_non_root_with_a_health_check() -> None:
     assert "USER 10001" in final and "HEALTHCHECK" in final and "/health" in final
     assert 'ENTRYPOINT ["journey"]' in final and 'CMD ["worker"]' in final
     assert "apt-get" not in final and "gcc" not in final
+
+
+def test_the_image_gets_every_package_the_project_installs() -> None:
+    # The `journey` command lives in cli/: an image without it builds, and then every
+    # container exits at start with an import error.
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = set(
+        re.findall(r"^COPY (\w+) \./\1$", (ROOT / "deploy" / "Dockerfile").read_text(), re.MULTILINE)
+    )
+    assert packages == copied, packages ^ copied
+    entry = project["project"]["scripts"]["journey"].split(".")[0]
+    assert entry in copied
