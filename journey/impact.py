@@ -36,10 +36,10 @@ __all__ = [
     "dimension_counts",
     "encode_change",
     "encode_entry",
-    "entry_key",
     "entry_message",
     "impact_entries",
     "impact_report",
+    "impact_totals",
     "pack",
     "split_key",
     "unpack",
@@ -50,7 +50,7 @@ DIMENSIONS = ("all", "campaign", "channel", "referrer", "referral_channel")
 ALL_KEY = "all/*"
 _MOMENTS = ("zmot", "fmot", "smot", "umot")
 
-# The sums of an entry, in this order (an entry's changes are lists of the same shape):
+# The sums of an entry, in this order (a change holds the same 13, packed: see `Packed`):
 # customers, buyers, surveyed, referred, the four moments reached, then ppp, cltv and
 # csat_sum in cents, then attributed_ppp and attributed_cltv in millionths.
 _COUNTS = 8
@@ -156,32 +156,29 @@ def _entry_keys(state: CustomerState) -> tuple[tuple[str, ...], ...]:
     which is all that comparing two contributions of one customer needs (unequal keys only
     take the longer way in `add_change`)."""
     campaigns, channels, referrals = state.campaigns, state.channels, state.referrals
-    if not referrals:
-        return (
-            tuple([f"campaign/{key}" for key in campaigns]) if campaigns else (),
-            tuple([f"channel/{key}" for key in channels]) if channels else (),
-            (),
-            (),
-        )
     return (
         tuple([f"campaign/{key}" for key in campaigns]) if campaigns else (),
         tuple([f"channel/{key}" for key in channels]) if channels else (),
-        tuple([f"referrer/{key}" for key in {referrer for referrer, _ in referrals.values()}]),
-        tuple([f"referral_channel/{key}" for key in {channel for _, channel in referrals.values()}]),
+        tuple([f"referrer/{key}" for key in {referrer for referrer, _ in referrals.values()}])
+        if referrals
+        else (),
+        tuple([f"referral_channel/{key}" for key in {channel for _, channel in referrals.values()}])
+        if referrals
+        else (),
     )
 
 
-def _share(cents: int, keys: int) -> int:
-    """`cents / keys` in millionths, rounded half-even: one key's linear-attribution share."""
-    quotient, remainder = divmod(cents * _MICROS_PER_CENT, keys)
-    if 2 * remainder > keys or (2 * remainder == keys and quotient % 2):
+def _divide(numerator: int, denominator: int) -> int:
+    """`numerator / denominator` rounded half-even to a whole number, exactly."""
+    quotient, remainder = divmod(numerator, denominator)
+    if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
         quotient += 1
     return quotient
 
 
-def entry_key(dimension: str, key: str) -> str:
-    """`dimension/key`: the entry's key in the `impact` topic and in the tables."""
-    return f"{dimension}/{key}"
+def _share(cents: int, keys: int) -> int:
+    """`cents / keys` in millionths, rounded half-even: one key's linear-attribution share."""
+    return _divide(cents * _MICROS_PER_CENT, keys)
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -321,11 +318,7 @@ def _money(cents: int) -> float:
 
 def _money_of_micros(micros: int) -> float:
     """Millionths rounded half-even to cents, as a published sum."""
-    cents, remainder = divmod(micros, _MICROS_PER_CENT)
-    half = _MICROS_PER_CENT // 2
-    if remainder > half or (remainder == half and cents % 2):
-        cents += 1
-    return _money(cents)
+    return _money(_divide(micros, _MICROS_PER_CENT))
 
 
 def entry_message(key: str, sums: Sums, version: int | None = None) -> dict[str, Any]:
@@ -471,9 +464,14 @@ def impact_entries(totals: Mapping[str, Packed]) -> list[dict[str, Any]]:
     return [with_comparisons(published[key], everyone) for key in sorted(published, key=split_key)]
 
 
-def impact_report(contributions: Iterable[Contribution | None]) -> list[dict[str, Any]]:
-    """The entries a set of customers' contributions make, with their comparisons."""
+def impact_totals(contributions: Iterable[Contribution | None]) -> dict[str, Packed]:
+    """Every entry's sums (packed) over a set of customers' contributions."""
     totals: dict[str, Packed] = {}
     for given in contributions:
         add_change(totals, None, given)
-    return impact_entries(totals)
+    return totals
+
+
+def impact_report(contributions: Iterable[Contribution | None]) -> list[dict[str, Any]]:
+    """The entries a set of customers' contributions make, with their comparisons."""
+    return impact_entries(impact_totals(contributions))

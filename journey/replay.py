@@ -17,7 +17,7 @@ import orjson
 from journey.collector import fewer_collections
 from journey.customer import CustomerState
 from journey.event_files import FileLine, read_event_file
-from journey.impact import Packed, add_change, contribution, impact_entries
+from journey.impact import Packed, contribution, impact_entries, impact_totals
 from journey.referrals import apply_link, join_all, sighting_for
 from journey.scoring import ScoringRules, apply_event
 from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_json
@@ -173,13 +173,10 @@ def _fold(job: _Job) -> _Folded:
 
 def _finish(job: _Job, folded: _Folded, links: list[dict[str, Any]]) -> _Part:
     states = folded.result.states
-    totals: dict[str, Packed] = {}
     with fewer_collections():
         link_referrals(states, links)
         views = [(cid, orjson.dumps(state.view())) for cid, state in states.items()]
-        if job.impact:
-            for state in states.values():
-                add_change(totals, None, contribution(state))
+        totals = impact_totals(map(contribution, states.values())) if job.impact else {}
     return _Part(views, totals)
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import orjson
 
-from journey.impact import ALL_KEY, DIMENSIONS, dimension_counts, entry_message, with_comparisons
+from journey.impact import ALL_KEY, DIMENSIONS, dimension_counts, entry_message, unpack, with_comparisons
 from stream.tail import TopicMissing, read_topic
 
 __all__ = ["ImpactView"]
 
 log = logging.getLogger(__name__)
-_EMPTY = [0] * 13
+_EMPTY = unpack(0)  # every sum 0
 
 
 class ImpactView:
