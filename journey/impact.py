@@ -30,6 +30,7 @@ __all__ = [
     "Packed",
     "add_change",
     "apply_change",
+    "circle",
     "contribution",
     "decode_change",
     "decode_entry",
@@ -443,6 +444,26 @@ def with_comparisons(entry: Mapping[str, Any], everyone: Mapping[str, Any] | Non
         and csat_uplift < 0
     )
     return out
+
+
+def circle(everyone: Mapping[str, Any]) -> dict[str, Any]:
+    """The journey's circle from the published `all` entry: the customers at each moment,
+    how many reach each next moment per customer at the one before (`onward`, rounded like
+    the other ratios; above 1 when a moment also takes customers who skipped the one
+    before), and the arc back to ZMOT: customers `referred` and the `k_factor`."""
+    moments = everyone["moments"]
+    counts = [_decimal(moments[moment]) for moment in _MOMENTS]
+    onward = {
+        moment: _out(_rounded(_ratio(count, before), _TEN_THOUSANDTH))
+        for moment, count, before in zip(_MOMENTS[1:], counts[1:], counts[:-1], strict=True)
+    }
+    k_factor = _rounded(_ratio(_decimal(everyone["referred"]), counts[-1]), _TEN_THOUSANDTH)
+    return {
+        "moments": dict(moments),
+        "onward": onward,
+        "referred": everyone["referred"],
+        "k_factor": _out(k_factor),
+    }
 
 
 def dimension_counts(keys: Iterable[str]) -> dict[str, int]:

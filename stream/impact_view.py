@@ -10,53 +10,32 @@ every partition at each request would cost a round trip per worker and fail with
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from journey.impact import ALL_KEY, DIMENSIONS, dimension_counts, entry_message, unpack, with_comparisons
-from stream.tail import TopicMissing, read_topic
+from journey.impact import (
+    ALL_KEY,
+    DIMENSIONS,
+    circle,
+    dimension_counts,
+    entry_message,
+    unpack,
+    with_comparisons,
+)
+from stream.followed import FollowedTopic
 
 __all__ = ["ImpactView"]
-
-log = logging.getLogger(__name__)
 _EMPTY = unpack(0)  # every sum 0
 
 
-class ImpactView:
+class ImpactView(FollowedTopic):
     """The latest message of every `impact` key, and the answers built on it.
 
-    Kept as the bytes that came, and read when asked: a busy worker's view takes thousands
-    of messages a second and answers a few requests. A key's messages all sit on one
-    partition, written by the one owner of the entry, so the last one read is the newest
-    (the tests check that versions only grow in topic order)."""
+    A key's messages all sit on one partition, written by the one owner of the entry, so
+    the last one read is the newest (the tests check that versions only grow in topic order)."""
 
-    def __init__(self) -> None:
-        self.raw: dict[str, bytes] = {}
-
-    def apply(self, key: bytes, value: bytes | None) -> None:
-        if value is None:
-            self.raw.pop(key.decode("utf-8"), None)  # the entry has no customer left
-        else:
-            self.raw[key.decode("utf-8")] = value
-
-    async def follow(self, kafka: Mapping[str, Any], topic: str) -> None:
-        """Read `topic` from the beginning and keep following it until cancelled."""
-        while True:
-            try:
-                async for record in read_topic(kafka, topic, from_beginning=True, follow=True):
-                    self.apply(record.key, record.value)
-            except TopicMissing:
-                log.warning("Topic %s does not exist (yet): impact answers stay empty", topic)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the broker went away: read it again when it is back
-                log.exception("Reading %s failed; reading it again in 1 s", topic)
-            await asyncio.sleep(1.0)
-            self.raw.clear()
+    missing = "impact answers stay empty"
 
     def _everyone(self) -> dict[str, Any]:
         raw = self.raw.get(ALL_KEY)
@@ -65,6 +44,10 @@ class ImpactView:
     def summary(self) -> dict[str, Any]:
         """`GET /impact`: the `all` entry with its comparisons and the entries per dimension."""
         return {**with_comparisons(self._everyone(), None), "dimensions": dimension_counts(self.raw)}
+
+    def circle(self) -> dict[str, Any]:
+        """`GET /circle`: the moments of the `all` entry, the share going on, the arc back."""
+        return circle(self._everyone())
 
     def entry(self, dimension: str, key: str) -> dict[str, Any] | None:
         """One entry with its comparisons, or None when unknown."""

@@ -51,6 +51,7 @@ from schemas.decode import InvalidEvent, parse_event
 from schemas.events import Event
 from stream.batching import JourneyApp, current_record, make_current
 from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
+from stream.leaders import LeaderBoard
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
 from stream.topics import TopicNames
@@ -161,6 +162,8 @@ class Pipeline:
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
         # Impact entries by `dimension/key`, each owned by the partition its changes arrive on.
         self.impact = self._table(app, "impact", IMPACT_ENTRY_CODEC, partitions)
+        # The top customers by PPP of each partition this worker owns (`stream.leaders`).
+        self.leaders = LeaderBoard(self.customers.data, partitions)
         # Customers this process has handled since its last assignment (see `_score`).
         self._live: set[str] = set()
         # The most recently handled customers, decoded, and their impact contributions: the
@@ -192,6 +195,7 @@ class Pipeline:
         self._live.clear()
         self._decoded.clear()
         self._contributions.clear()
+        self.leaders.reset()
 
     @staticmethod
     def _raw_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -344,6 +348,7 @@ class Pipeline:
                     make_current(current)  # others ran meanwhile
                 self.customers.data[customer_id] = encoded
                 chunk.add(changelog, key, encoded, partition)
+                self.leaders.offer(partition, state)
                 after = contribution(state)
                 for entry in add_change(changes, batch.before[customer_id], after):
                     entry_key = entry.encode("utf-8")

@@ -73,6 +73,11 @@ class TopicNames:
         return f"{self.prefix}{self.app_id}-impact-changes"
 
     @property
+    def leaders(self) -> str:
+        """Each partition's top customers by PPP, keyed by partition number (compacted)."""
+        return f"{self.prefix}{self.app_id}-leaders"
+
+    @property
     def changelogs(self) -> list[str]:
         return [
             f"{self.prefix}{self.app_id}-{table}-changelog" for table in ("customers", "shares", "impact")
@@ -92,8 +97,15 @@ class TopicNames:
 
     @property
     def all(self) -> list[str]:
-        return [*self.co_partitioned, self.ppp_updates, self.referral_links, self.impact, self.dead_letters]
+        return [
+            *self.co_partitioned,
+            self.ppp_updates,
+            self.referral_links,
+            self.impact,
+            self.leaders,
+            self.dead_letters,
+        ]
 
     @property
     def compacted(self) -> set[str]:
-        return {self.ppp_updates, self.impact, *self.changelogs}
+        return {self.ppp_updates, self.impact, self.leaders, *self.changelogs}

@@ -18,6 +18,7 @@ from stream.batching import JourneyApp
 from stream.connection import kafka_options
 from stream.impact_view import ImpactView
 from stream.lag import register_lag_timer
+from stream.leaders import LeadersView, register_leaders_timer
 from stream.metrics import JourneyMetrics
 from stream.pipeline import Pipeline
 from stream.topics import TopicNames
@@ -34,6 +35,7 @@ class Worker:
     pipeline: Pipeline
     metrics: JourneyMetrics
     impact: ImpactView
+    leaders: LeadersView
 
 
 def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics | None = None) -> Worker:
@@ -42,20 +44,26 @@ def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics
     pipeline = Pipeline(app, settings, metrics, partitions=partitions)
     names = TopicNames(settings.topic_prefix, settings.app_id)
     impact = ImpactView()
-    register_views(app, pipeline.customers, metrics, impact)
+    leaders = LeadersView()
+    register_views(app, pipeline.customers, metrics, impact, leaders)
+    # A fetch waits at the broker for this long when nothing is new (the embedded broker
+    # waits it out even when something is): how stale an answer can be.
+    views = {**kafka_options(settings), "fetch_max_wait_ms": IMPACT_VIEW_WAIT_MS}
 
     @app.task
     async def follow_impact() -> None:
-        # A fetch waits at the broker for this long when nothing is new (the embedded broker
-        # waits it out even when something is): how stale an answer can be.
-        await impact.follow(
-            {**kafka_options(settings), "fetch_max_wait_ms": IMPACT_VIEW_WAIT_MS}, names.impact
-        )
+        await impact.follow(views, names.impact)
+
+    @app.task
+    async def follow_leaders() -> None:
+        await leaders.follow(views, names.leaders)
+
+    register_leaders_timer(app, pipeline.leaders, {*names.inputs, names.rekeyed}, names.leaders)
 
     register_lag_timer(
         app, metrics, {*names.inputs, names.rekeyed}, pipeline.customers, settings.lag_interval
     )
-    return Worker(app, pipeline, metrics, impact)
+    return Worker(app, pipeline, metrics, impact, leaders)
 
 
 def run_worker(

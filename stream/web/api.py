@@ -1,0 +1,141 @@
+"""The worker's JSON interface: customers, impact, the circle, health and metrics.
+
+The page (`stream.web.page`) is drawn from these same answers (`Answers`), so that it
+shows no figure the JSON endpoints do not also give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from journey.customer import decode_state
+from journey.impact import DIMENSIONS
+from journey.leaders import LEADERS
+from stream.impact_view import ImpactView
+from stream.leaders import LeadersView
+from stream.metrics import JourneyMetrics
+
+__all__ = ["MAX_TOP", "Answers", "held_state", "register_api"]
+
+MAX_TOP = 1000
+_DEFAULT_TOP = 20
+
+
+def _top(raw: str | None, default: int, most: int) -> int | str:
+    """The `top` query parameter, or the one-line reason it is refused."""
+    if raw is None:
+        return default
+    try:
+        top = int(raw)
+    except ValueError:
+        return f"top must be a whole number from 0 to {most}, not {raw!r}"
+    if not 0 <= top <= most:
+        return f"top must be from 0 to {most}, not {top}"
+    return top
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """What the JSON endpoints answer, for them and for the page."""
+
+    impact: ImpactView
+    leaders: LeadersView
+
+    def summary(self) -> dict[str, Any]:
+        return self.impact.summary()
+
+    def circle(self) -> dict[str, Any]:
+        return self.impact.circle()
+
+    def ranking(self, dimension: str, top: int) -> dict[str, Any]:
+        return self.impact.ranking(dimension, top)
+
+    def platinum(self, top: int = LEADERS) -> list[dict[str, Any]]:
+        return self.leaders.top(top)
+
+    def version(self) -> int:
+        """Grows whenever anything these answers come from changed."""
+        return self.impact.changes + self.leaders.changes
+
+
+def held_state(customers: Any, customer_id: str) -> dict[str, Any] | None:
+    """The customer's state as `GET /customers/{id}` answers it, from this worker's table."""
+    held: bytes | None = customers.get(customer_id)
+    state = None if held is None else decode_state(held)
+    # A state of version 0 holds a referral link whose customer's events are yet to come.
+    if state is None or state.version == 0:
+        return None
+    return state.view()
+
+
+def register_api(app: faust.App, customers: Any, metrics: JourneyMetrics, answers: Answers) -> None:
+    """`GET /customers/{id}` (asks the owning worker), `GET /customers?top=N`, `GET /impact...`
+    and `GET /circle` (from this worker's view of every partition), `/health`, `/metrics`."""
+
+    @app.page("/customers/{customer_id}")
+    @app.table_route(table=customers, match_info="customer_id")
+    async def customer(web: View, request: Request, customer_id: str) -> Response:
+        state = held_state(customers, customer_id)
+        if state is None:
+            return web.json({"error": f"unknown customer {customer_id!r}"}, status=404)
+        return web.json(state)
+
+    @app.page("/customers")
+    async def platinum(web: View, request: Request) -> Response:
+        top = _top(request.query.get("top"), LEADERS, LEADERS)
+        if isinstance(top, str):
+            return web.json({"error": top}, status=400)
+        return web.json({"top": answers.platinum(top)})
+
+    def unknown_dimension(web: View, dimension: str) -> Response:
+        known = ", ".join(DIMENSIONS)
+        return web.json({"error": f"unknown dimension {dimension!r} (one of {known})"}, status=404)
+
+    @app.page("/impact")
+    async def impact_summary(web: View, request: Request) -> Response:
+        return web.json(answers.summary())
+
+    @app.page("/circle")
+    async def circle(web: View, request: Request) -> Response:
+        return web.json(answers.circle())
+
+    @app.page("/impact/{dimension}")
+    async def impact_ranking(web: View, request: Request, dimension: str) -> Response:
+        if not ImpactView.known(dimension):
+            return unknown_dimension(web, dimension)
+        top = _top(request.query.get("top"), _DEFAULT_TOP, MAX_TOP)
+        if isinstance(top, str):
+            return web.json({"error": top}, status=400)
+        return web.json(answers.ranking(dimension, top))
+
+    # `{key:.+}`: a key may hold `/` (percent-encoded or not); aiohttp decodes the rest.
+    @app.page("/impact/{dimension}/{key:.+}")
+    async def impact_entry(web: View, request: Request, dimension: str, key: str) -> Response:
+        if not ImpactView.known(dimension):
+            return unknown_dimension(web, dimension)
+        entry = answers.impact.entry(dimension, key)
+        if entry is None:
+            return web.json({"error": f"no {dimension} {key!r} in impact (yet)"}, status=404)
+        return web.json(entry)
+
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        assigned: dict[str, list[int]] = {}
+        for tp in app.consumer.assignment() if app.consumer else ():
+            assigned.setdefault(tp.topic, []).append(tp.partition)
+        return web.json(
+            {
+                "status": "ok",
+                "rebalancing": bool(app.rebalancing),
+                "assigned": {topic: sorted(parts) for topic, parts in sorted(assigned.items())},
+            }
+        )
+
+    @app.page("/metrics")
+    async def prometheus(web: View, request: Request) -> Response:
+        return web.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
