@@ -29,9 +29,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP) ## create .venv and install journey with its dev tools
 
-# Debian's prometheus (with promtool) and docker-compose for the tests of deploy/.
+# Debian's prometheus (with promtool) and docker-compose for the tests of deploy/, and
+# chromium for the page's browser tests (driven by Playwright; nothing downloads a browser).
 # Installed only when missing, and only where apt-get can run (root, or sudo -n).
-TOOLS := promtool:prometheus docker-compose:docker-compose
+TOOLS := promtool:prometheus docker-compose:docker-compose chromium:chromium
 tools: ## install the external tools the tests use, when missing
 	@missing=""; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
 	if [ -n "$$missing" ]; then \

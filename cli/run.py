@@ -37,6 +37,7 @@ def up(demo: bool, rate: float, seed: int) -> None:
         created = create_topics_now(settings)
         made = f"{len(created)} topics created, {settings.partitions} partitions"
         click.echo(f"broker   {settings.broker_url}  ({made})")
+        click.echo(f"page     {settings.web_url}/   <- open this: the journey, live")
         click.echo(f"worker   {settings.web_url}/customers/<customer_id>")
         click.echo(f"impact   {settings.web_url}/impact/campaign   ({self_command()} impact campaign)")
         click.echo(f"health   {settings.web_url}/health")
@@ -52,8 +53,8 @@ def up(demo: bool, rate: float, seed: int) -> None:
                 f"demo     streaming simulated journeys at {rate:g} events/s (customer ids demo-NNNNNN)"
             )
             click.echo(
-                f"         four campaigns; after a minute `{self_command()} impact campaign` shows which "
-                "one converts but satisfies less"
+                f"         four campaigns; after a minute the page (or `{self_command()} impact campaign`) "
+                "shows which one converts but satisfies less"
             )
             click.echo("press Ctrl-C to stop everything")
 

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.conformance", "tests.fixtures.broker"]
+pytest_plugins = ["tests.fixtures.conformance", "tests.fixtures.broker", "tests.fixtures.browser"]

@@ -68,6 +68,14 @@ def figure(entry: str, field: str, value: Any, shown: str, *, tag: str = "span",
     )
 
 
+def holder(entry: str, field: str, value: Any, inner: str, *, tag: str = "span", extra: str = "") -> str:
+    """An element holding a whole object or list field (`moments`) around its parts' figures."""
+    return (
+        f'<{tag}{extra} data-entry="{_attr(entry)}" data-field="{_attr(field)}" '
+        f'data-value="{_attr(_json(value))}">{inner}</{tag}>'
+    )
+
+
 def compact(value: float | int | None) -> str:
     """12.3k, 1.23M: a figure a person takes in at a glance."""
     if value is None:
@@ -176,10 +184,11 @@ def render_circle(circle: Mapping[str, Any]) -> str:
         + figure(entry, "k_factor", circle["k_factor"], plain(circle["k_factor"]), tag="tspan")
         + "</text>"
     )
+    nodes = []
     for moment, (x, y) in _NODES.items():
         name, sentence = _MOMENTS[moment]
         reached = moments[moment]
-        parts.append(
+        nodes.append(
             f'<g class="moment {moment}" tabindex="0" role="img" '
             f'aria-label="{name}: {count(reached)} customers. {_attr(sentence)}">'
             f"<title>{escape(sentence)}</title>"
@@ -196,6 +205,7 @@ def render_circle(circle: Mapping[str, Any]) -> str:
             + f'<foreignObject x="{_CENTRE - 85}" y="{_CENTRE - 45}" width="170" height="90" class="explain">'
             f'<p xmlns="http://www.w3.org/1999/xhtml">{escape(sentence)}</p></foreignObject></g>'
         )
+    parts.append(holder(entry, "moments", dict(moments), "".join(nodes), tag="g"))
     svg = (
         '<svg viewBox="0 0 400 400" role="group" aria-labelledby="circle-title" class="circle">'
         + "".join(parts)
@@ -240,7 +250,7 @@ def render_ranking(dimension: str, ranking: Mapping[str, Any], *, link_keys: boo
     rows = []
     for row in ranking["top"]:
         entry = f"{dimension}/{row['key']}"
-        key = customer_link(row["key"]) if link_keys else escape(row["key"])
+        key = holder(entry, "key", row["key"], customer_link(row["key"]) if link_keys else escape(row["key"]))
         tone = " harm" if row.get("harms_experience") else (" six" if row.get("past_six_percent") else "")
         rows.append(
             f'<tr class="entry{tone}"><th scope="row">{key}</th>'
@@ -302,16 +312,16 @@ def render_impact(rankings: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _moments(entry: str, moments: Mapping[str, int]) -> str:
-    return " ".join(
+    parts = " ".join(
         f'<abbr title="{_MOMENTS[m][0]}">{_MOMENTS[m][0][0]}</abbr>\u00a0'
         + figure(entry, f"moments.{m}", moments[m], count(moments[m]))
         for m in _MOMENTS
     )
+    return holder(entry, "moments", dict(moments), parts)
 
 
 def _links(entry: str, field: str, ids: Sequence[str]) -> str:
-    shown = ", ".join(customer_link(i) for i in ids) if ids else _DASH
-    return f'<span data-entry="{_attr(entry)}" data-field="{field}" data-value="{_attr(_json(ids))}">{shown}</span>'
+    return holder(entry, field, list(ids), ", ".join(customer_link(i) for i in ids) if ids else _DASH)
 
 
 def render_platinum(customers: Sequence[Mapping[str, Any]]) -> str:
@@ -319,7 +329,9 @@ def render_platinum(customers: Sequence[Mapping[str, Any]]) -> str:
     for rank, state in enumerate(customers, 1):
         entry = f"customer/{state['customer_id']}"
         rows.append(
-            f'<tr><td class="num">{rank}</td><th scope="row">{customer_link(state["customer_id"])}</th>'
+            f'<tr><td class="num">{rank}</td><th scope="row">'
+            + holder(entry, "customer_id", state["customer_id"], customer_link(state["customer_id"]))
+            + "</th>"
             + figure(entry, "ppp", state["ppp"], compact(state["ppp"]), tag="td", extra=' class="num"')
             + figure(entry, "csat", state["csat"], plain(state["csat"]), tag="td", extra=' class="num"')
             + figure(entry, "cltv", state["cltv"], compact(state["cltv"]), tag="td", extra=' class="num"')
@@ -383,8 +395,7 @@ def render_card(customer_id: str | None, state: Mapping[str, Any] | None) -> str
 
 
 def _words(entry: str, field: str, words: Sequence[str]) -> str:
-    shown = ", ".join(escape(w) for w in words) if words else _DASH
-    return f'<span data-entry="{_attr(entry)}" data-field="{field}" data-value="{_attr(_json(words))}">{shown}</span>'
+    return holder(entry, field, list(words), ", ".join(escape(w) for w in words) if words else _DASH)
 
 
 def render_sections(
@@ -421,7 +432,7 @@ def render_page(sections: Mapping[str, str], card: str, *, asset: Callable[[str]
         f'<p id="live" role="status" data-state="snapshot">Snapshot of {_when()}: '
         "reload for the latest figures.</p></header><main>"
         f"{live}"
-        f'<section id="card" aria-labelledby="card-heading" class="panel wide">{card}</section>'
+        f'<section id="card" aria-labelledby="card-heading" class="panel">{card}</section>'
         "</main><footer><p>PPP = CSAT \u00d7 CLTV, per SPEC.md. JSON: "
         '<a href="/impact">/impact</a>, <a href="/circle">/circle</a>, '
         '<a href="/customers?top=10">/customers?top=10</a>.</p></footer></body></html>'

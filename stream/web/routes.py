@@ -75,9 +75,9 @@ def register_views(
             except SameNode:
                 pass
         state = None if customer_id is None else held_state(customers, customer_id)
+        # An unknown customer is a message on the page, which itself was found: 200.
         body = render_page(sections(), render_card(customer_id, state), asset=asset_url)
-        status = 404 if customer_id is not None and state is None else 200
-        return web.html(body, status=status, headers={"Cache-Control": "no-store"})
+        return web.html(body, headers={"Cache-Control": "no-store"})
 
     @app.page("/live")
     async def live(web: View, request: Request) -> Any:
