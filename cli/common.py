@@ -42,6 +42,7 @@ def load_settings() -> Settings:
     try:
         settings = Settings()
         _ = settings.rates  # a broken FX file should stop us here, not at the first purchase
+        _ = settings.web_token  # and an unreadable token file
     except ValidationError as exc:
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")

@@ -125,16 +125,21 @@ def render_summary(summary: dict[str, Any]) -> str:
     )
 
 
-def fetch_json(url: str) -> Any:
-    """GET `url` as JSON; a worker's JSON error, or an unreachable worker, as a UserError."""
+def fetch_json(url: str, token: str | None = None) -> Any:
+    """GET `url` as JSON (with the API token, when there is one); a worker's JSON error, or
+    an unreachable worker, as a UserError."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310  # the user's own worker URL
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310  # the user's own worker URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # the user's own worker URL
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
             reason = json.loads(exc.read())["error"]
         except (ValueError, KeyError, TypeError):
             reason = exc.reason
+        if exc.code == 401:
+            reason = f"{reason}; set JOURNEY_API_TOKEN to the workers' token"
         raise UserError(f"{url}: {exc.code} {reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise UserError(
@@ -160,10 +165,17 @@ def impact(dimension: str | None, key: str | None, top: int | None, url: str | N
 
     Without DIMENSION: the north star and the top entries of every dimension. With
     DIMENSION: its top entries by attributed PPP. With DIMENSION and KEY: that one entry."""
-    base = (url or load_settings().web_url).rstrip("/")
+    settings = load_settings()
+    base = (url or settings.web_url).rstrip("/")
+    secret = settings.web_token
+    token = None if secret is None else secret.get_secret_value()
+
+    def fetch(path: str) -> Any:
+        return fetch_json(base + path, token)
+
     if key is not None:
         assert dimension is not None  # click fills arguments in order
-        entry = fetch_json(f"{base}/impact/{dimension}/{urllib.parse.quote(key, safe='')}")
+        entry = fetch(f"/impact/{dimension}/{urllib.parse.quote(key, safe='')}")
         if as_json:
             click.echo(json.dumps(entry, ensure_ascii=False))
             return
@@ -176,8 +188,8 @@ def impact(dimension: str | None, key: str | None, top: int | None, url: str | N
         return
     dimensions = [dimension] if dimension else list(DIMENSIONS[1:])
     rows = top or (20 if dimension else 5)
-    summary = None if dimension else fetch_json(f"{base}/impact")
-    rankings = [fetch_json(f"{base}/impact/{name}?top={rows}") for name in dimensions]
+    summary = None if dimension else fetch("/impact")
+    rankings = [fetch(f"/impact/{name}?top={rows}") for name in dimensions]
     if as_json:
         for answer in [summary, *rankings]:
             if answer is not None:

@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     )
     sasl_username: str | None = Field(default=None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(default=None, description="SASL password (never printed).")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token every HTTP endpoint but /health and /metrics requires (never printed). "
+        "Unset: the API is open, and the worker says so at start-up.",
+    )
+    api_token_file: Path | None = Field(
+        default=None,
+        description="A file holding API_TOKEN (a mounted Docker or Kubernetes secret); API_TOKEN wins.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] | None = Field(
         default=None, description="Log level (default: info for `journey worker`, warning for `journey up`)."
     )
@@ -113,6 +122,14 @@ class Settings(BaseSettings):
             raise ValueError("must look like kafka://host:9092[,host2:9092]")
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _token_or_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty variable (a compose file's `${JOURNEY_API_TOKEN:-}`) means unset.
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
     @model_validator(mode="after")
     def _security_is_complete(self) -> Settings:
         if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
@@ -120,6 +137,21 @@ class Settings(BaseSettings):
         if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
             raise ValueError("a client certificate needs both JOURNEY_SSL_CERT_FILE and JOURNEY_SSL_KEY_FILE")
         return self
+
+    @cached_property
+    def web_token(self) -> SecretStr | None:
+        """The API token, from API_TOKEN or else from the file API_TOKEN_FILE names."""
+        if self.api_token is not None or self.api_token_file is None:
+            return self.api_token
+        try:
+            text = self.api_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read JOURNEY_API_TOKEN_FILE {self.api_token_file}: {exc.strerror}"
+            ) from exc
+        if not text:
+            raise ValueError(f"JOURNEY_API_TOKEN_FILE {self.api_token_file} is empty")
+        return SecretStr(text)
 
     def public_view(self) -> dict[str, object]:
         """Every setting, secrets masked: what may go to a log."""

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import orjson
 
-__all__ = ["DIMENSION_TITLES", "LIVE_SECTIONS", "render_page", "render_sections"]
+__all__ = ["DIMENSION_TITLES", "LIVE_SECTIONS", "render_page", "render_sections", "render_sign_in"]
 
 # The live sections, by element id, in page order; the customer card is not live.
 LIVE_SECTIONS = ("north", "circle", "impact", "platinum")
@@ -413,7 +413,36 @@ def render_sections(
     }
 
 
-def render_page(sections: Mapping[str, str], card: str, *, asset: Callable[[str], str]) -> str:
+def _head(title: str, asset: Callable[[str], str]) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title>"
+        f'<link rel="icon" href="{asset("icon.svg")}" type="image/svg+xml">'
+        f'<link rel="stylesheet" href="{asset("journey.css")}">'
+    )
+
+
+def render_sign_in(*, asset: Callable[[str], str], refused: bool) -> str:
+    """The sign-in form (SPEC.md, "Access"): the token once, then a session cookie."""
+    notice = '<p class="notice" role="alert">That token was not accepted.</p>' if refused else ""
+    return (
+        _head("journey: sign in", asset)
+        + '</head><body><header><h1><span class="logo" aria-hidden="true">\u25cb</span> journey</h1></header>'
+        '<main><section class="panel signin" aria-labelledby="signin-title">'
+        '<h2 id="signin-title">Sign in</h2>'
+        "<p>This worker asks for its API token (<code>JOURNEY_API_TOKEN</code>) before it shows customers' data.</p>"
+        f"{notice}"
+        '<form class="lookup" method="post" action="/signin">'
+        '<label for="token">API token</label>'
+        '<input id="token" name="token" type="password" required autocomplete="current-password">'
+        '<button type="submit">Sign in</button></form></section></main></body></html>'
+    )
+
+
+def render_page(
+    sections: Mapping[str, str], card: str, *, asset: Callable[[str], str], signed_in: bool = False
+) -> str:
     """The whole page; `asset` gives an asset's URL (with its version, for caching)."""
     wide = {"impact", "platinum"}
     live = "".join(
@@ -421,16 +450,17 @@ def render_page(sections: Mapping[str, str], card: str, *, asset: Callable[[str]
         f"{sections[name]}</section>"
         for name in LIVE_SECTIONS
     )
+    sign_out = (
+        '<form method="post" action="/signout" class="signout"><button type="submit">Sign out</button></form>'
+        if signed_in
+        else ""
+    )
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>journey: the circle of the customer journey</title>"
-        f'<link rel="icon" href="{asset("icon.svg")}" type="image/svg+xml">'
-        f'<link rel="stylesheet" href="{asset("journey.css")}">'
-        f'<script src="{asset("journey.js")}" defer></script></head><body>'
+        _head("journey: the circle of the customer journey", asset)
+        + f'<script src="{asset("journey.js")}" defer></script></head><body>'
         '<header><h1><span class="logo" aria-hidden="true">\u25cb</span> journey</h1>'
         f'<p id="live" role="status" data-state="snapshot">Snapshot of {_when()}: '
-        "reload for the latest figures.</p></header><main>"
+        f"reload for the latest figures.</p>{sign_out}</header><main>"
         f"{live}"
         f'<section id="card" aria-labelledby="card-heading" class="panel">{card}</section>'
         "</main><footer><p>PPP = CSAT \u00d7 CLTV, per SPEC.md. JSON: "

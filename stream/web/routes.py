@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import quote
@@ -11,16 +12,20 @@ import faust
 from aiohttp import web as aiohttp_web
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from pydantic import SecretStr
 
 from journey.leaders import LEADERS
 from stream.impact_view import ImpactView
 from stream.leaders import LeadersView
 from stream.metrics import JourneyMetrics
+from stream.web.access import COOKIE, Access
 from stream.web.api import Answers, held_state, register_api
 from stream.web.live import LiveFeed
-from stream.web.page import DIMENSION_TITLES, render_card, render_page, render_sections
+from stream.web.page import DIMENSION_TITLES, render_card, render_page, render_sections, render_sign_in
 
 __all__ = ["CONTENT_SECURITY_POLICY", "register_views"]
+
+log = logging.getLogger(__name__)
 
 # Scripts, styles and everything else from this worker only, and nothing inline: a producer's
 # text that slipped past escaping still could not run.
@@ -42,15 +47,25 @@ _ASSET_TYPES = {
 PAGE_TOP = 10
 
 
+def _see_other(location: str) -> aiohttp_web.Response:
+    return aiohttp_web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
 def _assets() -> dict[str, bytes]:
     folder = resources.files("stream.web") / "assets"
     return {name: (folder / name).read_bytes() for name in _ASSET_TYPES}
 
 
 def register_views(
-    app: faust.App, customers: Any, metrics: JourneyMetrics, impact: ImpactView, leaders: LeadersView
+    app: faust.App,
+    customers: Any,
+    metrics: JourneyMetrics,
+    impact: ImpactView,
+    leaders: LeadersView,
+    token: SecretStr | None = None,
 ) -> None:
     answers = Answers(impact, leaders)
+    access = Access(token)
     register_api(app, customers, metrics, answers)
     assets = _assets()
     # An asset's URL changes with its content, so that it can be cached for long.
@@ -76,8 +91,53 @@ def register_views(
                 pass
         state = None if customer_id is None else held_state(customers, customer_id)
         # An unknown customer is a message on the page, which itself was found: 200.
-        body = render_page(sections(), render_card(customer_id, state), asset=asset_url)
+        card = render_card(customer_id, state)
+        body = render_page(sections(), card, asset=asset_url, signed_in=not access.open)
         return web.html(body, headers={"Cache-Control": "no-store"})
+
+    async def sign_in_page(
+        request: aiohttp_web.Request, *, refused: bool = False, status: int = 401
+    ) -> aiohttp_web.Response:
+        return aiohttp_web.Response(
+            text=render_sign_in(asset=asset_url, refused=refused),
+            content_type="text/html",
+            status=status,
+            headers={"Cache-Control": "no-store", "WWW-Authenticate": 'Bearer realm="journey"'},
+        )
+
+    @app.page("/signin")
+    class SignIn(View):
+        async def get(self, request: Request) -> Any:
+            if access.open:
+                return _see_other("/")
+            return await sign_in_page(cast(aiohttp_web.Request, request), status=200)
+
+        async def post(self, request: Request) -> Any:
+            plain = cast(aiohttp_web.Request, request)
+            form = await plain.post()
+            candidate = form.get("token")
+            if access.open:
+                return _see_other("/")
+            if not isinstance(candidate, str) or not access.token_matches(candidate.strip()):
+                await access.sign_in_failures.failed(plain.remote or "")
+                return await sign_in_page(plain, refused=True)
+            response = _see_other("/")
+            response.set_cookie(
+                COOKIE,
+                access.session_value(),
+                httponly=True,
+                samesite="Strict",
+                secure=plain.secure,
+                path="/",
+            )
+            return response
+
+    @app.page("/signout")
+    class SignOut(View):
+        async def post(self, request: Request) -> Any:
+            response = _see_other("/")
+            response.del_cookie(COOKIE, path="/")
+            return response
 
     @app.page("/live")
     async def live(web: View, request: Request) -> Any:
@@ -97,5 +157,15 @@ def register_views(
         response.headers.update(_HEADERS)
 
     server: aiohttp_web.Application = cast(Any, app.web).web_app
+    server.middlewares.append(access.middleware(sign_in_page))
     server.on_response_prepare.append(secure)
     server.on_shutdown.append(feed.close)
+
+    if access.open:
+
+        @app.task
+        async def say_the_api_is_open() -> None:
+            log.warning(
+                "JOURNEY_API_TOKEN is not set: every HTTP endpoint, customers' data included, "
+                "is open to anyone who can reach this worker"
+            )

@@ -84,7 +84,10 @@ def metric_sum(
 
 
 async def wait_for_states(
-    worker: WorkerProcess, expected: dict[str, dict[str, Any]], deadline_s: float = 90
+    worker: WorkerProcess,
+    expected: dict[str, dict[str, Any]],
+    deadline_s: float = 90,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Poll the HTTP lookup until every customer equals its expected state; fail with the diff."""
     deadline = time.monotonic() + deadline_s
@@ -94,7 +97,7 @@ async def wait_for_states(
     while True:
         problems = []
         for customer_id, want in list(pending.items()):
-            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}", headers)
             if status != 200:
                 problems.append(f"{customer_id}: HTTP {status}")
                 continue
