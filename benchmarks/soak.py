@@ -158,9 +158,12 @@ async def main() -> None:
                 )
             mismatches = 0
             for customer_id in list(states)[:: max(1, len(states) // 2000)]:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/customers/{customer_id}", timeout=5
-                ) as r:
+                token = os.environ.get("JOURNEY_API_TOKEN")  # the worker has the same environment
+                lookup = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/customers/{customer_id}",
+                    headers={"Authorization": f"Bearer {token}"} if token else {},
+                )
+                with urllib.request.urlopen(lookup, timeout=5) as r:
                     got = json.loads(r.read())
                 want = states[customer_id].view()
                 got.pop("version")

@@ -58,7 +58,7 @@ def test_kubernetes_manifest_validates_against_the_schemas(path: Path) -> None:
 
 def test_kustomization_lists_the_manifests() -> None:
     listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
-    assert listed == {p.name for p in MANIFESTS} - {"secret.example.yaml"}
+    assert listed == {p.name for p in MANIFESTS if not p.name.endswith(".example.yaml")}
 
 
 def test_worker_deployment_has_probes_resources_and_scrape_annotations() -> None:
@@ -70,6 +70,26 @@ def test_worker_deployment_has_probes_resources_and_scrape_annotations() -> None
     assert set(container["resources"]) == {"requests", "limits"}
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_workers_get_the_api_token_from_a_secret() -> None:
+    (deployment,) = documents(K8S / "deployment.yaml")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    reference = env["JOURNEY_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    (secret,) = documents(K8S / "secret-api-token.example.yaml")
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == reference["name"]
+    assert reference["key"] in secret["stringData"]
+    # The probes stay open: /health needs no token.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    worker = compose["services"]["worker"]
+    assert worker["secrets"] == ["journey_api_token"]
+    assert worker["environment"]["JOURNEY_API_TOKEN_FILE"] == "/run/secrets/journey_api_token"
+    assert worker["environment"]["JOURNEY_BROKER"]  # the shared settings are still there
+    assert compose["secrets"]["journey_api_token"]["file"].startswith("./deploy/secrets/")
+    assert "*" in (ROOT / "deploy/secrets/.gitignore").read_text().split()
 
 
 def _compose_variables() -> set[str]:
