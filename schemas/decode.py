@@ -16,6 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.events import EVENT_MODELS, Event
+from schemas.fast import fast_event
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "InvalidEvent", "parse_event", "parse_json", "validate_event"]
 
@@ -174,6 +175,10 @@ def parse_event(
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> Event:
     """Bytes of one message (or one line of a file) to a validated event."""
+    if type(raw) is bytes and len(raw) <= max_bytes:
+        event = fast_event(raw, expected_type=expected_type, currencies=currencies)
+        if event is not None:
+            return event
     return validate_event(
         parse_json(raw, max_bytes=max_bytes), expected_type=expected_type, currencies=currencies
     )

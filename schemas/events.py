@@ -110,10 +110,14 @@ def _require_amount(value: Any) -> Decimal:
     return number
 
 
+_ONE, _MINUS_ONE = Decimal(1), Decimal(-1)
+
+
 def _require_sentiment(value: Any) -> Decimal:
     # One validator, not a number check and a range check: each costs a call out of Rust.
+    # Decimal against Decimal compares in half the time of Decimal against int.
     number = _require_number(value)
-    if not -1 <= number <= 1:
+    if not _MINUS_ONE <= number <= _ONE:
         raise ValueError("must be in [-1, 1]")
     return number
 
