@@ -80,6 +80,9 @@ _DECODERS: dict[str | None, msgspec.json.Decoder[Any]] = {
 }
 
 
+_STRING = msgspec.json.Decoder(str)
+
+
 class _NotFast(Exception):
     """Left to the pydantic path."""
 
@@ -155,8 +158,17 @@ def _touchpoint(event: _Touchpoint, currencies: Collection[str] | None) -> Touch
     return _build(Touchpoint, fields)
 
 
+def _amount(raw: msgspec.Raw) -> Decimal | None:
+    """An amount as the model reads it: a number's own text, or a string (SPEC allows it)."""
+    data = bytes(raw)
+    if data[:1] == b'"':
+        return _require_amount(_STRING.decode(data))
+    number = _exact(raw)
+    return None if number is None else _require_amount(number)
+
+
 def _purchase(event: _Purchase, currencies: Collection[str] | None) -> Purchase:
-    amount = _exact(event.amount)
+    amount = _amount(event.amount)
     currency = event.currency
     # The model's pattern, ^[A-Z]{3}$, spelled out: Python's `$` would also take "USD\n".
     plain = len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.isupper()
@@ -164,7 +176,7 @@ def _purchase(event: _Purchase, currencies: Collection[str] | None) -> Purchase:
         raise _NotFast
     fields = _common(event)
     fields["order_id"] = event.order_id
-    fields["amount"] = _require_amount(amount)
+    fields["amount"] = amount
     fields["currency"] = event.currency
     if event.kind is not None:
         fields["kind"] = event.kind
