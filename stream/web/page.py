@@ -245,6 +245,19 @@ def _uplift(entry: str, field: str, value: float | None) -> str:
     return figure(entry, field, value, percent(value, signed=True), tag="td", extra=f' class="num{tone}"')
 
 
+# The figures of a ranking's row, each with how a person reads it.
+_RANKED: tuple[tuple[str, Callable[[Any], str]], ...] = (
+    ("customers", count),
+    ("attributed_ppp", compact),
+    ("mean_ppp", plain),
+    ("conversion", percent),
+)
+
+
+def _cell(entry: str, row: Mapping[str, Any], field: str, shown: Callable[[Any], str]) -> str:
+    return figure(entry, field, row[field], shown(row[field]), tag="td", extra=' class="num"')
+
+
 def render_ranking(dimension: str, ranking: Mapping[str, Any], *, link_keys: bool = False) -> str:
     title = DIMENSION_TITLES[dimension]
     rows = []
@@ -254,28 +267,7 @@ def render_ranking(dimension: str, ranking: Mapping[str, Any], *, link_keys: boo
         tone = " harm" if row.get("harms_experience") else (" six" if row.get("past_six_percent") else "")
         rows.append(
             f'<tr class="entry{tone}"><th scope="row">{key}</th>'
-            + figure(
-                entry, "customers", row["customers"], count(row["customers"]), tag="td", extra=' class="num"'
-            )
-            + figure(
-                entry,
-                "attributed_ppp",
-                row["attributed_ppp"],
-                compact(row["attributed_ppp"]),
-                tag="td",
-                extra=' class="num"',
-            )
-            + figure(
-                entry, "mean_ppp", row["mean_ppp"], plain(row["mean_ppp"]), tag="td", extra=' class="num"'
-            )
-            + figure(
-                entry,
-                "conversion",
-                row["conversion"],
-                percent(row["conversion"]),
-                tag="td",
-                extra=' class="num"',
-            )
+            + "".join(_cell(entry, row, field, shown) for field, shown in _RANKED)
             + _uplift(entry, "ppp_uplift", row["ppp_uplift"])
             + _uplift(entry, "conversion_uplift", row["conversion_uplift"])
             + _uplift(entry, "csat_uplift", row["csat_uplift"])
@@ -324,6 +316,13 @@ def _links(entry: str, field: str, ids: Sequence[str]) -> str:
     return holder(entry, field, list(ids), ", ".join(customer_link(i) for i in ids) if ids else _DASH)
 
 
+_PLATINUM: tuple[tuple[str, Callable[[Any], str]], ...] = (
+    ("ppp", compact),
+    ("csat", plain),
+    ("cltv", compact),
+)
+
+
 def render_platinum(customers: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for rank, state in enumerate(customers, 1):
@@ -332,9 +331,7 @@ def render_platinum(customers: Sequence[Mapping[str, Any]]) -> str:
             f'<tr><td class="num">{rank}</td><th scope="row">'
             + holder(entry, "customer_id", state["customer_id"], customer_link(state["customer_id"]))
             + "</th>"
-            + figure(entry, "ppp", state["ppp"], compact(state["ppp"]), tag="td", extra=' class="num"')
-            + figure(entry, "csat", state["csat"], plain(state["csat"]), tag="td", extra=' class="num"')
-            + figure(entry, "cltv", state["cltv"], compact(state["cltv"]), tag="td", extra=' class="num"')
+            + "".join(_cell(entry, state, field, shown) for field, shown in _PLATINUM)
             + f"<td>{_moments(entry, state['moments'])}</td>"
             + f"<td>{_links(entry, 'referred_by', state['referred_by'])}</td></tr>"
         )

@@ -55,9 +55,8 @@ async def publish_conformance(env: Any, conformance: Any, *, split: int | None =
     With `split`, only the first `split` keyed messages go now; the rest are returned (as
     (topic, key, value) triples) for the caller to send later.
     """
-    keyed, misplaced, _ = conformance_traffic(
-        conformance.events, conformance.raw_lines, env.names, env.partitions
-    )
+    events = getattr(conformance, "events", None) or [json.loads(line) for line in conformance.raw_lines]
+    keyed, misplaced, _ = conformance_traffic(events, conformance.raw_lines, env.names, env.partitions)
     now, later = (keyed, []) if split is None else (keyed[:split], keyed[split:])
     await env.produce(now)
     for topic, partition, key, raw in misplaced:

@@ -12,9 +12,9 @@ import pytest
 
 from schemas.outputs import CustomerState, ImpactEntry
 from tests.integration.helpers import (
-    conformance_traffic,
     metric_sum,
     metric_values,
+    publish_conformance,
     wait_for_impact,
     wait_for_states,
 )
@@ -26,11 +26,7 @@ pytestmark = pytest.mark.integration
 async def test_impact_set_through_a_worker(journey_env: Any, impact_conformance: Any) -> None:
     env = journey_env
     worker = env.worker()
-    events = [json.loads(line) for line in impact_conformance.raw_lines]
-    keyed, misplaced, _ = conformance_traffic(events, impact_conformance.raw_lines, env.names, env.partitions)
-    await env.produce(keyed)
-    for topic, partition, key, raw in misplaced:
-        await env.produce_to_partition(topic, partition, key, raw)
+    await publish_conformance(env, impact_conformance)
 
     # The customers' keys, the referral ones included (they come from links made elsewhere).
     await wait_for_states(worker, impact_conformance.expected_states)
@@ -97,7 +93,7 @@ async def test_impact_set_through_a_worker(journey_env: Any, impact_conformance:
     everyone = [r for r in records if r.key == b"all/*"]
     # Changes are summed per chunk of a batch, and entries sent once per batch: the hot `all`
     # entry gets far fewer messages than there were events.
-    assert 0 < len(everyone) < len(events) / 4
+    assert 0 < len(everyone) < len(impact_conformance.raw_lines) / 4
     values = metric_values(worker.get("/metrics")[1])
     assert metric_sum(values, "journey_impact_updates_total") == len(records)
 

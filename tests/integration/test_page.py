@@ -14,7 +14,7 @@ import pytest
 
 from tests.fixtures.browser import PageProblems, screenshot_path
 from tests.fixtures.conformance import impact_mismatches
-from tests.integration.helpers import conformance_traffic, wait_for_impact, wait_for_states
+from tests.integration.helpers import publish_conformance, wait_for_impact, wait_for_states
 
 pytestmark = pytest.mark.integration
 
@@ -64,11 +64,7 @@ async def test_the_page_shows_the_impact_set_live(
 ) -> None:
     env = journey_env
     worker = env.worker()
-    events = [json.loads(line) for line in impact_conformance.raw_lines]
-    keyed, misplaced, _ = conformance_traffic(events, impact_conformance.raw_lines, env.names, env.partitions)
-    await env.produce(keyed)
-    for topic, partition, key, raw in misplaced:
-        await env.produce_to_partition(topic, partition, key, raw)
+    await publish_conformance(env, impact_conformance)
     await wait_for_states(worker, impact_conformance.expected_states)
     expected = impact_conformance.expected_impact
     await wait_for_impact(env, [worker], expected)
