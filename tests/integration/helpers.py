@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from aiokafka.partitioner import murmur2
@@ -206,3 +207,21 @@ _PUBLISHED = {
     "dimension", "key", "customers", "buyers", "surveyed", "referred", "moments",
     "ppp", "cltv", "csat_sum", "attributed_ppp", "attributed_cltv",
 }  # fmt: skip
+
+
+async def wait_for_platinum(
+    worker: WorkerProcess, expected: dict[str, dict[str, Any]], deadline_s: float = 60
+) -> list[dict[str, Any]]:
+    """Poll `GET /customers?top=10` until it names replay's top 10 by PPP (then id), with
+    their PPP: every partition's top, merged, whoever owns the partitions now."""
+    want = sorted(expected.values(), key=lambda s: (-Decimal(str(s["ppp"])), s["customer_id"]))[:10]
+    wanted = [(s["customer_id"], s["ppp"]) for s in want]
+    deadline = time.monotonic() + deadline_s
+    while True:
+        status, body = await asyncio.to_thread(worker.get, "/customers?top=10")
+        got = [(s["customer_id"], s["ppp"]) for s in body["top"]] if status == 200 else None
+        if got == wanted:
+            return list(body["top"])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"platinum never matched: want {wanted}, got {got}\n{worker.log_tail()}")
+        await asyncio.sleep(0.5)

@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     read_links,
     versions_by_key,
     wait_for_impact,
+    wait_for_platinum,
 )
 from tests.unit.test_order_independence import join_all
 
@@ -207,6 +208,8 @@ async def test_survivor_takes_over_a_killed_workers_partitions(journey_env: Any)
     assert takeover < 20
     await wait_until_quiet([second], work.expected, deadline_s=180)
     await check_outputs(env, work, [second])
+    # The platinum customers of the killed worker's partitions come back: rebuilt by the survivor.
+    await wait_for_platinum(second, work.expected)
 
 
 def nasty_corpus() -> list[tuple[str, bytes]]:

@@ -4,9 +4,7 @@ attributes and compared with the expected entries and states."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 
 from tests.fixtures.browser import PageProblems, screenshot_path
 from tests.fixtures.conformance import impact_mismatches
-from tests.integration.helpers import publish_conformance, wait_for_impact, wait_for_states
+from tests.integration.helpers import publish_conformance, wait_for_impact, wait_for_platinum, wait_for_states
 
 pytestmark = pytest.mark.integration
 
@@ -70,15 +68,8 @@ async def test_the_page_shows_the_impact_set_live(
     await wait_for_impact(env, [worker], expected)
 
     # The platinum customers of the API first: every partition's top, ranked as replay would.
-    states = sorted(
-        impact_conformance.expected_states.values(), key=lambda s: (-Decimal(str(s["ppp"])), s["customer_id"])
-    )[:10]
-    deadline = time.monotonic() + 30
-    while worker.get("/customers?top=10")[1]["top"] != [
-        worker.get(f"/customers/{s['customer_id']}")[1] for s in states
-    ]:
-        assert time.monotonic() < deadline, worker.get("/customers?top=10")
-        await asyncio.sleep(0.5)
+    platinum_states = await wait_for_platinum(worker, impact_conformance.expected_states)
+    states = [impact_conformance.expected_states[s["customer_id"]] for s in platinum_states]
     assert worker.get("/customers?top=11")[0] == 400
 
     context = await chromium.new_context(viewport={"width": 1280, "height": 900})
