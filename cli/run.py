@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import os
+import sys
+import webbrowser
+from typing import Any
 
 import click
 
@@ -11,14 +15,39 @@ from cli.common import UserError, create_topics_now, load_settings, self_command
 __all__ = ["up", "worker"]
 
 
+def has_screen() -> bool:
+    """Whether a graphical browser can open here (without one, Python's webbrowser would
+    start a text browser in this terminal, over the demo's output)."""
+    return sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def open_when_ready(worker: Any, url: str) -> None:
+    """Open `url` in the user's browser once the worker's web server answers."""
+
+    @worker.app.task
+    async def open_the_page() -> None:
+        await asyncio.sleep(1.0)  # the web server starts with the app's other services
+        if not await asyncio.to_thread(webbrowser.open, url):
+            click.echo(f"open {url} in a browser to see the journey")
+
+
 @click.command()
 @click.option("--demo", is_flag=True, help="Also stream simulated journeys into the system and show updates.")
 @click.option(
     "--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.1), help="Demo events per second."
 )
 @click.option("--seed", default=7, show_default=True, help="Seed of the demo simulator.")
+@click.option(
+    "--open/--no-open",
+    "open_page",
+    default=None,
+    help="Open the journey page in a browser once the worker answers "
+    "(default: with --demo, where there is a screen).",
+)
 @user_errors
-def up(demo: bool, rate: float, seed: int) -> None:
+def up(demo: bool, rate: float, seed: int, open_page: bool | None) -> None:
     """Run the whole system on this machine: broker (embedded unless JOURNEY_BROKER is set),
     topics and one worker with its HTTP interface. Stop with Ctrl-C or SIGTERM."""
     from stream.broker import EmbeddedBroker  # noqa: PLC0415
@@ -45,7 +74,8 @@ def up(demo: bool, rate: float, seed: int) -> None:
         click.echo(
             f"scores   {self_command()} tail ppp-updates --follow   (links: referral-links, rejects: dead-letters)"
         )
-        extend: Callable[[Worker], None] | None = None
+        # Open the page by default only for the demo, and only where a screen can show it.
+        opens = bool(open_page) or (open_page is None and demo and has_screen())
         if demo:
             from stream.demo import add_demo  # noqa: PLC0415
 
@@ -58,8 +88,11 @@ def up(demo: bool, rate: float, seed: int) -> None:
             )
             click.echo("press Ctrl-C to stop everything")
 
-            def extend(worker: Worker) -> None:
+        def extend(worker: Worker) -> None:
+            if demo:
                 add_demo(worker, settings, rate=rate, seed=seed)
+            if opens:
+                open_when_ready(worker, f"{settings.web_url}/")
 
         run_worker(settings, extend=extend, default_log_level="warning")
     finally:

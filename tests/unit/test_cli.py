@@ -190,3 +190,14 @@ def test_untrusted_keys_lose_their_control_characters_on_the_terminal() -> None:
     assert "\x1b" not in text and "été\\u001b[31m" in text
     assert "past the 6% line; converts but satisfies less" in text
     assert "+25.0%" in text and "1,234.50" in text and "66.7%" in text
+
+
+def test_the_demo_opens_the_page_only_where_a_screen_can_show_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import run
+
+    monkeypatch.setattr(run.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert not run.has_screen()  # a server or CI: Python would start a text browser here
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert run.has_screen()
