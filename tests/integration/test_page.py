@@ -190,10 +190,28 @@ async def test_the_page_shows_the_impact_set_live(
     await small.screenshot(path=screenshot_path("journey-page-375"), full_page=True)
     assert small_problems.none(), small_problems
 
+    # A wide screen, and a browser with scripts off: the first paint is the whole page.
+    wide = await chromium.new_context(viewport={"width": 1920, "height": 1080})
+    large = await wide.new_page()
+    await large.goto(worker.url + "/")
+    assert await large.evaluate("() => document.documentElement.scrollWidth") <= 1920
+    still = await chromium.new_context(java_script_enabled=False)
+    plain = await still.new_page()
+    await plain.goto(worker.url + "/")
+    assert await plain.locator("#live").get_attribute("data-state") == "snapshot"  # no script ran
+    cells = plain.locator('[data-entry="all/*"][data-field="customers"]')
+    assert await cells.count() == 1 and await cells.get_attribute("data-value") == str(before + 1)
+
     # The page and its assets are small (the issue allows 150 KB in all).
     html = await (await small.request.get(worker.url + "/")).text()
     sizes = [len(await (await small.request.get(worker.url + path)).body()) for path in _asset_paths(html)]
     assert sum(sizes) < 150_000, sizes
+
+    # The worker goes away: the open page says so (and keeps retrying), it does not go blank.
+    worker.kill()
+    await _wait_for(small, "() => document.getElementById('live').dataset.state === 'lost'")
+    assert "lost" in await small.locator("#live").inner_text()
+    assert await small.locator('[data-entry="all/*"][data-field="customers"]').count() == 1
 
 
 def _asset_paths(html: str) -> list[str]:
