@@ -34,7 +34,6 @@ __all__ = [
     "contribution",
     "decode_change",
     "decode_entry",
-    "dimension_counts",
     "encode_change",
     "encode_entry",
     "entry_message",
@@ -464,16 +463,6 @@ def circle(everyone: Mapping[str, Any]) -> dict[str, Any]:
         "referred": everyone["referred"],
         "k_factor": _out(k_factor),
     }
-
-
-def dimension_counts(keys: Iterable[str]) -> dict[str, int]:
-    """How many entries each dimension has, every dimension named."""
-    counts = dict.fromkeys(DIMENSIONS, 0)
-    for key in keys:
-        dimension = split_key(key)[0]
-        if dimension in counts:
-            counts[dimension] += 1
-    return counts
 
 
 def impact_entries(totals: Mapping[str, Packed]) -> list[dict[str, Any]]:

@@ -49,5 +49,9 @@ class FollowedTopic:
             except Exception:  # the broker went away: read it again when it is back
                 log.exception("Reading %s failed; reading it again in 1 s", topic)
             await asyncio.sleep(1.0)
-            self.raw.clear()
-            self.changes += 1
+            self.reset()
+
+    def reset(self) -> None:
+        """Forget everything read (the topic is read again from its beginning)."""
+        self.raw.clear()
+        self.changes += 1

@@ -10,6 +10,7 @@ every partition at each request would cost a round trip per worker and fail with
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import orjson
@@ -18,7 +19,6 @@ from journey.impact import (
     ALL_KEY,
     DIMENSIONS,
     circle,
-    dimension_counts,
     entry_message,
     unpack,
     with_comparisons,
@@ -37,13 +37,44 @@ class ImpactView(FollowedTopic):
 
     missing = "impact answers stay empty"
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The entries by dimension (key without the dimension), and each entry's attributed
+        # PPP with the message it was read from: a ranking parses only the entries that
+        # changed since the last one, not every referrer a big deployment has.
+        self.dimensions: dict[str, dict[str, bytes]] = {}
+        self._ranked_by: dict[str, tuple[bytes, float]] = {}
+
+    def apply(self, key: bytes, value: bytes | None) -> None:
+        super().apply(key, value)
+        dimension, _, rest = key.decode("utf-8").partition("/")
+        if value is None:
+            self.dimensions.get(dimension, {}).pop(rest, None)
+            self._ranked_by.pop(key.decode("utf-8"), None)
+        else:
+            self.dimensions.setdefault(dimension, {})[rest] = value
+
+    def reset(self) -> None:
+        super().reset()
+        self.dimensions.clear()
+        self._ranked_by.clear()
+
+    def _attributed_ppp(self, entry_key: str, raw: bytes) -> float:
+        cached = self._ranked_by.get(entry_key)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        ppp = float(orjson.loads(raw)["attributed_ppp"])
+        self._ranked_by[entry_key] = (raw, ppp)
+        return ppp
+
     def _everyone(self) -> dict[str, Any]:
         raw = self.raw.get(ALL_KEY)
         return entry_message(ALL_KEY, _EMPTY, 0) if raw is None else orjson.loads(raw)
 
     def summary(self) -> dict[str, Any]:
         """`GET /impact`: the `all` entry with its comparisons and the entries per dimension."""
-        return {**with_comparisons(self._everyone(), None), "dimensions": dimension_counts(self.raw)}
+        counts = {dimension: len(self.dimensions.get(dimension, ())) for dimension in DIMENSIONS}
+        return {**with_comparisons(self._everyone(), None), "dimensions": counts}
 
     def circle(self) -> dict[str, Any]:
         """`GET /circle`: the moments of the `all` entry, the share going on, the arc back."""
@@ -56,14 +87,16 @@ class ImpactView(FollowedTopic):
 
     def ranking(self, dimension: str, top: int) -> dict[str, Any]:
         """A dimension's entries by attributed PPP (then key), the first `top` of them."""
+        entries = self.dimensions.get(dimension, {})
         prefix = f"{dimension}/"
-        mine = [orjson.loads(raw) for key, raw in self.raw.items() if key.startswith(prefix)]
-        mine.sort(key=lambda entry: (-entry["attributed_ppp"], entry["key"]))
+        ranked = heapq.nsmallest(
+            top, entries, key=lambda key: (-self._attributed_ppp(prefix + key, entries[key]), key)
+        )
         everyone = self._everyone()
         return {
             "dimension": dimension,
-            "entries": len(mine),
-            "top": [with_comparisons(entry, everyone) for entry in mine[:top]],
+            "entries": len(entries),
+            "top": [with_comparisons(orjson.loads(entries[key]), everyone) for key in ranked],
         }
 
     @staticmethod

@@ -23,7 +23,6 @@ from journey.impact import (
     contribution,
     decode_change,
     decode_entry,
-    dimension_counts,
     encode_change,
     encode_entry,
     entry_message,
@@ -157,13 +156,6 @@ def test_converts_but_satisfies_less_is_flagged() -> None:
 def test_keys_split_at_the_first_slash_only() -> None:
     assert split_key("campaign/b2b/enterprise") == ("campaign", "b2b/enterprise")
     assert entry_message("campaign/a/b%20c", [0] * 13)["key"] == "a/b%20c"
-    assert dimension_counts(["all/*", "campaign/a", "campaign/b", "referrer/c-1"]) == {
-        "all": 1,
-        "campaign": 2,
-        "channel": 0,
-        "referrer": 1,
-        "referral_channel": 0,
-    }
 
 
 def test_a_change_delivered_again_is_not_counted_twice() -> None:
