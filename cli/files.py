@@ -30,16 +30,33 @@ __all__ = ["publish", "replay", "simulate"]
     is_flag=True,
     help="Print the impact entries (every dimension and key, with comparisons) instead of the customers.",
 )
+@click.option(
+    "--erasures",
+    "erasures_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A JSON-lines file of erasure requests: the result is as if the events they erase "
+    "had never been sent.",
+)
 @user_errors
-def replay(file: Path, strict: bool, jobs: int, impact: bool) -> None:
+def replay(file: Path, strict: bool, jobs: int, impact: bool, erasures_file: Path | None) -> None:
     """Print the final state of every customer from a JSON-lines FILE, without any broker.
 
     One JSON object per customer, sorted by customer_id; with --impact, one per impact
     entry, sorted by dimension then key. Invalid lines are reported on stderr and skipped
     (as the worker sends them to dead-letters)."""
+    from journey.erasure import horizons  # noqa: PLC0415
+    from journey.event_files import read_erasure_file  # noqa: PLC0415
     from journey.replay import default_jobs, replay_file  # noqa: PLC0415
 
     settings = load_settings()
+    erasures = None
+    if erasures_file is not None:
+        requests, bad = read_erasure_file(erasures_file, max_bytes=settings.max_event_bytes)
+        if strict and bad:
+            raise UserError(f"{bad[0].path}:{bad[0].number}: {bad[0].error}")
+        for line in bad:
+            click.echo(f"{line.path}:{line.number}: skipped: {line.error}", err=True)
+        erasures = horizons(requests)
     result = replay_file(
         file,
         settings.rules,
@@ -47,6 +64,7 @@ def replay(file: Path, strict: bool, jobs: int, impact: bool) -> None:
         max_bytes=settings.max_event_bytes,
         jobs=jobs or default_jobs(),
         impact=impact,
+        erasures=erasures,
     )
     if strict and result.invalid:
         first = result.invalid[0]
@@ -59,6 +77,10 @@ def replay(file: Path, strict: bool, jobs: int, impact: bool) -> None:
     out.flush()
     if result.invalid:
         click.echo(f"{len(result.invalid)} invalid lines skipped", err=True)
+    if erasures is not None:
+        click.echo(
+            f"{result.erased} events erased ({len(erasures)} customers with erasure requests)", err=True
+        )
 
 
 @click.command()

@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
-from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_json, validate_event
-from schemas.events import Event
+from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_erasure, parse_json, validate_event
+from schemas.events import ErasureRequest, Event
 from schemas.wire import json_number
 
-__all__ = ["FileLine", "read_event_file"]
+__all__ = ["FileLine", "read_erasure_file", "read_event_file"]
 
 # CSV cells are text; these fields are JSON numbers in events, so numeric text becomes one.
 _NUMERIC = {"score", "sentiment"}
@@ -110,3 +110,22 @@ def read_event_file(
                 yield FileLine(path, number, None, raw, str(exc))
                 continue
             yield FileLine(path, number, event, raw)
+
+
+def read_erasure_file(
+    path: Path, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> tuple[list[ErasureRequest], list[FileLine]]:
+    """The erasure requests of a JSON-lines file, and its invalid lines (their `event` is
+    None, their `error` says why). OSError if unreadable."""
+    requests: list[ErasureRequest] = []
+    invalid: list[FileLine] = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            raw = line.strip()
+            if not raw:
+                continue
+            try:
+                requests.append(parse_erasure(raw, max_bytes=max_bytes))
+            except InvalidEvent as exc:
+                invalid.append(FileLine(path, number, None, raw, str(exc)))
+    return requests, invalid

@@ -16,6 +16,7 @@ import orjson
 
 from journey.collector import fewer_collections
 from journey.customer import CustomerState
+from journey.erasure import Horizons, erased
 from journey.event_files import FileLine, read_event_file
 from journey.impact import Packed, contribution, impact_entries, impact_totals
 from journey.referrals import apply_link, join_all, sighting_for
@@ -37,6 +38,7 @@ class ReplayResult:
     events: int = 0
     duplicates: int = 0
     invalid: int = 0
+    erased: int = 0
 
     def sorted_states(self) -> list[CustomerState]:
         return [self.states[key] for key in sorted(self.states)]
@@ -48,10 +50,12 @@ def replay(
     *,
     on_invalid: Callable[[FileLine], None] | None = None,
     link: bool = True,
+    erasures: Horizons | None = None,
 ) -> ReplayResult:
     """Fold every valid line into its customer's state, in file order; then (unless `link`
     is False, for a caller that joins the shares of several parts) give the referred
-    customers the referral links the events make."""
+    customers the referral links the events make. Events that `erasures` remove are left
+    out, as if they had never been sent: they make no state, no sighting and no link."""
     result = ReplayResult()
     states = result.states
     sightings = result.sightings
@@ -61,6 +65,9 @@ def replay(
             result.invalid += 1
             if on_invalid is not None:
                 on_invalid(line)
+            continue
+        if erasures and erased(event, erasures):
+            result.erased += 1
             continue
         state = states.get(event.customer_id)
         if state is None:
@@ -98,6 +105,7 @@ class FileReplay:
     events: int
     duplicates: int
     impact: list[dict[str, Any]] | None = None
+    erased: int = 0
 
 
 def default_jobs() -> int:
@@ -136,6 +144,7 @@ class _Job:
     share: int
     shares: int
     impact: bool
+    erasures: Horizons | None = None
 
 
 @dataclass(slots=True)
@@ -167,7 +176,7 @@ def _fold(job: _Job) -> _Folded:
     )
     invalid: list[FileLine] = []
     with fewer_collections():
-        result = replay(lines, job.rules, on_invalid=invalid.append, link=False)
+        result = replay(lines, job.rules, on_invalid=invalid.append, link=False, erasures=job.erasures)
     return _Folded(result, invalid)
 
 
@@ -185,7 +194,7 @@ def _run_share(job: _Job, conn: Connection) -> None:
     try:
         folded = _fold(job)
         result = folded.result
-        conn.send((result.sightings, folded.invalid, result.events, result.duplicates))
+        conn.send((result.sightings, folded.invalid, result.events, result.duplicates, result.erased))
         conn.send(_finish(job, folded, conn.recv()))
     except BaseException as exc:  # handed to the parent, which raises it
         conn.send(exc)
@@ -210,6 +219,7 @@ def replay_file(
     jobs: int = 1,
     parallel_from_bytes: int = _PARALLEL_FROM_BYTES,
     impact: bool = False,
+    erasures: Horizons | None = None,
 ) -> FileReplay:
     """Replay a file, split by customer over `jobs` processes for JSON-lines files.
 
@@ -226,7 +236,7 @@ def replay_file(
         or "fork" not in (multiprocessing.get_all_start_methods())
     ):
         jobs = 1
-    work = [_Job(path, rules, currencies, max_bytes, share, jobs, impact) for share in range(jobs)]
+    work = [_Job(path, rules, currencies, max_bytes, share, jobs, impact, erasures) for share in range(jobs)]
     # fork: the workers start with everything imported, in milliseconds; this process
     # folds the first share meanwhile.
     context = multiprocessing.get_context("fork") if jobs > 1 else None
@@ -268,4 +278,5 @@ def replay_file(
         events=mine.result.events + sum(part[2] for part in handed),
         duplicates=mine.result.duplicates + sum(part[3] for part in handed),
         impact=impact_entries(totals) if impact else None,
+        erased=mine.result.erased + sum(part[4] for part in handed),
     )

@@ -15,10 +15,17 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.events import EVENT_MODELS, Event
+from schemas.events import EVENT_MODELS, ErasureRequest, Event
 from schemas.fast import fast_event
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "InvalidEvent", "parse_event", "parse_json", "validate_event"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "InvalidEvent",
+    "parse_erasure",
+    "parse_event",
+    "parse_json",
+    "validate_event",
+]
 
 # Events are a few hundred bytes; a megabyte is a broken or hostile producer.
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
@@ -163,6 +170,17 @@ def validate_event(
     try:
         # The validator itself: BaseModel.model_validate only wraps it.
         return model.__pydantic_validator__.validate_python(data, context={"currencies": currencies})
+    except ValidationError as exc:
+        raise InvalidEvent(_describe(exc)) from None
+
+
+def parse_erasure(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> ErasureRequest:
+    """Bytes of one erasure request (topic `erasures`, or a line of `--erasures FILE`)."""
+    data = parse_json(raw, max_bytes=max_bytes)
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"erasure request: must be a JSON object, not {type(data).__name__}")
+    try:
+        return ErasureRequest.model_validate({k: v for k, v in data.items() if v is not None})
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc)) from None
 

@@ -26,6 +26,7 @@ from pydantic import (
 __all__ = [
     "EVENT_MODELS",
     "MAX_AMOUNT",
+    "ErasureRequest",
     "Event",
     "EventType",
     "Moment",
@@ -222,6 +223,20 @@ class Share(_Event):
 
 
 Event = Touchpoint | Purchase | Survey | Share
+
+
+class ErasureRequest(BaseModel):
+    """A request to forget a customer's events up to a time (SPEC.md, "Erasure"), topic
+    `erasures`: every event of `customer_id` whose `occurred_at` is at or before
+    `requested_at`, including such events that arrive later. A repeated `request_id` is a
+    duplicate."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    request_id: Id
+    customer_id: Id
+    requested_at: Timestamp
+
 
 EVENT_MODELS: dict[str, type[Touchpoint] | type[Purchase] | type[Survey] | type[Share]] = {
     "touchpoint": Touchpoint,

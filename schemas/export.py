@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.events import Purchase, Share, Survey, Touchpoint
+from schemas.events import ErasureRequest, Purchase, Share, Survey, Touchpoint
 from schemas.outputs import CustomerState, DeadLetter, ImpactEntry, PppUpdate, ReferralLink
 
 __all__ = ["SCHEMAS", "export_schemas", "schema_of"]
@@ -22,6 +22,10 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "purchase.json": (Purchase, "A purchase or refund event, topic `purchases`."),
     "survey.json": (Survey, "A survey answer, topic `surveys`. The score must lie in its scale."),
     "share.json": (Share, "A share event (UMOT), topic `shares`."),
+    "erasure-request.json": (
+        ErasureRequest,
+        "A request to erase a customer's events up to `requested_at` (`journey replay --erasures`).",
+    ),
     "ppp-update.json": (PppUpdate, "A message on `ppp-updates`, keyed by customer_id."),
     "referral-link.json": (ReferralLink, "A message on `referral-links`, keyed by referrer_id."),
     "impact-entry.json": (ImpactEntry, "A message on `impact`, keyed by dimension/key."),
