@@ -20,7 +20,7 @@ from journey.erasure import erased, horizons
 from journey.replay import replay_file
 from journey.scoring import ScoringRules
 from journey.simulate import JourneySimulator
-from schemas.decode import InvalidEvent, parse_erasure
+from schemas.decode import InvalidEvent, parse_erasure, parse_event
 from schemas.events import ErasureRequest
 from tests.unit.strategies import RATES
 
@@ -69,7 +69,9 @@ def test_horizons_do_not_depend_on_order_or_repeats(
 
 
 def _write_world(path: Path, seed: int, count: int) -> list[dict[str, Any]]:
-    events = list(JourneySimulator(seed=seed, customers=count // 6, currencies=sorted(RATES.rates)).events(count))
+    events = list(
+        JourneySimulator(seed=seed, customers=count // 6, currencies=sorted(RATES.rates)).events(count)
+    )
     path.write_bytes(b"".join(json.dumps(event).encode() + b"\n" for event in events))
     return events
 
@@ -93,8 +95,6 @@ def test_replay_with_erasures_equals_replay_of_what_survives(tmp_path: Path, job
     until = horizons(requests)
     survivors = tmp_path / "survivors.jsonl"
     kept = []
-    from schemas.decode import parse_event
-
     for event in events:
         parsed = parse_event(json.dumps(event).encode(), expected_type=None, currencies=RATES.rates)
         if not erased(parsed, until):
@@ -102,27 +102,22 @@ def test_replay_with_erasures_equals_replay_of_what_survives(tmp_path: Path, job
     survivors.write_bytes(b"".join(json.dumps(event).encode() + b"\n" for event in kept))
     assert 0 < len(kept) < len(events)
 
-    with_erasures = replay_file(
-        tmp_path / "events.jsonl",
-        RULES,
-        currencies=RATES.rates,
-        jobs=jobs,
-        parallel_from_bytes=0,
-        erasures=until,
-        impact=True,
-    )
-    plain = replay_file(survivors, RULES, currencies=RATES.rates, jobs=1, impact=True)
+    def erasing(impact: bool) -> Any:
+        return replay_file(
+            tmp_path / "events.jsonl",
+            RULES,
+            currencies=RATES.rates,
+            jobs=jobs,
+            parallel_from_bytes=0,
+            erasures=until,
+            impact=impact,
+        )
+
+    with_erasures = erasing(impact=True)
     assert with_erasures.erased == len(events) - len(kept)
-    assert with_erasures.impact == plain.impact
-    states = replay_file(
-        tmp_path / "events.jsonl",
-        RULES,
-        currencies=RATES.rates,
-        jobs=jobs,
-        parallel_from_bytes=0,
-        erasures=until,
-    )
-    assert states.lines == replay_file(survivors, RULES, currencies=RATES.rates, jobs=1).lines
+    assert with_erasures.impact == replay_file(survivors, RULES, currencies=RATES.rates, impact=True).impact
+    states = erasing(impact=False)
+    assert states.lines == replay_file(survivors, RULES, currencies=RATES.rates).lines
     # An erased referrer's links are gone from the customers it brought in.
     gone = {r.customer_id for r in requests if r.requested_at.year == 2100}
     for line in states.lines:
