@@ -50,10 +50,6 @@ class Leaders:
             self.floor = left_out if self.floor is None else max(self.floor, left_out)
         return True
 
-    def remove(self, customer_id: str) -> bool:
-        """A customer that is no longer held (erased): it has no PPP any more."""
-        return self.members.pop(customer_id, None) is not None
-
     def needs_rebuild(self, count: int = LEADERS) -> bool:
         """Whether the top `count` may miss a customer left out earlier."""
         if self.floor is None:

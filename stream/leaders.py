@@ -40,7 +40,6 @@ class LeaderBoard:
         # The partitions this worker owns; None after an assignment, until recovery is over.
         self.owned: frozenset[int] | None = None
         self.dirty: set[int] = set()
-        self.rebuilds = 0
         # Customers offered while a rebuild reads the store: offered again when it ends.
         self._touched: set[str] | None = None
 
@@ -87,7 +86,6 @@ class LeaderBoard:
         for partition in partitions & (self.owned or frozenset()):  # a rebalance may have come
             self.leaders[partition] = fresh[partition]
             self.dirty.add(partition)
-        self.rebuilds += 1
 
     def _offer_held(self, fresh: dict[int, Leaders], customer_id: str) -> None:
         raw = self.store.get(customer_id)
