@@ -34,6 +34,7 @@ class LiveFeed:
         self.interval = interval
         self.heartbeat = heartbeat
         self._rendered: tuple[int, bytes] | None = None
+        self._sections: tuple[int, dict[str, str]] | None = None
         # Drawing the sections reads every impact entry of the ranked dimensions: with
         # hundreds of thousands of referrers that takes a while, so the next drawing waits
         # ten times as long as the last one took, and the page never costs a busy worker
@@ -41,6 +42,14 @@ class LiveFeed:
         self._next_render = 0.0
         self._closing = asyncio.Event()
         self.clients = 0
+
+    def sections(self) -> dict[str, str]:
+        """The live sections as they are now, for a page load: drawn again only when the
+        data changed since the last drawing (a page load never waits for the pause)."""
+        version = self._version()
+        if self._sections is None or self._sections[0] != version:
+            self._sections = (version, self._render())
+        return self._sections[1]
 
     def _payload(self, version: int) -> bytes | None:
         """The sections for `version` of the data, rendered once for every client; None
@@ -51,6 +60,7 @@ class LiveFeed:
         if self._rendered is not None and started < self._next_render:
             return None
         sections = self._render()
+        self._sections = (version, sections)
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._rendered = (version, orjson.dumps({"sections": sections, "at": at}))
         self._next_render = time.monotonic() + 10 * (time.monotonic() - started)

@@ -92,7 +92,7 @@ def register_views(
         state = None if customer_id is None else held_state(customers, customer_id)
         # An unknown customer is a message on the page, which itself was found: 200.
         card = render_card(customer_id, state)
-        body = render_page(sections(), card, asset=asset_url, signed_in=not access.open)
+        body = render_page(feed.sections(), card, asset=asset_url, signed_in=not access.open)
         return web.html(body, headers={"Cache-Control": "no-store"})
 
     async def sign_in_page(

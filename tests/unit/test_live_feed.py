@@ -40,3 +40,19 @@ def test_sections_are_drawn_once_per_change_and_paused_after_a_slow_drawing(
     second = feed._payload(2)
     assert second is not None and len(drawn) == 2
     assert orjson.loads(second)["sections"] == {"north": "<p>2</p>"}
+
+
+def test_a_page_load_reuses_the_last_drawing_of_the_same_data() -> None:
+    drawn: list[int] = []
+    version = [1]
+
+    def render() -> dict[str, str]:
+        drawn.append(1)
+        return {"north": str(len(drawn))}
+
+    feed = LiveFeed(render, lambda: version[0])
+    assert feed._payload(1) is not None and len(drawn) == 1
+    assert feed.sections() == {"north": "1"} and len(drawn) == 1  # the stream's drawing, reused
+    version[0] = 2
+    assert feed.sections() == {"north": "2"} and len(drawn) == 2
+    assert feed.sections() == {"north": "2"} and len(drawn) == 2
