@@ -6,6 +6,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -59,6 +60,50 @@ def encode_first_format(state: CustomerState) -> bytes:
     )
 
 
+def encode_third_format(state: CustomerState) -> bytes:
+    """How releases before MessagePack wrote a customer: flat JSON arrays (the writer as it was)."""
+
+    def split(items: list[tuple[int, Decimal]]) -> tuple[list[int], list[str]]:
+        return [ts for ts, _ in items], [str(value) for _, value in items]
+
+    latest = state.latest_survey
+    survey_stamps, survey_values = split(state.window_surveys)
+    sentiment_stamps, sentiment_values = split(state.sentiments)
+    money_stamps, money_values = split(state.recent_money)
+    return orjson.dumps(
+        [
+            3,
+            state.customer_id,
+            sorted(state.seen),
+            state.first_us,
+            state.last_us,
+            [state.surveys, state.purchases, state.refunds, *state.moments],
+            survey_stamps,
+            survey_values,
+            str(state.window_survey_sum),
+            None if latest is None else [latest[0], latest[1], str(latest[2])],
+            sentiment_stamps,
+            sentiment_values,
+            str(state.sentiment_sum),
+            str(state.lifetime_net),
+            money_stamps,
+            money_values,
+            str(state.recent_sum),
+            state.version,
+            str(state.csat),
+            str(state.cltv),
+            str(state.cltv_365d),
+            str(state.ppp),
+            None if state.previous_ppp is None else str(state.previous_ppp),
+            state.cause_event_id,
+            state.cause_type,
+            list(state.campaigns),
+            list(state.channels),
+            [[share_id, referrer, channel] for share_id, (referrer, channel) in state.referrals.items()],
+        ]
+    )
+
+
 @PROFILE
 @given(st.data())
 def test_every_field_survives_the_encoding(data: st.DataObject) -> None:
@@ -82,8 +127,16 @@ def test_a_changelog_written_in_the_first_format_is_still_read(data: st.DataObje
 @given(st.data())
 def test_a_changelog_written_in_the_second_format_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
-    second = orjson.dumps([2, *orjson.loads(encode_state(state))[1:-3]])
+    second = orjson.dumps([2, *orjson.loads(encode_third_format(state))[1:-3]])
     assert decode_state(second) == without_keys(state)
+
+
+@PROFILE
+@given(st.data())
+def test_a_changelog_written_in_the_third_format_is_still_read(data: st.DataObject) -> None:
+    state = folded(data)
+    state.campaigns, state.referrals = {"été/2026"}, {"s-1": ("c-0", "social")}
+    assert decode_state(encode_third_format(state)) == state
 
 
 def test_referral_keys_survive_the_encoding() -> None:
@@ -92,10 +145,15 @@ def test_referral_keys_survive_the_encoding() -> None:
 
 
 def test_the_encoding_names_its_format() -> None:
-    assert orjson.loads(encode_state(CustomerState("c-1")))[0] == 3
+    assert msgspec.msgpack.decode(encode_state(CustomerState("c-1")))[0] == 4
 
 
 def test_a_format_from_a_newer_release_is_refused_not_misread() -> None:
-    newer = orjson.dumps([4, *orjson.loads(encode_state(CustomerState("c-1")))[1:]])
+    fields = msgspec.msgpack.decode(encode_state(CustomerState("c-1")))
+    with pytest.raises(ValueError, match="format 5"):
+        decode_state(msgspec.msgpack.encode([5, *fields[1:]]))
+    with pytest.raises(ValueError, match="cannot read"):
+        decode_state(msgspec.msgpack.encode([5, *fields[1:-3]]))  # a shape this release does not know
+    newer_json = orjson.dumps([4, *orjson.loads(encode_third_format(CustomerState("c-1")))[1:]])
     with pytest.raises(ValueError, match="format 4"):
-        decode_state(newer)
+        decode_state(newer_json)
