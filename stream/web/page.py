@@ -113,8 +113,8 @@ def customer_link(customer_id: str) -> str:
     return f'<a href="/?customer={_attr(quote(customer_id, safe=""))}#card">{escape(customer_id)}</a>'
 
 
-def _when(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).strftime("%H:%M:%S UTC")
+def _now() -> str:
+    return datetime.now(UTC).strftime("%H:%M:%S UTC")
 
 
 def render_north(everyone: Mapping[str, Any]) -> str:
@@ -410,6 +410,9 @@ def render_sections(
     }
 
 
+_TITLE = '<h1><span class="logo" aria-hidden="true">\u25cb</span> journey</h1>'
+
+
 def _head(title: str, asset: Callable[[str], str]) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -424,8 +427,7 @@ def render_sign_in(*, asset: Callable[[str], str], refused: bool) -> str:
     """The sign-in form (SPEC.md, "Access"): the token once, then a session cookie."""
     notice = '<p class="notice" role="alert">That token was not accepted.</p>' if refused else ""
     return (
-        _head("journey: sign in", asset)
-        + '</head><body><header><h1><span class="logo" aria-hidden="true">\u25cb</span> journey</h1></header>'
+        _head("journey: sign in", asset) + f"</head><body><header>{_TITLE}</header>"
         '<main><section class="panel signin" aria-labelledby="signin-title">'
         '<h2 id="signin-title">Sign in</h2>'
         "<p>This worker asks for its API token (<code>JOURNEY_API_TOKEN</code>) before it shows customers' data.</p>"
@@ -455,8 +457,8 @@ def render_page(
     return (
         _head("journey: the circle of the customer journey", asset)
         + f'<script src="{asset("journey.js")}" defer></script></head><body>'
-        '<header><h1><span class="logo" aria-hidden="true">\u25cb</span> journey</h1>'
-        f'<p id="live" role="status" data-state="snapshot">Snapshot of {_when()}: '
+        f"<header>{_TITLE}"
+        f'<p id="live" role="status" data-state="snapshot">Snapshot of {_now()}: '
         f"reload for the latest figures.</p>{sign_out}</header><main>"
         f"{live}"
         f'<section id="card" aria-labelledby="card-heading" class="panel">{card}</section>'
