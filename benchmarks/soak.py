@@ -22,6 +22,8 @@ from aiokafka import AIOKafkaProducer
 
 from journey.customer import CustomerState
 from journey.money import load_rates
+from journey.referrals import join_all, sighting_for
+from journey.replay import link_referrals
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
@@ -149,13 +151,20 @@ async def main() -> None:
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(1)
+            # What replay makes of the same events, referral links included (they give the
+            # referred customers their `referred_by` and `referral_channels` keys).
             rules = ScoringRules(rates=rates)
             states: dict[str, CustomerState] = {}
+            sightings: list[dict[str, Any]] = []
             for raw in sent:
                 parsed = parse_event(raw, expected_type=None, currencies=rates)
                 apply_event(
                     states.setdefault(parsed.customer_id, CustomerState(parsed.customer_id)), parsed, rules
                 )
+                sighting = sighting_for(parsed)
+                if sighting is not None:
+                    sightings.append(sighting)
+            link_referrals(states, join_all(sightings))
             mismatches = 0
             for customer_id in list(states)[:: max(1, len(states) // 2000)]:
                 token = os.environ.get("JOURNEY_API_TOKEN")  # the worker has the same environment
