@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,27 +15,31 @@ __all__ = ["FollowedTopic"]
 log = logging.getLogger(__name__)
 
 
-class FollowedTopic:
+class FollowedTopic(ABC):
     """The latest message of every key of a topic, read from the beginning and then as the
     topic grows, as a downstream consumer would (no consumer group).
 
-    Kept as the bytes that came, and parsed when asked: a busy worker's view takes
-    thousands of messages a second and answers a few requests."""
+    A subclass keeps the bytes that came as it will look them up (`_keep`, `_forget`) and
+    parses them when asked: a busy worker's view takes thousands of messages a second and
+    answers a few requests."""
 
     # What a missing topic means to the reader of the log.
     missing = "answers stay empty"
 
     def __init__(self) -> None:
-        self.raw: dict[str, bytes] = {}
         # Messages read so far: a watcher compares it with what it saw to know when to look again.
         self.changes = 0
 
     def apply(self, key: bytes, value: bytes | None) -> None:
-        if value is None:
-            self.raw.pop(key.decode("utf-8"), None)  # a tombstone: the key is gone
-        else:
-            self.raw[key.decode("utf-8")] = value
+        """One message: its key's latest value, or None for a tombstone (the key is gone)."""
+        self._keep(key.decode("utf-8"), value)
         self.changes += 1
+
+    @abstractmethod
+    def _keep(self, key: str, value: bytes | None) -> None: ...
+
+    @abstractmethod
+    def _forget(self) -> None: ...
 
     async def follow(self, kafka: Mapping[str, Any], topic: str) -> None:
         """Read `topic` from the beginning and keep following it until cancelled."""
@@ -53,5 +58,5 @@ class FollowedTopic:
 
     def reset(self) -> None:
         """Forget everything read (the topic is read again from its beginning)."""
-        self.raw.clear()
+        self._forget()
         self.changes += 1

@@ -20,6 +20,7 @@ from journey.impact import (
     DIMENSIONS,
     circle,
     entry_message,
+    split_key,
     unpack,
     with_comparisons,
 )
@@ -45,19 +46,20 @@ class ImpactView(FollowedTopic):
         self.dimensions: dict[str, dict[str, bytes]] = {}
         self._ranked_by: dict[str, tuple[bytes, float]] = {}
 
-    def apply(self, key: bytes, value: bytes | None) -> None:
-        super().apply(key, value)
-        dimension, _, rest = key.decode("utf-8").partition("/")
+    def _keep(self, key: str, value: bytes | None) -> None:
+        dimension, rest = split_key(key)
         if value is None:
             self.dimensions.get(dimension, {}).pop(rest, None)
-            self._ranked_by.pop(key.decode("utf-8"), None)
+            self._ranked_by.pop(key, None)
         else:
             self.dimensions.setdefault(dimension, {})[rest] = value
 
-    def reset(self) -> None:
-        super().reset()
+    def _forget(self) -> None:
         self.dimensions.clear()
         self._ranked_by.clear()
+
+    def _raw(self, dimension: str, key: str) -> bytes | None:
+        return self.dimensions.get(dimension, {}).get(key)
 
     def _attributed_ppp(self, entry_key: str, raw: bytes) -> float:
         cached = self._ranked_by.get(entry_key)
@@ -68,7 +70,7 @@ class ImpactView(FollowedTopic):
         return ppp
 
     def _everyone(self) -> dict[str, Any]:
-        raw = self.raw.get(ALL_KEY)
+        raw = self._raw(*split_key(ALL_KEY))
         return entry_message(ALL_KEY, _EMPTY, 0) if raw is None else orjson.loads(raw)
 
     def summary(self) -> dict[str, Any]:
@@ -82,7 +84,7 @@ class ImpactView(FollowedTopic):
 
     def entry(self, dimension: str, key: str) -> dict[str, Any] | None:
         """One entry with its comparisons, or None when unknown."""
-        raw = self.raw.get(f"{dimension}/{key}")
+        raw = self._raw(dimension, key)
         return None if raw is None else with_comparisons(orjson.loads(raw), self._everyone())
 
     def ranking(self, dimension: str, top: int) -> dict[str, Any]:

@@ -139,6 +139,19 @@ class LeadersView(FollowedTopic):
 
     missing = "no platinum customers to show"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: dict[str, bytes] = {}  # partition number -> its top, a JSON list
+
+    def _keep(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self.raw.pop(key, None)
+        else:
+            self.raw[key] = value
+
+    def _forget(self) -> None:
+        self.raw.clear()
+
     def top(self, count: int) -> list[dict[str, Any]]:
         """The top `count` customers by PPP across every partition."""
         views: list[dict[str, Any]] = []
