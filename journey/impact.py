@@ -411,6 +411,12 @@ class _Figures:
         return _ratio(self.csat_sum, self.surveyed)
 
 
+def _k_factor(everyone: Mapping[str, Any]) -> Any:
+    """Customers brought in by referrals per customer who shared (the `all` entry's)."""
+    referred, sharers = _decimal(everyone["referred"]), _decimal(everyone["moments"]["umot"])
+    return _out(_rounded(_ratio(referred, sharers), _TEN_THOUSANDTH))
+
+
 def with_comparisons(entry: Mapping[str, Any], everyone: Mapping[str, Any] | None) -> dict[str, Any]:
     """`entry` (a published entry) with the comparisons of SPEC.md, against `everyone` (the
     published `all` entry) for every entry but `all` itself."""
@@ -420,8 +426,7 @@ def with_comparisons(entry: Mapping[str, Any], everyone: Mapping[str, Any] | Non
     out["conversion"] = _out(_rounded(mine.conversion(), _TEN_THOUSANDTH))
     out["mean_csat"] = _out(_rounded(mine.mean_csat(), _CENT))
     if entry["dimension"] == "all":
-        referred, sharers = _decimal(entry["referred"]), _decimal(entry["moments"]["umot"])
-        out["k_factor"] = _out(_rounded(_ratio(referred, sharers), _TEN_THOUSANDTH))
+        out["k_factor"] = _k_factor(entry)
         return out
     # Outside the key: everyone else (O = all - E, count by count and sum by sum).
     others = _Figures.of(everyone).minus(mine) if everyone is not None else None
@@ -456,12 +461,11 @@ def circle(everyone: Mapping[str, Any]) -> dict[str, Any]:
         moment: _out(_rounded(_ratio(count, before), _TEN_THOUSANDTH))
         for moment, count, before in zip(_MOMENTS[1:], counts[1:], counts[:-1], strict=True)
     }
-    k_factor = _rounded(_ratio(_decimal(everyone["referred"]), counts[-1]), _TEN_THOUSANDTH)
     return {
         "moments": dict(moments),
         "onward": onward,
         "referred": everyone["referred"],
-        "k_factor": _out(k_factor),
+        "k_factor": _k_factor(everyone),
     }
 
 
