@@ -89,6 +89,9 @@ class CustomerState:
     campaigns: set[str] = field(default_factory=set)
     channels: set[str] = field(default_factory=set)
     referrals: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The share_ids the customer's events took part in (its shares, and the shares its ZMOT
+    # touchpoints name): the joins an erasure of the customer must reach.
+    joined: set[str] = field(default_factory=set)
     # The impact entries of those keys (`journey.impact.contribution`), kept while the keys
     # stay as they are (whoever adds a key sets this to None): keys rarely change, and
     # building the entries' names was a third of a contribution's cost. Not stored.
@@ -172,6 +175,8 @@ class _Record(msgspec.Struct, array_like=True):
     campaigns: set[str]
     channels: set[str]
     referrals: dict[str, tuple[str, str]]
+    # Added within format 4: a record written without it reads as no joins.
+    joined: set[str] = msgspec.field(default_factory=set)
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -216,6 +221,7 @@ def encode_state(state: CustomerState) -> bytes:
             state.campaigns,
             state.channels,
             state.referrals,
+            state.joined,
         )
     )
 
@@ -260,6 +266,7 @@ def _decode_record(raw: bytes) -> CustomerState:
         record.campaigns,
         record.channels,
         record.referrals,
+        record.joined,
     )
 
 

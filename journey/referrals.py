@@ -18,12 +18,14 @@ from journey.customer import CustomerState, format_us, to_us
 from schemas.events import Event, Share, Touchpoint
 
 __all__ = [
+    "ForgetResult",
     "JoinResult",
     "ShareJoin",
     "apply_link",
     "apply_sighting",
     "decode_join",
     "encode_join",
+    "forget",
     "join_all",
     "sighting_for",
 ]
@@ -53,21 +55,39 @@ def sighting_for(event: Event) -> dict[str, Any] | None:
 
 @dataclass(slots=True)
 class ShareJoin:
-    """Everything known about one share_id."""
+    """Everything known about one share_id.
+
+    Every ZMOT touchpoint that names the share is kept, linked or not, so that an erasure
+    can take some of them back and the link be made again from one that survives."""
 
     share_id: str
     # (referrer_id, channel, shared_at_us, event_id) once the share itself was seen.
     share: tuple[str, str, int, str] | None = None
-    # ZMOT touchpoints seen before the share: event_id -> (referred_id, at_us).
-    pending: dict[str, tuple[str, int]] = field(default_factory=dict)
-    linked: set[str] = field(default_factory=set)
+    # Every ZMOT touchpoint naming the share: event_id -> (referred_id, at_us).
+    touchpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Referred customers linked so far -> the event_id of the touchpoint that made the link
+    # ("" for a link recorded by a worker before touchpoints were kept).
+    linked: dict[str, str] = field(default_factory=dict)
     self_referrals: set[str] = field(default_factory=set)
+
+    def is_empty(self) -> bool:
+        return self.share is None and not self.touchpoints and not self.linked
 
 
 @dataclass(frozen=True, slots=True)
 class JoinResult:
     links: list[dict[str, Any]]
     self_referrals: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetResult:
+    """What forgetting a customer's sightings did to a join: the links it takes back
+    (`share_id`, `referrer_id`, `referred_id`, as `erasure-log` lists them) and the links
+    made again from a touchpoint that survives."""
+
+    retracted: list[dict[str, str]]
+    links: list[dict[str, Any]]
 
 
 def _link(join: ShareJoin, referred_id: str, event_id: str, at: int) -> dict[str, Any]:
@@ -95,34 +115,87 @@ def _resolve(join: ShareJoin, referred_id: str, event_id: str, at: int) -> tuple
         return None, 1
     if referred_id in join.linked:
         return None, 0
-    join.linked.add(referred_id)
+    join.linked[referred_id] = event_id
     return _link(join, referred_id, event_id, at), 0
+
+
+def _in_time_order(touchpoints: dict[str, tuple[str, int]]) -> list[tuple[str, tuple[str, int]]]:
+    # Event time, then event_id: which touchpoint of a customer makes the link then does
+    # not depend on the order the touchpoints came in.
+    return sorted(touchpoints.items(), key=lambda item: (item[1][1], item[0]))
+
+
+def _link_waiting(join: ShareJoin) -> tuple[list[dict[str, Any]], int]:
+    links: list[dict[str, Any]] = []
+    selfs = 0
+    for event_id, (referred_id, at) in _in_time_order(join.touchpoints):
+        link, counted = _resolve(join, referred_id, event_id, at)
+        selfs += counted
+        if link is not None:
+            links.append(link)
+    return links, selfs
 
 
 def apply_sighting(join: ShareJoin, sighting: dict[str, Any]) -> JoinResult:
     """Fold one sighting (from `sighting_for`) into the join of its share_id, in place."""
-    links: list[dict[str, Any]] = []
-    selfs = 0
     if sighting["kind"] == "share":
         if join.share is not None:
-            return JoinResult(links, 0)  # the first share with this id wins
+            return JoinResult([], 0)  # the first share with this id wins
         join.share = (sighting["customer_id"], sighting["channel"], sighting["at"], sighting["event_id"])
-        # Touchpoints that were waiting link in event-time order, so the choice of which
-        # touchpoint of a customer makes the link does not depend on arrival order.
-        waiting = sorted(join.pending.items(), key=lambda item: (item[1][1], item[0]))
-        join.pending.clear()
-        for event_id, (referred_id, at) in waiting:
-            link, counted = _resolve(join, referred_id, event_id, at)
-            selfs += counted
-            if link is not None:
-                links.append(link)
-        return JoinResult(links, selfs)
+        return JoinResult(*_link_waiting(join))
     referred_id, event_id, at = sighting["customer_id"], sighting["event_id"], sighting["at"]
+    if event_id in join.touchpoints:
+        return JoinResult([], 0)  # the same touchpoint again
+    join.touchpoints[event_id] = (referred_id, at)
     if join.share is None:
-        join.pending[event_id] = (referred_id, at)
-        return JoinResult(links, 0)
+        return JoinResult([], 0)
     link, selfs = _resolve(join, referred_id, event_id, at)
     return JoinResult([link] if link else [], selfs)
+
+
+def forget(join: ShareJoin, customer_id: str, horizon_us: int) -> ForgetResult:
+    """Forget, in place, the sightings of `customer_id` at or before `horizon_us` (an
+    erasure): the share if it was the customer's, and its touchpoints naming the share.
+
+    Afterwards the join is what the surviving sightings make, whatever their order: a link
+    whose share or touchpoint is gone is retracted; a referred customer whose linking
+    touchpoint is gone but who has another one that survives is linked again from it."""
+    retracted: list[dict[str, str]] = []
+    share = join.share
+    if share is not None and share[0] == customer_id and share[2] <= horizon_us:
+        retracted = [
+            {"share_id": join.share_id, "referrer_id": customer_id, "referred_id": referred}
+            for referred in sorted(join.linked)
+        ]
+        join.share = None
+        join.linked.clear()
+        join.self_referrals.clear()
+        share = None
+    gone = {
+        event_id
+        for event_id, (referred, at) in join.touchpoints.items()
+        if referred == customer_id and at <= horizon_us
+    }
+    for event_id in gone:
+        del join.touchpoints[event_id]
+    join.self_referrals -= gone
+    made = join.linked.get(customer_id)
+    if share is None or made is None or (made and made not in gone):
+        return ForgetResult(retracted, [])
+    # A link recorded before touchpoints were kept ("") has no known touchpoint: it goes
+    # when none of the customer's touchpoints survives.
+    if made == "" and any(referred == customer_id for referred, _ in join.touchpoints.values()):
+        return ForgetResult(retracted, [])
+    del join.linked[customer_id]
+    retracted.append({"share_id": join.share_id, "referrer_id": share[0], "referred_id": customer_id})
+    links: list[dict[str, Any]] = []
+    for event_id, (referred, at) in _in_time_order(join.touchpoints):
+        if referred == customer_id:
+            link, _ = _resolve(join, referred, event_id, at)
+            if link is not None:
+                links.append(link)
+            break
+    return ForgetResult(retracted, links)
 
 
 def apply_link(state: CustomerState, link: dict[str, Any]) -> bool:
@@ -154,20 +227,24 @@ def encode_join(join: ShareJoin) -> bytes:
         {
             "s": join.share_id,
             "sh": join.share,
-            "p": [[event_id, referred, at] for event_id, (referred, at) in join.pending.items()],
-            "l": sorted(join.linked),
+            "t": [[event_id, referred, at] for event_id, (referred, at) in join.touchpoints.items()],
+            "k": sorted(join.linked.items()),
             "x": sorted(join.self_referrals),
         }
     )
 
 
 def decode_join(raw: bytes) -> ShareJoin:
+    """A join's changelog record; also the older form, which kept only the touchpoints
+    still waiting for their share ("p") and the linked customers without their touchpoint ("l")."""
     data = orjson.loads(raw)
     share = data["sh"]
+    touchpoints = data["t"] if "t" in data else data["p"]
+    linked = data["k"] if "k" in data else [(referred, "") for referred in data["l"]]
     return ShareJoin(
         share_id=data["s"],
         share=None if share is None else (share[0], share[1], int(share[2]), share[3]),
-        pending={event_id: (referred, int(at)) for event_id, referred, at in data["p"]},
-        linked=set(data["l"]),
+        touchpoints={event_id: (referred, int(at)) for event_id, referred, at in touchpoints},
+        linked=dict(linked),
         self_referrals=set(data["x"]),
     )

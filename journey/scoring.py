@@ -105,7 +105,10 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
         if event.campaign is not None and event.campaign not in state.campaigns:
             state.campaigns.add(event.campaign)
             state.entry_keys = None
+        if event.referral_share_id is not None and event.moment == "zmot":
+            state.joined.add(event.referral_share_id)
     elif isinstance(event, Share):
+        state.joined.add(event.share_id)
         state.moments[_UMOT] += 1
         _add_sentiment(state, at, event.sentiment, csat_start)
     elif isinstance(event, Survey):

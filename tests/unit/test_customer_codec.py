@@ -113,7 +113,7 @@ def test_every_field_survives_the_encoding(data: st.DataObject) -> None:
 
 def without_keys(state: CustomerState) -> CustomerState:
     """What formats before the impact keys could hold of a state."""
-    return replace(state, campaigns=set(), channels=set(), referrals={})
+    return replace(state, campaigns=set(), channels=set(), referrals={}, joined=set())
 
 
 @PROFILE
@@ -136,7 +136,16 @@ def test_a_changelog_written_in_the_second_format_is_still_read(data: st.DataObj
 def test_a_changelog_written_in_the_third_format_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
     state.campaigns, state.referrals = {"été/2026"}, {"s-1": ("c-0", "social")}
-    assert decode_state(encode_third_format(state)) == state
+    assert decode_state(encode_third_format(state)) == replace(state, joined=set())
+
+
+@PROFILE
+@given(st.data())
+def test_a_record_of_format_4_written_before_joins_were_kept_is_still_read(data: st.DataObject) -> None:
+    state = folded(data)
+    fields = msgspec.msgpack.decode(encode_state(state))
+    older = msgspec.msgpack.encode(fields[:-1])  # the array without its last field, `joined`
+    assert decode_state(older) == replace(state, joined=set())
 
 
 def test_referral_keys_survive_the_encoding() -> None:
