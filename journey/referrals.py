@@ -69,9 +69,12 @@ class ShareJoin:
     # ("" for a link recorded by a worker before touchpoints were kept).
     linked: dict[str, str] = field(default_factory=dict)
     self_referrals: set[str] = field(default_factory=set)
+    # Erased customers -> their horizon: a sighting of theirs at or before it, delivered
+    # again after the erasure (a redelivery after a crash), stays forgotten.
+    forgotten: dict[str, int] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
-        return self.share is None and not self.touchpoints and not self.linked
+        return self.share is None and not self.touchpoints and not self.linked and not self.forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,8 @@ def _link_waiting(join: ShareJoin) -> tuple[list[dict[str, Any]], int]:
 
 def apply_sighting(join: ShareJoin, sighting: dict[str, Any]) -> JoinResult:
     """Fold one sighting (from `sighting_for`) into the join of its share_id, in place."""
+    if sighting["at"] <= join.forgotten.get(sighting["customer_id"], sighting["at"] - 1):
+        return JoinResult([], 0)  # erased
     if sighting["kind"] == "share":
         if join.share is not None:
             return JoinResult([], 0)  # the first share with this id wins
@@ -161,6 +166,7 @@ def forget(join: ShareJoin, customer_id: str, horizon_us: int) -> ForgetResult:
     whose share or touchpoint is gone is retracted; a referred customer whose linking
     touchpoint is gone but who has another one that survives is linked again from it."""
     retracted: list[dict[str, str]] = []
+    join.forgotten[customer_id] = max(horizon_us, join.forgotten.get(customer_id, horizon_us))
     share = join.share
     if share is not None and share[0] == customer_id and share[2] <= horizon_us:
         retracted = [
@@ -230,6 +236,7 @@ def encode_join(join: ShareJoin) -> bytes:
             "t": [[event_id, referred, at] for event_id, (referred, at) in join.touchpoints.items()],
             "k": sorted(join.linked.items()),
             "x": sorted(join.self_referrals),
+            "f": join.forgotten,
         }
     )
 
@@ -247,4 +254,5 @@ def decode_join(raw: bytes) -> ShareJoin:
         touchpoints={event_id: (referred, int(at)) for event_id, referred, at in touchpoints},
         linked=dict(linked),
         self_referrals=set(data["x"]),
+        forgotten=data.get("f", {}),
     )

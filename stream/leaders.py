@@ -55,6 +55,12 @@ class LeaderBoard:
         ):
             self.dirty.add(partition)
 
+    def discard(self, partition: int, customer_id: str) -> None:
+        """A customer erased: no longer a candidate (the floor still bounds everyone else)."""
+        leaders = self.leaders.get(partition)
+        if leaders is not None and leaders.members.pop(customer_id, None) is not None:
+            self.dirty.add(partition)
+
     def reset(self) -> None:
         """A new assignment: any customer may have changed elsewhere in between."""
         self.owned = None

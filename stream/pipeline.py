@@ -31,6 +31,14 @@ import orjson
 from faust.types import TP
 
 from journey.customer import CustomerState, decode_state, encode_state, format_us, to_us
+from journey.erasure import (
+    ErasureRecord,
+    Pending,
+    decode_record,
+    encode_record,
+    erase_state,
+    log_message,
+)
 from journey.impact import (
     Contribution,
     ImpactEntry,
@@ -44,16 +52,26 @@ from journey.impact import (
     entry_message,
     unpack,
 )
-from journey.referrals import ShareJoin, apply_link, apply_sighting, encode_join, sighting_for
+from journey.referrals import (
+    JoinResult,
+    ShareJoin,
+    apply_link,
+    apply_sighting,
+    encode_join,
+    forget,
+    sighting_for,
+)
 from journey.scoring import ScoringRules, apply_event, ppp_update
 from journey.settings import Settings
-from schemas.decode import InvalidEvent, parse_event
-from schemas.events import Event
+from schemas.decode import InvalidEvent, parse_erasure, parse_event
+from schemas.events import ErasureRequest, Event
 from stream.batching import JourneyApp, current_record, make_current
 from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
+from stream.connection import kafka_options
 from stream.leaders import LeaderBoard
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
+from stream.tail import read_partitions
 from stream.topics import TopicNames
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
@@ -130,6 +148,18 @@ class _Batch:
     # Faust's current event for each partition of the batch (see `current_record`).
     current: dict[int, faust.EventT[Any]] = field(default_factory=dict)
     tally: BatchTally = field(default_factory=BatchTally)
+    # Erasure horizons of the batch's customers that have one (see `_state`).
+    horizons: dict[str, int] = field(default_factory=dict)
+    # Sightings for the share joins: (customer_id, at_us, share key, message), sent once
+    # the batch is over, without those an erasure later in the batch removed.
+    sightings: list[tuple[str, int, bytes, bytes]] = field(default_factory=list)
+    # What erasures changed, to leave with the customers' states in one request (see
+    # `_store_customers`): erasure records by partition, customers erased, messages to the
+    # share joins (forget) and to `erasure-log`.
+    records: defaultdict[int, dict[str, ErasureRecord]] = field(default_factory=lambda: defaultdict(dict))
+    erased: set[str] = field(default_factory=set)
+    forgets: list[tuple[bytes, bytes]] = field(default_factory=list)
+    logs: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +180,8 @@ class Pipeline:
         self.metrics = metrics
         names = TopicNames(settings.topic_prefix, settings.app_id)
         self.config = _Config(settings.rules, names, partitions, settings.max_event_bytes)
-        self.inputs = self._raw_topic(app, *names.inputs, names.rekeyed, names.referred)
+        self._kafka = kafka_options(settings)
+        self.inputs = self._raw_topic(app, *names.inputs, names.erasures, names.rekeyed, names.referred)
         self.share_joins = self._raw_topic(app, names.share_joins)
         self.impact_changes = self._raw_topic(app, names.impact_changes)
         # Keys are customer_id / share_id as UTF-8, exactly as the source topics are keyed,
@@ -162,6 +193,9 @@ class Pipeline:
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
         # Impact entries by `dimension/key`, each owned by the partition its changes arrive on.
         self.impact = self._table(app, "impact", IMPACT_ENTRY_CODEC, partitions)
+        # What each erased customer's requests were (`journey.erasure.ErasureRecord`): the
+        # horizon below which its late events are dropped, kept like the customers.
+        self.erasures = self._table(app, "erasures", "raw", partitions)
         # The top customers by PPP of each partition this worker owns (`stream.leaders`).
         self.leaders = LeaderBoard(self.customers.data, partitions)
         # Customers this process has handled since its last assignment (see `_score`).
@@ -184,6 +218,7 @@ class Pipeline:
         # an agent; added to the conductor so that the consumer subscribes to them.
         app.topics.add(self.inputs)
         app.batch_handlers.update(dict.fromkeys(self.inputs.topics, self._ingest))
+        self._origins = {**names.inputs, names.erasures: "erasure"}
         app.topics.add(self.share_joins)
         app.batch_handlers[names.share_joins] = self._join_shares
         app.topics.add(self.impact_changes)
@@ -232,27 +267,31 @@ class Pipeline:
         started = time.perf_counter()
         batch = _Batch(datetime.now(UTC), self._outbox())
         names = self.config.names
-        inputs = names.inputs
         for tp, records in batches.items():
             batch.current[tp.partition] = current_record(self.app, tp, records[0])
             if tp.topic == names.referred:
                 for record in records:
-                    self._link(batch, orjson.loads(record.value), tp.partition)
+                    self._referred(batch, orjson.loads(record.value), tp.partition)
                 continue
             rekeyed = tp.topic == names.rekeyed
             for record in records:
                 origin = (_origin_of(record) if rekeyed else record.topic) or record.topic
-                kind = inputs.get(origin)
+                kind = self._origins.get(origin)
                 if kind is None:
                     self._reject(batch, record, origin, f"{_ORIGIN_HEADER} header names no input topic")
                     continue
                 try:
-                    parsed = parse_event(
-                        record.value or b"",
-                        expected_type=kind,
-                        currencies=self.config.rules.rates,
-                        max_bytes=self.config.max_event_bytes,
-                    )
+                    if kind == "erasure":
+                        parsed: Event | ErasureRequest = parse_erasure(
+                            record.value or b"", max_bytes=self.config.max_event_bytes
+                        )
+                    else:
+                        parsed = parse_event(
+                            record.value or b"",
+                            expected_type=kind,
+                            currencies=self.config.rules.rates,
+                            max_bytes=self.config.max_event_bytes,
+                        )
                 except InvalidEvent as exc:
                     self._reject(batch, record, origin, str(exc))
                     continue
@@ -263,7 +302,17 @@ class Pipeline:
                         names.rekeyed, key, record.value, headers=[(_ORIGIN_HEADER, origin.encode())]
                     )
                     continue
-                self._score(batch, parsed, origin, key, tp.partition)
+                if isinstance(parsed, ErasureRequest):
+                    await self._erase(batch, parsed, origin, key, tp.partition)
+                else:
+                    self._score(batch, parsed, origin, key, tp.partition)
+        for customer_id, at, share_key, sighting in batch.sightings:
+            if at > batch.horizons.get(customer_id, at - 1):
+                batch.out.add(names.share_joins, share_key, sighting)
+        if batch.records and self._completing is not None:
+            # The forgets below must reach the share joins after every sighting of the
+            # erased customers sent before: the last batch's are sent when it completes.
+            await self._completing
         # The new states are on the broker before the updates they explain are sent. Were
         # a crash to keep an update but lose its state, redelivery would publish that
         # version again after later ones (seen: versions 1, 2, 1, 2). Queued in order is
@@ -306,6 +355,9 @@ class Pipeline:
             state = CustomerState(customer_id) if held is None else decode_state(held)
             batch.before[customer_id] = contribution(state)
         batch.states[customer_id] = state
+        held_record: bytes | None = self.erasures.data.get(customer_id)
+        if held_record is not None:
+            batch.horizons[customer_id] = decode_record(held_record).horizon_us
         return state
 
     def _keep_decoded(self, batch: _Batch) -> None:
@@ -335,20 +387,30 @@ class Pipeline:
         await chunk.partition_count(topic)
         changes: dict[str, Packed] = {}
         deliveries: list[Awaitable[Any]] = []
+        if batch.records:
+            await self._add_erasures(chunk, batch)
         for partition, customer_ids in batch.changed.items():
             current = batch.current[partition]
             make_current(current)
-            for customer_id in customer_ids:
+            # The erased first: in the request that takes the erasures' records.
+            for customer_id in sorted(customer_ids, key=batch.erased.__contains__, reverse=True):
                 state = batch.states[customer_id]
-                encoded = encode_state(state)
+                gone = state.version == 0 and not state.referrals
+                encoded = None if gone else encode_state(state)
                 key = customer_id.encode("utf-8")
                 if not chunk.has_room(changelog, partition, key, encoded, limit):
                     deliveries += await self._send_with_changes(chunk, changes)
                     changes = {}
                     make_current(current)  # others ran meanwhile
-                self.customers.data[customer_id] = encoded
+                if encoded is None:
+                    # Nothing left of the customer (an erasure): a tombstone, so that
+                    # compaction removes the records before it.
+                    self.customers.data.pop(customer_id, None)
+                    self.leaders.discard(partition, customer_id)
+                else:
+                    self.customers.data[customer_id] = encoded
+                    self.leaders.offer(partition, state)
                 chunk.add(changelog, key, encoded, partition)
-                self.leaders.offer(partition, state)
                 after = contribution(state)
                 for entry in add_change(changes, batch.before[customer_id], after):
                     entry_key = entry.encode("utf-8")
@@ -361,6 +423,24 @@ class Pipeline:
                     make_current(current)
         deliveries += await self._send_with_changes(chunk, changes)
         return deliveries
+
+    async def _add_erasures(self, chunk: Outbox, batch: _Batch) -> None:
+        """The erasure records, forgets and log messages of a batch, first in its first request."""
+        names = self.config.names
+        changelog = self.erasures.changelog_topic.get_topic_name()
+        await chunk.partition_count(changelog)
+        for partition, records in batch.records.items():
+            make_current(batch.current[partition])
+            for customer_id, record in records.items():
+                encoded = encode_record(record)
+                self.erasures.data[customer_id] = encoded
+                chunk.add(changelog, customer_id.encode("utf-8"), encoded, partition)
+        joins = await chunk.partition_count(names.share_joins)
+        for key, message in batch.forgets:
+            chunk.add(names.share_joins, key, message, default_partition(key, joins))
+        logs = await chunk.partition_count(names.erasure_log)
+        for key, message in batch.logs:
+            chunk.add(names.erasure_log, key, message, default_partition(key, logs))
 
     async def _send_with_changes(self, chunk: Outbox, changes: Mapping[str, Packed]) -> list[Awaitable[Any]]:
         topic = self.config.names.impact_changes
@@ -392,6 +472,12 @@ class Pipeline:
         tally.lags[origin].append(max(0.0, (batch.received - event.occurred_at).total_seconds()))
         customer_id = event.customer_id
         state = self._state(batch, customer_id)
+        if batch.horizons and customer_id in batch.horizons:
+            at = to_us(event.occurred_at)
+            if at <= batch.horizons[customer_id]:
+                # Erased before it came: as if it had never been sent (SPEC.md, "Erasure").
+                tally.event(origin, "erased")
+                return
         result = apply_event(state, event, self.config.rules)
         update = result.update(state)
         if result.duplicate:
@@ -413,14 +499,151 @@ class Pipeline:
         sighting = sighting_for(event)
         if sighting is not None:
             # Duplicates too: the join is idempotent, and a crash may have lost the first.
-            batch.out.add(names.share_joins, sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
+            batch.sightings.append(
+                (customer_id, sighting["at"], sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
+            )
 
-    def _link(self, batch: _Batch, link: dict[str, Any], partition: int) -> None:
-        """A referral link reaches the referred customer: its referrer and share channel
-        become the customer's impact keys. A link delivered again changes nothing."""
-        customer_id = link["referred_id"]
-        if apply_link(self._state(batch, customer_id), link):
+    def _referred(self, batch: _Batch, message: dict[str, Any], partition: int) -> None:
+        """A message from a share join to a customer: a referral link that names it as the
+        referred one, a link taken back (an erasure), or a join's answer to an erasure."""
+        kind = message.get("kind")
+        if kind == "forgotten":
+            self._forgotten(batch, message, partition)
+            return
+        customer_id = message["referred_id"]
+        state = self._state(batch, customer_id)
+        if kind == "unlink":
+            if state.referrals.pop(message["share_id"], None) is not None:
+                state.entry_keys = None
+                batch.changed[partition].add(customer_id)
+            return
+        # A link its own touchpoint's erasure overtook: the join retracts it when the
+        # erasure reaches it, so it never counts.
+        if to_us(datetime.fromisoformat(message["discovered_at"])) <= batch.horizons.get(
+            customer_id, -1 << 62
+        ):
+            return
+        # A link delivered again changes nothing; its referrer and share channel become the
+        # customer's impact keys.
+        if apply_link(state, message):
             batch.changed[partition].add(customer_id)
+
+    def _record(self, batch: _Batch, customer_id: str, partition: int) -> ErasureRecord | None:
+        """The customer's erasure record, as this batch has changed it."""
+        record = batch.records[partition].get(customer_id)
+        if record is None:
+            held: bytes | None = self.erasures.data.get(customer_id)
+            record = None if held is None else decode_record(held)
+        return record
+
+    async def _erase(
+        self, batch: _Batch, request: ErasureRequest, origin: str, key: bytes, partition: int
+    ) -> None:
+        """An erasure request on its customer's partition (SPEC.md, "Erasure").
+
+        The customer's state loses every event at or before the horizon: gone, or folded
+        again from the later events on the input topics. Each share join the customer took
+        part in is asked to forget its sightings; the `erasure-log` message waits for all
+        of their answers (`_forgotten`). All of it, the record of the request included,
+        leaves with the customer's state in one request (`_store_customers`). Handling a
+        request again (a redelivery after a crash) erases what is still there to erase and
+        logs nothing twice."""
+        customer_id = request.customer_id
+        at = to_us(request.requested_at)
+        record = self._record(batch, customer_id, partition)
+        if record is None:
+            record = ErasureRecord(at)
+        fresh = request.request_id not in record.requests
+        record.requests.add(request.request_id)
+        record.horizon_us = max(record.horizon_us, at)
+        horizon = batch.horizons[customer_id] = record.horizon_us
+        state = self._state(batch, customer_id)
+        batch.tally.event(origin, "processed" if fresh else "duplicate")
+        gone = 0
+        awaiting: set[str] = set()
+        names = self.config.names
+        if state.version > 0 and state.first_us <= horizon:
+            if state.last_us <= horizon:
+                erased, gone = None, len(state.seen)
+            else:
+                erased, gone = erase_state(
+                    state, horizon, await self._later_events(customer_id, partition), self.config.rules
+                )
+            awaiting = set(state.joined)
+            replacement = erased or CustomerState(customer_id)
+            batch.states[customer_id] = replacement
+            batch.changed[partition].add(customer_id)
+            batch.erased.add(customer_id)
+            batch.out.add(names.ppp_updates, key, None)
+            if erased is not None:
+                batch.out.add(names.ppp_updates, key, orjson.dumps(ppp_update(erased)))
+            for share_id in sorted(awaiting):
+                forget_message = {
+                    "kind": "forget",
+                    "share_id": share_id,
+                    "customer_id": customer_id,
+                    "horizon": horizon,
+                    "request_id": request.request_id,
+                }
+                batch.forgets.append((share_id.encode("utf-8"), orjson.dumps(forget_message)))
+        elif state.version == 0 and not fresh:
+            batch.out.add(names.ppp_updates, key, None)  # again: a crash may have lost it
+        if fresh:
+            pending = Pending(at, gone, awaiting)
+            if awaiting:
+                record.pending[request.request_id] = pending
+            else:
+                batch.logs.append((key, self._log(request.request_id, customer_id, pending)))
+        batch.records[partition][customer_id] = record
+
+    @staticmethod
+    def _log(request_id: str, customer_id: str, pending: Pending) -> bytes:
+        return orjson.dumps(log_message(request_id, customer_id, pending, to_us(datetime.now(UTC))))
+
+    def _forgotten(self, batch: _Batch, answer: dict[str, Any], partition: int) -> None:
+        """A share join has forgotten an erased customer: once every join it asked has
+        answered, the request's `erasure-log` message goes out with the links retracted."""
+        customer_id = answer["customer_id"]
+        record = self._record(batch, customer_id, partition)
+        pending = None if record is None else record.pending.get(answer["request_id"])
+        if record is None or pending is None or answer["share_id"] not in pending.awaiting:
+            return  # an answer delivered again
+        pending.awaiting.discard(answer["share_id"])
+        pending.retracted += answer["retracted"]
+        if not pending.awaiting:
+            del record.pending[answer["request_id"]]
+            batch.logs.append(
+                (customer_id.encode("utf-8"), self._log(answer["request_id"], customer_id, pending))
+            )
+        batch.records[partition][customer_id] = record
+
+    async def _later_events(self, customer_id: str, partition: int) -> list[Event]:
+        """The customer's events on its partition of the input topics (and the re-keyed
+        one), read again from the beginning: what an erasure that leaves later events
+        folds again. Events still elsewhere come later and fold in as usual: a state is a
+        function of the set of events, so reading some twice changes nothing."""
+        names = self.config.names
+        wanted = customer_id.encode("utf-8")
+        events: list[Event] = []
+        async for record in read_partitions(self._kafka, [*names.inputs, names.rekeyed], partition):
+            if record.value is None or wanted not in record.value:
+                continue
+            origin = (_origin_of(record) if record.topic == names.rekeyed else record.topic) or ""
+            kind = names.inputs.get(origin)
+            if kind is None:
+                continue
+            try:
+                event = parse_event(
+                    record.value,
+                    expected_type=kind,
+                    currencies=self.config.rules.rates,
+                    max_bytes=self.config.max_event_bytes,
+                )
+            except InvalidEvent:
+                continue
+            if event.customer_id == customer_id:
+                events.append(event)
+        return events
 
     async def _join_shares(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the share-joins topic: per partition, in offset order.
@@ -452,10 +675,18 @@ class Pipeline:
                 join: ShareJoin | None = self.shares.data.get(share_id)
                 if join is None:
                     join = ShareJoin(share_id)
-                result = apply_sighting(join, sighting)
-                self.shares.data[share_id] = join
                 key = share_id.encode("utf-8")
-                out = [(changelog, tp.partition, key, encode_join(join))]
+                out: list[tuple[str, int, bytes, bytes | None]] = []
+                if sighting["kind"] == "forget":
+                    result = self._forget_in_join(join, sighting, referred_partitions, out)
+                else:
+                    result = apply_sighting(join, sighting)
+                if join.is_empty():
+                    self.shares.data.pop(share_id, None)
+                    out.insert(0, (changelog, tp.partition, key, None))
+                else:
+                    self.shares.data[share_id] = join
+                    out.insert(0, (changelog, tp.partition, key, encode_join(join)))
                 for link in result.links:
                     referrer = link["referrer_id"].encode("utf-8")
                     partition = default_partition(referrer, link_partitions)
@@ -469,8 +700,8 @@ class Pipeline:
                 if not chunk.fits(out, limit):
                     deliveries += await send_together(chunk)
                     make_current(current)  # others ran meanwhile
-                for topic, partition, out_key, value in out:
-                    chunk.add(topic, out_key, value, partition)
+                for topic, partition, out_key, out_value in out:
+                    chunk.add(topic, out_key, out_value, partition)
                 links += len(result.links)
                 self_referrals += result.self_referrals
         deliveries += await send_together(chunk)
@@ -479,6 +710,47 @@ class Pipeline:
             self.metrics.self_referrals.inc(self_referrals)
         completing = self._joins_completing = _after(deliveries, self._joins_completing)
         return completing
+
+    def _forget_in_join(
+        self,
+        join: ShareJoin,
+        message: dict[str, Any],
+        referred_partitions: int,
+        out: list[tuple[str, int, bytes, bytes | None]],
+    ) -> JoinResult:
+        """An erased customer's sightings leave the join: each retracted link is taken back
+        from its referred customer, and the erased customer's partition gets the answer it
+        waits for before it logs the erasure. Links made again are sent as new ones."""
+        customer_id = message["customer_id"]
+        forgotten = forget(join, customer_id, message["horizon"])
+        for link in forgotten.retracted:
+            referred = link["referred_id"].encode("utf-8")
+            unlink = {"kind": "unlink", "share_id": link["share_id"], "referred_id": link["referred_id"]}
+            out.append(
+                (
+                    self.config.names.referred,
+                    default_partition(referred, referred_partitions),
+                    referred,
+                    orjson.dumps(unlink),
+                )
+            )
+        answer = {
+            "kind": "forgotten",
+            "request_id": message["request_id"],
+            "customer_id": customer_id,
+            "share_id": join.share_id,
+            "retracted": forgotten.retracted,
+        }
+        erased = customer_id.encode("utf-8")
+        out.append(
+            (
+                self.config.names.referred,
+                default_partition(erased, referred_partitions),
+                erased,
+                orjson.dumps(answer),
+            )
+        )
+        return JoinResult(forgotten.links, 0)
 
     async def _sum_changes(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the impact-changes topic: each entry's owner adds the

@@ -10,7 +10,7 @@ from aiokafka.structs import TopicPartition
 
 from stream.offsets import install_end_offsets_probe
 
-__all__ = ["TopicMissing", "read_topic"]
+__all__ = ["TopicMissing", "read_partitions", "read_topic"]
 
 
 class TopicMissing(LookupError):
@@ -47,5 +47,36 @@ async def read_topic(
                 positions = [await consumer.position(tp) for tp in tps]
                 if all(position >= ends[tp] for position, tp in zip(positions, tps, strict=True)):
                     return
+    finally:
+        await consumer.stop()
+
+
+async def read_partitions(
+    kafka: Mapping[str, Any], topics: list[str], partition: int
+) -> AsyncGenerator[Any, None]:
+    """Records of `partition` of each of `topics`, from the beginning to the end they have
+    now (no consumer group): what a worker re-reads to rebuild one customer."""
+    install_end_offsets_probe()
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
+    try:
+        await consumer.start()
+        tps = [TopicPartition(topic, partition) for topic in topics]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        for tp in tps:
+            if tp not in remaining:
+                consumer.pause(tp)
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+                    consumer.pause(tp)
     finally:
         await consumer.stop()

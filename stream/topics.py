@@ -53,6 +53,15 @@ class TopicNames:
         return self.public("impact")
 
     @property
+    def erasures(self) -> str:
+        """Erasure requests, in (SPEC.md, "Erasure"), co-partitioned with the events."""
+        return self.public("erasures")
+
+    @property
+    def erasure_log(self) -> str:
+        return self.public("erasure-log")
+
+    @property
     def rekeyed(self) -> str:
         """Events that arrived under the wrong key or partition, re-keyed by customer_id."""
         return f"{self.prefix}{self.app_id}-rekeyed"
@@ -80,7 +89,8 @@ class TopicNames:
     @property
     def changelogs(self) -> list[str]:
         return [
-            f"{self.prefix}{self.app_id}-{table}-changelog" for table in ("customers", "shares", "impact")
+            f"{self.prefix}{self.app_id}-{table}-changelog"
+            for table in ("customers", "shares", "impact", "erasures")
         ]
 
     @property
@@ -88,6 +98,7 @@ class TopicNames:
         """Topics whose partition counts must be equal: inputs, journey's own topics, changelogs."""
         return [
             *self.inputs,
+            self.erasures,
             self.rekeyed,
             self.share_joins,
             self.referred,
@@ -103,6 +114,7 @@ class TopicNames:
             self.referral_links,
             self.impact,
             self.leaders,
+            self.erasure_log,
             self.dead_letters,
         ]
 

@@ -1,0 +1,230 @@
+"""Erasure streamed through a worker that is killed (issue #16): equal to replay of what survives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from journey.erasure import horizons
+from journey.event_files import FileLine
+from journey.impact import contribution, impact_report
+from journey.money import load_rates
+from journey.replay import replay
+from journey.scoring import ScoringRules
+from schemas.decode import parse_event
+from schemas.events import ErasureRequest
+from tests.integration.helpers import read_links, wait_for_impact
+from tests.integration.test_faults import FX, processed, produce_events, seeded_events
+from tests.unit.test_order_independence import join_all
+
+pytestmark = pytest.mark.integration
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def erasure_workload(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Events, erasure requests and late events: requests after all of a customer's events,
+    between them, before them, for referrers and for referred customers, repeated ones, and
+    a second request with a later time; the late events are erased ones sent after their
+    request (and one after it, which starts the customer again)."""
+    chooser = random.Random(seed)
+    events = seeded_events(2_400, seed)
+    times: dict[str, list[datetime]] = {}
+    for event in events:
+        times.setdefault(event["customer_id"], []).append(datetime.fromisoformat(event["occurred_at"]))
+    rates = load_rates(FX, "USD")
+    links, _ = join_all(
+        [parse_event(json.dumps(e).encode(), expected_type=None, currencies=rates) for e in events]
+    )
+    referrers = sorted({referrer for _, referrer, _ in links})
+    referred = sorted({customer for _, _, customer in links})
+    busy = sorted(c for c, stamps in times.items() if len(stamps) >= 4 and c not in referrers)
+    requests: list[dict[str, Any]] = []
+
+    def request(customer: str, where: str) -> dict[str, Any]:
+        stamps = sorted(times[customer])
+        at = {
+            "after": stamps[-1] + timedelta(hours=1),
+            "middle": stamps[len(stamps) // 2],
+            "before": stamps[0] - timedelta(days=1),
+        }[where]
+        made = {"request_id": f"r-{len(requests)}", "customer_id": customer, "requested_at": _stamp(at)}
+        requests.append(made)
+        return made
+
+    for customer in chooser.sample(referrers, 3):
+        request(customer, chooser.choice(["after", "after", "middle"]))
+    for customer in chooser.sample(referred, 3):
+        request(customer, "middle")
+    chosen = chooser.sample([c for c in busy if c not in {r["customer_id"] for r in requests}], 10)
+    for customer, where in zip(chosen, ["after"] * 4 + ["middle"] * 4 + ["before"] * 2, strict=True):
+        request(customer, where)
+    # A second, later request for a customer already asked about.
+    first = next(r for r in requests if r["requested_at"] < _stamp(max(times[r["customer_id"]])))
+    request(first["customer_id"], "after")
+    late: list[dict[str, Any]] = []
+    for made in requests[:4]:
+        at = datetime.fromisoformat(made["requested_at"])
+        late.append(
+            {
+                **_event_of(events, made["customer_id"]),
+                "event_id": f"late-{made['request_id']}",
+                "occurred_at": _stamp(at - timedelta(minutes=5)),
+            }
+        )
+    comeback = requests[-1]
+    late.append(
+        {
+            **_event_of(events, comeback["customer_id"]),
+            "event_id": "comeback",
+            "occurred_at": _stamp(datetime.fromisoformat(comeback["requested_at"]) + timedelta(days=1)),
+        }
+    )
+    return events, requests, late
+
+
+def _event_of(events: list[dict[str, Any]], customer: str) -> dict[str, Any]:
+    own = [e for e in events if e["customer_id"] == customer]
+    return next((e for e in own if e["type"] == "purchase"), own[-1])
+
+
+def expected_of(events: list[dict[str, Any]], requests: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = load_rates(FX, "USD")
+    raws = [json.dumps(e).encode() for e in events]
+    parsed = [parse_event(raw, expected_type=None, currencies=rates) for raw in raws]
+    until = horizons(ErasureRequest.model_validate(r) for r in requests)
+    lines = (
+        FileLine(Path("w"), n, event, raw) for n, (raw, event) in enumerate(zip(raws, parsed, strict=True))
+    )
+    result = replay(lines, ScoringRules(rates=rates), erasures=until)
+    views = {cid: {k: v for k, v in s.view().items() if k != "version"} for cid, s in result.states.items()}
+    surviving = [
+        e
+        for e in parsed
+        if e.customer_id not in until
+        or e.occurred_at > datetime.fromtimestamp(until[e.customer_id] / 1e6, UTC)
+    ]
+    links, _ = join_all(surviving)
+    return {
+        "states": views,
+        "links": links,
+        "impact": impact_report(contribution(s) for s in result.states.values()),
+        "erased": len(parsed) - len(surviving),
+    }
+
+
+async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_env: Any) -> None:
+    env = journey_env
+    env.env["JOURNEY_FX_RATES"] = str(FX)
+    chooser = random.Random(16)
+    events, requests, late = erasure_workload(seed=16)
+    expected = expected_of(events + late, requests)
+    # Requests anywhere in the stream (some before the events they erase), two of them twice.
+    raws = [json.dumps(e).encode() for e in events]
+    stream: list[tuple[str, bytes]] = [("event", raw) for raw in raws]
+    for made in [*requests, requests[0], requests[5]]:
+        stream.insert(
+            chooser.randrange(len(stream) // 3, len(stream)), ("erasure", json.dumps(made).encode())
+        )
+    worker = env.worker()
+    half = len(stream) // 2
+    await send(env, stream[:half])
+    deadline = time.monotonic() + 120
+    while processed(worker) < half * 0.6 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    worker.kill()
+    worker = env.worker()
+    await send(env, stream[half:])
+    while processed(worker) < 50 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    worker.kill()
+    worker = env.worker()
+    await produce_events(env, [json.dumps(e).encode() for e in late])
+
+    # States: equal to replay of what survives; the fully erased answer 404.
+    states = expected["states"]
+    asked = {r["customer_id"] for r in requests}
+    gone = sorted(asked - set(states))
+    assert gone and asked & set(states), "the workload erases some customers whole and some in part"
+    deadline = time.monotonic() + 180
+    pending = set(states) | set(gone)
+    while pending and time.monotonic() < deadline:
+        for customer_id in sorted(pending):
+            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+            if customer_id in states:
+                done = (
+                    status == 200 and {k: v for k, v in body.items() if k != "version"} == states[customer_id]
+                )
+            else:
+                done = status == 404
+            if done:
+                pending.discard(customer_id)
+        if pending:
+            await asyncio.sleep(1)
+    if pending:
+        example = sorted(pending)[0]
+        answer = await asyncio.to_thread(worker.get, f"/customers/{example}")
+        raise AssertionError(
+            f"{len(pending)} differ from replay, e.g. {example}: {answer} != {states.get(example)}"
+        )
+
+    # One erasure-log message per request, listing every link it retracted.
+    log = await wait_for_log(env, len(requests))
+    assert sorted(m["request_id"] for m in log) == sorted(r["request_id"] for r in requests)
+    assert sum(m["events_erased"] for m in log) > 0
+    retracted = Counter(
+        (l["share_id"], l["referrer_id"], l["referred_id"]) for m in log for l in m["links_retracted"]
+    )
+    # Links sent and not retracted: exactly those the surviving events make, each once.
+    made = await read_links(env, len(expected["links"]))
+    sent = Counter(
+        (m["share_id"], m["referrer_id"], m["referred_id"]) for m in map(json.loads, (r.value for r in made))
+    )
+    sent.subtract(retracted)
+    assert all(count >= 0 for count in sent.values()), "a link retracted that was never sent"
+    assert set(+sent) == expected["links"] and all(count == 1 for count in (+sent).values())
+    assert retracted, "the workload retracts links"
+
+    # ppp-updates: a tombstone for every erased customer, the last word for the fully erased.
+    updates = await env.read_topic(env.names.ppp_updates)
+    tombstoned = {r.key.decode() for r in updates if r.value is None}
+    erased_customers = {m["customer_id"] for m in log if m["events_erased"]}
+    assert erased_customers <= tombstoned
+    last = {r.key.decode(): r.value for r in updates}
+    assert all(last[customer] is None for customer in gone)
+    # The customers changelog too.
+    changelog = await env.read_topic(f"{env.names.prefix}journey-customers-changelog")
+    last_state = {r.key.decode(): r.value for r in changelog}
+    assert all(last_state.get(customer) is None for customer in gone)
+
+    # Impact: the erased contributions are gone, on the topic and over HTTP.
+    await wait_for_impact(env, [worker], expected["impact"], deadline_s=120)
+
+
+async def send(env: Any, stream: list[tuple[str, bytes]]) -> None:
+    messages = []
+    for index, (kind, raw) in enumerate(stream):
+        data = json.loads(raw)
+        topic = env.names.erasures if kind == "erasure" else env.names.for_type(data["type"])
+        key = data["customer_id"].encode() if index % 13 else b"wrong-" + data["customer_id"].encode()
+        messages.append((topic, key, raw))
+    await env.produce(messages)
+
+
+async def wait_for_log(env: Any, count: int, deadline_s: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        records = await env.read_topic(env.names.erasure_log)
+        if len(records) >= count or time.monotonic() > deadline:
+            return [json.loads(r.value) for r in records]
+        await asyncio.sleep(0.5)
