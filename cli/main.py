@@ -12,6 +12,7 @@ import click
 
 from cli.common import fail
 from cli.files import publish, replay, simulate
+from cli.forget import forget
 from cli.impact import impact
 from cli.run import up, worker
 from cli.schemas import schemas
@@ -29,7 +30,7 @@ def cli() -> None:
     """
 
 
-for command in (up, worker, replay, simulate, publish, tail, impact, topics, schemas):
+for command in (up, worker, replay, simulate, publish, tail, impact, forget, topics, schemas):
     cli.add_command(command)
 
 

@@ -22,6 +22,7 @@ from journey.scoring import ScoringRules
 from schemas.decode import parse_event
 from schemas.events import ErasureRequest
 from tests.integration.helpers import read_links, wait_for_impact
+from tests.integration.test_commands import journey
 from tests.integration.test_faults import FX, processed, produce_events, seeded_events
 from tests.unit.test_order_independence import join_all
 
@@ -201,7 +202,7 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
     erased_customers = {m["customer_id"] for m in log if m["events_erased"]}
     assert erased_customers <= tombstoned
     last = {r.key.decode(): r.value for r in updates}
-    assert all(last[customer] is None for customer in gone)
+    assert all(last.get(customer) is None for customer in gone)  # (none: erased before it came)
     # The customers changelog too.
     changelog = await env.read_topic(f"{env.names.prefix}journey-customers-changelog")
     last_state = {r.key.decode(): r.value for r in changelog}
@@ -209,6 +210,27 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
 
     # Impact: the erased contributions are gone, on the topic and over HTTP.
     await wait_for_impact(env, [worker], expected["impact"], deadline_s=120)
+
+    # `journey forget` a customer still held: it waits for the log and says what went.
+    survivor = next(c for c in sorted(states) if c not in asked and states[c]["purchases"])
+    done = await asyncio.to_thread(journey, env.env, "forget", survivor, "--timeout", "60")
+    assert done.returncode == 0, done.stderr
+    said = done.stdout.decode()
+    assert said.startswith(f"{survivor}: ") and " events erased up to " in said, said
+    status, _ = await asyncio.to_thread(worker.get, f"/customers/{survivor}")
+    assert status == 404
+    again = await asyncio.to_thread(journey, env.env, "forget", survivor, "--json", "--timeout", "60")
+    (message,) = [json.loads(line) for line in again.stdout.decode().splitlines()]
+    assert (message["customer_id"], message["events_erased"], message["links_retracted"]) == (survivor, 0, [])
+
+
+async def test_forget_says_so_when_no_worker_answers(journey_env: Any) -> None:
+    done = await asyncio.to_thread(journey, journey_env.env, "forget", "c-1", "--timeout", "1")
+    assert done.returncode == 1
+    (line,) = done.stderr.decode().splitlines()
+    assert "no worker logged the erasure of c-1 within 1 s" in line
+    (request,) = [json.loads(r.value) for r in await journey_env.read_topic(journey_env.names.erasures)]
+    assert request["customer_id"] == "c-1" and request["request_id"].startswith("forget-")
 
 
 async def send(env: Any, stream: list[tuple[str, bytes]]) -> None:
