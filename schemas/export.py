@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.events import ErasureRequest, Purchase, Share, Survey, Touchpoint
-from schemas.outputs import CustomerState, DeadLetter, ImpactEntry, PppUpdate, ReferralLink
+from schemas.outputs import CustomerState, DeadLetter, ErasureLogEntry, ImpactEntry, PppUpdate, ReferralLink
 
 __all__ = ["SCHEMAS", "export_schemas", "schema_of"]
 
@@ -24,8 +24,10 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "share.json": (Share, "A share event (UMOT), topic `shares`."),
     "erasure-request.json": (
         ErasureRequest,
-        "A request to erase a customer's events up to `requested_at` (`journey replay --erasures`).",
+        "A request to erase a customer's events up to `requested_at`, topic `erasures`"
+        " (and the lines of `journey replay --erasures`).",
     ),
+    "erasure-log.json": (ErasureLogEntry, "A message on `erasure-log`, keyed by customer_id."),
     "ppp-update.json": (PppUpdate, "A message on `ppp-updates`, keyed by customer_id."),
     "referral-link.json": (ReferralLink, "A message on `referral-links`, keyed by referrer_id."),
     "impact-entry.json": (ImpactEntry, "A message on `impact`, keyed by dimension/key."),

@@ -11,7 +11,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CustomerState", "DeadLetter", "ImpactEntry", "Moments", "PppUpdate", "ReferralLink"]
+__all__ = [
+    "CustomerState",
+    "DeadLetter",
+    "ErasureLogEntry",
+    "ImpactEntry",
+    "Moments",
+    "PppUpdate",
+    "ReferralLink",
+    "RetractedLink",
+]
 
 
 class Moments(BaseModel):
@@ -119,3 +128,27 @@ class ImpactEntry(BaseModel):
     attributed_ppp: float = Field(ge=0, description="linear attribution: each customer's ppp / its keys")
     attributed_cltv: float = Field(ge=0)
     version: int = Field(ge=1, description="counts the messages of this key; drop lower ones")
+
+
+class RetractedLink(BaseModel):
+    """A link sent to `referral-links` that an erasure takes back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    share_id: str
+    referrer_id: str
+    referred_id: str
+
+
+class ErasureLogEntry(BaseModel):
+    """One message on `erasure-log`, keyed by customer_id: what an erasure request did, for
+    downstream systems to honour (SPEC.md, "Erasure")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str
+    customer_id: str
+    requested_at: str
+    done_at: str
+    events_erased: int = Field(ge=0)
+    links_retracted: list[RetractedLink]

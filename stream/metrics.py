@@ -76,7 +76,10 @@ class JourneyMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.events = Counter(
-            "journey_events_total", "Input messages handled.", ["topic", "outcome"], registry=r
+            "journey_events_total",
+            "Input messages handled (outcome: processed, duplicate, invalid, or erased: an event an earlier erasure request removes).",
+            ["topic", "outcome"],
+            registry=r,
         )
         self.ppp_updates = Counter("journey_ppp_updates_total", "Messages sent to ppp-updates.", registry=r)
         self.referral_links = Counter(

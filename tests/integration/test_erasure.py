@@ -21,6 +21,7 @@ from journey.replay import replay
 from journey.scoring import ScoringRules
 from schemas.decode import parse_event
 from schemas.events import ErasureRequest
+from schemas.outputs import ErasureLogEntry
 from tests.integration.helpers import read_links, wait_for_impact
 from tests.integration.test_commands import journey
 from tests.integration.test_faults import FX, processed, produce_events, seeded_events
@@ -248,5 +249,6 @@ async def wait_for_log(env: Any, count: int, deadline_s: float = 60) -> list[dic
     while True:
         records = await env.read_topic(env.names.erasure_log)
         if len(records) >= count or time.monotonic() > deadline:
-            return [json.loads(r.value) for r in records]
+            # Each message has the documented shape (schemas/json/erasure-log.json).
+            return [ErasureLogEntry.model_validate_json(r.value).model_dump() for r in records]
         await asyncio.sleep(0.5)
