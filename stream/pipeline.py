@@ -10,6 +10,8 @@ and `impact`.
                        └──► share-joins ──► join ─► shares table ─► referral-links
                                                         └──► referred ─► ingest (the referred customer's keys)
 
+    erasures ──► ingest: the customer erased, its joins asked to forget (`stream.erasing`)
+
 Everything that decides anything lives in the pure core (`journey.scoring`,
 `journey.referrals`, `journey.impact`) and in `schemas`; this module only moves bytes and
 keeps tables.
@@ -31,14 +33,6 @@ import orjson
 from faust.types import TP
 
 from journey.customer import CustomerState, decode_state, encode_state, format_us, to_us
-from journey.erasure import (
-    ErasureRecord,
-    Pending,
-    decode_record,
-    encode_record,
-    erase_state,
-    log_message,
-)
 from journey.impact import (
     Contribution,
     ImpactEntry,
@@ -53,12 +47,10 @@ from journey.impact import (
     unpack,
 )
 from journey.referrals import (
-    JoinResult,
     ShareJoin,
     apply_link,
     apply_sighting,
     encode_join,
-    forget,
     sighting_for,
 )
 from journey.scoring import ScoringRules, apply_event, ppp_update
@@ -68,29 +60,21 @@ from schemas.events import ErasureRequest, Event
 from stream.batching import JourneyApp, current_record, make_current
 from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
 from stream.connection import kafka_options
+from stream.erasing import Eraser, ErasureWork, JoinRecords
 from stream.leaders import LeaderBoard
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
-from stream.tail import read_partitions
-from stream.topics import TopicNames
+from stream.topics import ORIGIN_HEADER, TopicNames, origin_of
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
 
 # A dead letter must itself fit in a Kafka message (1 MB by default): longer values are cut.
 DEAD_LETTER_VALUE_LIMIT = 262_144
-_ORIGIN_HEADER = "journey-topic"
 # Room kept in a chunk for one impact change record (`encode_change`), added at its end,
 # and on every partition for the new entries of one more customer (a customer with more
 # keys than this holds can make its chunk two requests).
 _CHANGE_ROOM = encode_change(0)
 _CHANGES_MARGIN = 32_768
-
-
-def _origin_of(message: Any) -> str | None:
-    for name, value in message.headers or ():
-        if name == _ORIGIN_HEADER:
-            return bytes(value).decode("utf-8")
-    return None
 
 
 def _as_text(raw: bytes) -> tuple[str, str]:
@@ -154,12 +138,8 @@ class _Batch:
     # the batch is over, without those an erasure later in the batch removed.
     sightings: list[tuple[str, int, bytes, bytes]] = field(default_factory=list)
     # What erasures changed, to leave with the customers' states in one request (see
-    # `_store_customers`): erasure records by partition, customers erased, messages to the
-    # share joins (forget) and to `erasure-log`.
-    records: defaultdict[int, dict[str, ErasureRecord]] = field(default_factory=lambda: defaultdict(dict))
-    erased: set[str] = field(default_factory=set)
-    forgets: list[tuple[bytes, bytes]] = field(default_factory=list)
-    logs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # `_store_customers`).
+    erasure: ErasureWork = field(default_factory=ErasureWork)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +160,6 @@ class Pipeline:
         self.metrics = metrics
         names = TopicNames(settings.topic_prefix, settings.app_id)
         self.config = _Config(settings.rules, names, partitions, settings.max_event_bytes)
-        self._kafka = kafka_options(settings)
         self.inputs = self._raw_topic(app, *names.inputs, names.erasures, names.rekeyed, names.referred)
         self.share_joins = self._raw_topic(app, names.share_joins)
         self.impact_changes = self._raw_topic(app, names.impact_changes)
@@ -196,6 +175,9 @@ class Pipeline:
         # What each erased customer's requests were (`journey.erasure.ErasureRecord`): the
         # horizon below which its late events are dropped, kept like the customers.
         self.erasures = self._table(app, "erasures", "raw", partitions)
+        self.eraser = Eraser(
+            self.erasures, names, settings.rules, kafka_options(settings), settings.max_event_bytes
+        )
         # The top customers by PPP of each partition this worker owns (`stream.leaders`).
         self.leaders = LeaderBoard(self.customers.data, partitions)
         # Customers this process has handled since its last assignment (see `_score`).
@@ -275,10 +257,10 @@ class Pipeline:
                 continue
             rekeyed = tp.topic == names.rekeyed
             for record in records:
-                origin = (_origin_of(record) if rekeyed else record.topic) or record.topic
+                origin = (origin_of(record) if rekeyed else record.topic) or record.topic
                 kind = self._origins.get(origin)
                 if kind is None:
-                    self._reject(batch, record, origin, f"{_ORIGIN_HEADER} header names no input topic")
+                    self._reject(batch, record, origin, f"{ORIGIN_HEADER} header names no input topic")
                     continue
                 try:
                     if kind == "erasure":
@@ -299,7 +281,7 @@ class Pipeline:
                 if not rekeyed and (record.key != key or record.partition != self.partition_for(key)):
                     # Counted once, when it comes back on its customer's partition.
                     batch.out.add(
-                        names.rekeyed, key, record.value, headers=[(_ORIGIN_HEADER, origin.encode())]
+                        names.rekeyed, key, record.value, headers=[(ORIGIN_HEADER, origin.encode())]
                     )
                     continue
                 if isinstance(parsed, ErasureRequest):
@@ -309,7 +291,7 @@ class Pipeline:
         for customer_id, at, share_key, sighting in batch.sightings:
             if at > batch.horizons.get(customer_id, at - 1):
                 batch.out.add(names.share_joins, share_key, sighting)
-        if batch.records and self._completing is not None:
+        if batch.erasure and self._completing is not None:
             # The forgets below must reach the share joins after every sighting of the
             # erased customers sent before: the last batch's are sent when it completes.
             await self._completing
@@ -355,9 +337,9 @@ class Pipeline:
             state = CustomerState(customer_id) if held is None else decode_state(held)
             batch.before[customer_id] = contribution(state)
         batch.states[customer_id] = state
-        held_record: bytes | None = self.erasures.data.get(customer_id)
-        if held_record is not None:
-            batch.horizons[customer_id] = decode_record(held_record).horizon_us
+        horizon = self.eraser.horizon(customer_id)
+        if horizon is not None:
+            batch.horizons[customer_id] = horizon
         return state
 
     def _keep_decoded(self, batch: _Batch) -> None:
@@ -387,13 +369,13 @@ class Pipeline:
         await chunk.partition_count(topic)
         changes: dict[str, Packed] = {}
         deliveries: list[Awaitable[Any]] = []
-        if batch.records:
-            await self._add_erasures(chunk, batch)
+        if batch.erasure:
+            await self.eraser.add_to(chunk, batch.erasure, batch.current)
         for partition, customer_ids in batch.changed.items():
             current = batch.current[partition]
             make_current(current)
             # The erased first: in the request that takes the erasures' records.
-            for customer_id in sorted(customer_ids, key=batch.erased.__contains__, reverse=True):
+            for customer_id in sorted(customer_ids, key=batch.erasure.erased.__contains__, reverse=True):
                 state = batch.states[customer_id]
                 gone = state.version == 0 and not state.referrals
                 encoded = None if gone else encode_state(state)
@@ -423,24 +405,6 @@ class Pipeline:
                     make_current(current)
         deliveries += await self._send_with_changes(chunk, changes)
         return deliveries
-
-    async def _add_erasures(self, chunk: Outbox, batch: _Batch) -> None:
-        """The erasure records, forgets and log messages of a batch, first in its first request."""
-        names = self.config.names
-        changelog = self.erasures.changelog_topic.get_topic_name()
-        await chunk.partition_count(changelog)
-        for partition, records in batch.records.items():
-            make_current(batch.current[partition])
-            for customer_id, record in records.items():
-                encoded = encode_record(record)
-                self.erasures.data[customer_id] = encoded
-                chunk.add(changelog, customer_id.encode("utf-8"), encoded, partition)
-        joins = await chunk.partition_count(names.share_joins)
-        for key, message in batch.forgets:
-            chunk.add(names.share_joins, key, message, default_partition(key, joins))
-        logs = await chunk.partition_count(names.erasure_log)
-        for key, message in batch.logs:
-            chunk.add(names.erasure_log, key, message, default_partition(key, logs))
 
     async def _send_with_changes(self, chunk: Outbox, changes: Mapping[str, Packed]) -> list[Awaitable[Any]]:
         topic = self.config.names.impact_changes
@@ -508,7 +472,7 @@ class Pipeline:
         referred one, a link taken back (an erasure), or a join's answer to an erasure."""
         kind = message.get("kind")
         if kind == "forgotten":
-            self._forgotten(batch, message, partition)
+            self.eraser.answer(batch.erasure, message, partition)
             return
         customer_id = message["referred_id"]
         state = self._state(batch, customer_id)
@@ -528,122 +492,25 @@ class Pipeline:
         if apply_link(state, message):
             batch.changed[partition].add(customer_id)
 
-    def _record(self, batch: _Batch, customer_id: str, partition: int) -> ErasureRecord | None:
-        """The customer's erasure record, as this batch has changed it."""
-        record = batch.records[partition].get(customer_id)
-        if record is None:
-            held: bytes | None = self.erasures.data.get(customer_id)
-            record = None if held is None else decode_record(held)
-        return record
-
     async def _erase(
         self, batch: _Batch, request: ErasureRequest, origin: str, key: bytes, partition: int
     ) -> None:
-        """An erasure request on its customer's partition (SPEC.md, "Erasure").
-
-        The customer's state loses every event at or before the horizon: gone, or folded
-        again from the later events on the input topics. Each share join the customer took
-        part in is asked to forget its sightings; the `erasure-log` message waits for all
-        of their answers (`_forgotten`). All of it, the record of the request included,
-        leaves with the customer's state in one request (`_store_customers`). Handling a
-        request again (a redelivery after a crash) erases what is still there to erase and
-        logs nothing twice."""
+        """An erasure request on its customer's partition (`stream.erasing`): the customer's
+        new state is stored like any change, after a tombstone on `ppp-updates`."""
         customer_id = request.customer_id
-        at = to_us(request.requested_at)
-        record = self._record(batch, customer_id, partition)
-        if record is None:
-            record = ErasureRecord(at)
-        fresh = request.request_id not in record.requests
-        record.requests.add(request.request_id)
-        record.horizon_us = max(record.horizon_us, at)
-        horizon = batch.horizons[customer_id] = record.horizon_us
         state = self._state(batch, customer_id)
+        fresh, horizon, replacement = await self.eraser.erase(batch.erasure, request, state, partition)
+        batch.horizons[customer_id] = horizon
         batch.tally.event(origin, "processed" if fresh else "duplicate")
-        gone = 0
-        awaiting: set[str] = set()
         names = self.config.names
-        if state.version > 0 and state.first_us <= horizon:
-            if state.last_us <= horizon:
-                erased, gone = None, len(state.seen)
-            else:
-                erased, gone = erase_state(
-                    state, horizon, await self._later_events(customer_id, partition), self.config.rules
-                )
-            awaiting = set(state.joined)
-            replacement = erased or CustomerState(customer_id)
+        if replacement is not None:
             batch.states[customer_id] = replacement
             batch.changed[partition].add(customer_id)
-            batch.erased.add(customer_id)
             batch.out.add(names.ppp_updates, key, None)
-            if erased is not None:
-                batch.out.add(names.ppp_updates, key, orjson.dumps(ppp_update(erased)))
-            for share_id in sorted(awaiting):
-                forget_message = {
-                    "kind": "forget",
-                    "share_id": share_id,
-                    "customer_id": customer_id,
-                    "horizon": horizon,
-                    "request_id": request.request_id,
-                }
-                batch.forgets.append((share_id.encode("utf-8"), orjson.dumps(forget_message)))
+            if replacement.version:
+                batch.out.add(names.ppp_updates, key, orjson.dumps(ppp_update(replacement)))
         elif state.version == 0 and not fresh:
             batch.out.add(names.ppp_updates, key, None)  # again: a crash may have lost it
-        if fresh:
-            pending = Pending(at, gone, awaiting)
-            if awaiting:
-                record.pending[request.request_id] = pending
-            else:
-                batch.logs.append((key, self._log(request.request_id, customer_id, pending)))
-        batch.records[partition][customer_id] = record
-
-    @staticmethod
-    def _log(request_id: str, customer_id: str, pending: Pending) -> bytes:
-        return orjson.dumps(log_message(request_id, customer_id, pending, to_us(datetime.now(UTC))))
-
-    def _forgotten(self, batch: _Batch, answer: dict[str, Any], partition: int) -> None:
-        """A share join has forgotten an erased customer: once every join it asked has
-        answered, the request's `erasure-log` message goes out with the links retracted."""
-        customer_id = answer["customer_id"]
-        record = self._record(batch, customer_id, partition)
-        pending = None if record is None else record.pending.get(answer["request_id"])
-        if record is None or pending is None or answer["share_id"] not in pending.awaiting:
-            return  # an answer delivered again
-        pending.awaiting.discard(answer["share_id"])
-        pending.retracted += answer["retracted"]
-        if not pending.awaiting:
-            del record.pending[answer["request_id"]]
-            batch.logs.append(
-                (customer_id.encode("utf-8"), self._log(answer["request_id"], customer_id, pending))
-            )
-        batch.records[partition][customer_id] = record
-
-    async def _later_events(self, customer_id: str, partition: int) -> list[Event]:
-        """The customer's events on its partition of the input topics (and the re-keyed
-        one), read again from the beginning: what an erasure that leaves later events
-        folds again. Events still elsewhere come later and fold in as usual: a state is a
-        function of the set of events, so reading some twice changes nothing."""
-        names = self.config.names
-        wanted = customer_id.encode("utf-8")
-        events: list[Event] = []
-        async for record in read_partitions(self._kafka, [*names.inputs, names.rekeyed], partition):
-            if record.value is None or wanted not in record.value:
-                continue
-            origin = (_origin_of(record) if record.topic == names.rekeyed else record.topic) or ""
-            kind = names.inputs.get(origin)
-            if kind is None:
-                continue
-            try:
-                event = parse_event(
-                    record.value,
-                    expected_type=kind,
-                    currencies=self.config.rules.rates,
-                    max_bytes=self.config.max_event_bytes,
-                )
-            except InvalidEvent:
-                continue
-            if event.customer_id == customer_id:
-                events.append(event)
-        return events
 
     async def _join_shares(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the share-joins topic: per partition, in offset order.
@@ -676,9 +543,9 @@ class Pipeline:
                 if join is None:
                     join = ShareJoin(share_id)
                 key = share_id.encode("utf-8")
-                out: list[tuple[str, int, bytes, bytes | None]] = []
+                out: JoinRecords = []
                 if sighting["kind"] == "forget":
-                    result = self._forget_in_join(join, sighting, referred_partitions, out)
+                    result = self.eraser.forget_in_join(join, sighting, referred_partitions, out)
                 else:
                     result = apply_sighting(join, sighting)
                 if join.is_empty():
@@ -710,47 +577,6 @@ class Pipeline:
             self.metrics.self_referrals.inc(self_referrals)
         completing = self._joins_completing = _after(deliveries, self._joins_completing)
         return completing
-
-    def _forget_in_join(
-        self,
-        join: ShareJoin,
-        message: dict[str, Any],
-        referred_partitions: int,
-        out: list[tuple[str, int, bytes, bytes | None]],
-    ) -> JoinResult:
-        """An erased customer's sightings leave the join: each retracted link is taken back
-        from its referred customer, and the erased customer's partition gets the answer it
-        waits for before it logs the erasure. Links made again are sent as new ones."""
-        customer_id = message["customer_id"]
-        forgotten = forget(join, customer_id, message["horizon"])
-        for link in forgotten.retracted:
-            referred = link["referred_id"].encode("utf-8")
-            unlink = {"kind": "unlink", "share_id": link["share_id"], "referred_id": link["referred_id"]}
-            out.append(
-                (
-                    self.config.names.referred,
-                    default_partition(referred, referred_partitions),
-                    referred,
-                    orjson.dumps(unlink),
-                )
-            )
-        answer = {
-            "kind": "forgotten",
-            "request_id": message["request_id"],
-            "customer_id": customer_id,
-            "share_id": join.share_id,
-            "retracted": forgotten.retracted,
-        }
-        erased = customer_id.encode("utf-8")
-        out.append(
-            (
-                self.config.names.referred,
-                default_partition(erased, referred_partitions),
-                erased,
-                orjson.dumps(answer),
-            )
-        )
-        return JoinResult(forgotten.links, 0)
 
     async def _sum_changes(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the impact-changes topic: each entry's owner adds the

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["INPUT_TOPICS", "TopicNames"]
+__all__ = ["INPUT_TOPICS", "ORIGIN_HEADER", "TopicNames", "origin_of"]
+
+# The header of a re-keyed event (`<app_id>-rekeyed`) that names the input topic it came on.
+ORIGIN_HEADER = "journey-topic"
 
 # Input topic -> the event type it carries.
 INPUT_TOPICS: dict[str, str] = {
@@ -15,6 +19,14 @@ INPUT_TOPICS: dict[str, str] = {
 }
 
 _TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
+
+
+def origin_of(record: Any) -> str | None:
+    """The input topic a re-keyed record came on (its ORIGIN_HEADER)."""
+    for name, value in record.headers or ():
+        if name == ORIGIN_HEADER:
+            return bytes(value).decode("utf-8")
+    return None
 
 
 @dataclass(frozen=True, slots=True)

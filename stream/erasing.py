@@ -1,0 +1,231 @@
+"""Erasure in a worker (SPEC.md, "Erasure"): requests on the customer's partition, the
+share joins' forgetting, and the `erasure-log` message once every join has answered.
+
+    erasures ──► ingest ─► Eraser.erase ─► customers table (tombstone, or folded again)
+                   │          ├─► erasures table (the horizon: later events are dropped)
+                   │          └─► forget ─► share-joins ─► Eraser.forget_in_join
+                   │                                          ├─► referred: unlink (keys taken back)
+                   └──────────── referred: forgotten ◄────────┘
+                      └─► Eraser.answer ─► erasure-log (when every join has answered)
+
+What decides lives in the core (`journey.erasure`, `journey.referrals.forget`); this
+module moves it through topics and tables. The pipeline (`stream.pipeline`) sends what an
+input batch's erasures changed (`ErasureWork`) in the same request as the customers'
+states, so that a crash keeps all of it or none.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+
+from journey.customer import CustomerState, to_us
+from journey.erasure import ErasureRecord, Pending, decode_record, encode_record, erase_state, log_message
+from journey.referrals import JoinResult, ShareJoin, forget
+from journey.scoring import ScoringRules
+from schemas.decode import InvalidEvent, parse_event
+from schemas.events import ErasureRequest, Event
+from stream.batching import make_current
+from stream.outbox import Outbox, default_partition
+from stream.tail import read_partitions
+from stream.topics import TopicNames, origin_of
+
+__all__ = ["Eraser", "ErasureWork", "JoinRecords"]
+
+# (topic, partition, key, value) records a share join sends in one request.
+JoinRecords = list[tuple[str, int, bytes, bytes | None]]
+
+
+@dataclass(slots=True)
+class ErasureWork:
+    """What the erasures of one input batch changed: erasure records by partition, the
+    customers erased, messages to the share joins (forget) and to `erasure-log`."""
+
+    records: defaultdict[int, dict[str, ErasureRecord]] = field(default_factory=lambda: defaultdict(dict))
+    erased: set[str] = field(default_factory=set)
+    forgets: list[tuple[bytes, bytes]] = field(default_factory=list)
+    logs: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+
+def _log(request_id: str, customer_id: str, pending: Pending) -> bytes:
+    return orjson.dumps(log_message(request_id, customer_id, pending, to_us(datetime.now(UTC))))
+
+
+class Eraser:
+    """A worker's erasures: its `erasures` table and what it sends."""
+
+    def __init__(
+        self,
+        table: Any,
+        names: TopicNames,
+        rules: ScoringRules,
+        kafka: Mapping[str, Any],
+        max_event_bytes: int,
+    ) -> None:
+        self.table = table  # customer_id -> encoded ErasureRecord (a Faust table, raw values)
+        self.names = names
+        self.rules = rules
+        self.kafka = kafka
+        self.max_event_bytes = max_event_bytes
+
+    def horizon(self, customer_id: str) -> int | None:
+        """The customer's erasure horizon, if it has one: its events at or before it are dropped."""
+        # The store itself, as `add_to` writes it.
+        held: bytes | None = self.table.data.get(customer_id)
+        return None if held is None else decode_record(held).horizon_us
+
+    def record(self, work: ErasureWork, customer_id: str, partition: int) -> ErasureRecord | None:
+        """The customer's erasure record, as this batch has changed it."""
+        record = work.records[partition].get(customer_id)
+        if record is None:
+            held: bytes | None = self.table.data.get(customer_id)
+            record = None if held is None else decode_record(held)
+        return record
+
+    async def erase(
+        self, work: ErasureWork, request: ErasureRequest, state: CustomerState, partition: int
+    ) -> tuple[bool, int, CustomerState | None]:
+        """One request on its customer's partition: (whether it is new, the horizon, the
+        state that replaces `state`, or None when nothing in it is erased).
+
+        The state loses every event at or before the horizon: what is left is an empty state
+        (the pipeline writes a tombstone) or one folded again from the later events on the
+        input topics. Each share join the customer took part in is asked to forget its
+        sightings, and the `erasure-log` message waits for all of their answers (`answer`).
+        Handled again (a redelivery after a crash), a request erases what is still there to
+        erase and is logged once."""
+        customer_id = request.customer_id
+        at = to_us(request.requested_at)
+        record = self.record(work, customer_id, partition) or ErasureRecord(at)
+        fresh = request.request_id not in record.requests
+        record.requests.add(request.request_id)
+        record.horizon_us = horizon = max(record.horizon_us, at)
+        work.records[partition][customer_id] = record
+        replacement: CustomerState | None = None
+        gone = 0
+        awaiting: set[str] = set()
+        if state.version > 0 and state.first_us <= horizon:
+            if state.last_us <= horizon:
+                gone = len(state.seen)
+            else:
+                later = await self.later_events(customer_id, partition)
+                replacement, gone = erase_state(state, horizon, later, self.rules)
+            replacement = replacement or CustomerState(customer_id)
+            work.erased.add(customer_id)
+            awaiting = set(state.joined)
+            for share_id in sorted(awaiting):
+                message = {
+                    "kind": "forget",
+                    "share_id": share_id,
+                    "customer_id": customer_id,
+                    "horizon": horizon,
+                    "request_id": request.request_id,
+                }
+                work.forgets.append((share_id.encode("utf-8"), orjson.dumps(message)))
+        if fresh:
+            pending = Pending(at, gone, awaiting)
+            if awaiting:
+                record.pending[request.request_id] = pending
+            else:
+                work.logs.append(
+                    (customer_id.encode("utf-8"), _log(request.request_id, customer_id, pending))
+                )
+        return fresh, horizon, replacement
+
+    def answer(self, work: ErasureWork, answer: dict[str, Any], partition: int) -> None:
+        """A share join has forgotten an erased customer: once every join it asked has
+        answered, the request's `erasure-log` message goes out with the links retracted."""
+        customer_id = answer["customer_id"]
+        record = self.record(work, customer_id, partition)
+        pending = None if record is None else record.pending.get(answer["request_id"])
+        if record is None or pending is None or answer["share_id"] not in pending.awaiting:
+            return  # an answer delivered again
+        pending.awaiting.discard(answer["share_id"])
+        pending.retracted += answer["retracted"]
+        if not pending.awaiting:
+            del record.pending[answer["request_id"]]
+            work.logs.append((customer_id.encode("utf-8"), _log(answer["request_id"], customer_id, pending)))
+        work.records[partition][customer_id] = record
+
+    async def add_to(
+        self, chunk: Outbox, work: ErasureWork, current: Mapping[int, faust.EventT[Any]]
+    ) -> None:
+        """The records, forgets and log messages of a batch, into the request that takes
+        the erased customers' states (`current`: Faust's current event of each partition)."""
+        names = self.names
+        changelog = self.table.changelog_topic.get_topic_name()
+        await chunk.partition_count(changelog)
+        for partition, records in work.records.items():
+            make_current(current[partition])
+            for customer_id, record in records.items():
+                encoded = encode_record(record)
+                self.table.data[customer_id] = encoded
+                chunk.add(changelog, customer_id.encode("utf-8"), encoded, partition)
+        joins = await chunk.partition_count(names.share_joins)
+        for key, message in work.forgets:
+            chunk.add(names.share_joins, key, message, default_partition(key, joins))
+        logs = await chunk.partition_count(names.erasure_log)
+        for key, message in work.logs:
+            chunk.add(names.erasure_log, key, message, default_partition(key, logs))
+
+    def forget_in_join(
+        self, join: ShareJoin, message: dict[str, Any], referred_partitions: int, out: JoinRecords
+    ) -> JoinResult:
+        """An erased customer's sightings leave a share join: each retracted link is taken
+        back from its referred customer, and the erased customer's partition gets the answer
+        it waits for before it logs the erasure. Links made again are the caller's to send,
+        as new ones."""
+        customer_id = message["customer_id"]
+        forgotten = forget(join, customer_id, message["horizon"])
+        referred = self.names.referred
+        for link in forgotten.retracted:
+            key = link["referred_id"].encode("utf-8")
+            unlink = {"kind": "unlink", "share_id": link["share_id"], "referred_id": link["referred_id"]}
+            out.append((referred, default_partition(key, referred_partitions), key, orjson.dumps(unlink)))
+        answer = {
+            "kind": "forgotten",
+            "request_id": message["request_id"],
+            "customer_id": customer_id,
+            "share_id": join.share_id,
+            "retracted": forgotten.retracted,
+        }
+        key = customer_id.encode("utf-8")
+        out.append((referred, default_partition(key, referred_partitions), key, orjson.dumps(answer)))
+        return JoinResult(forgotten.links, 0)
+
+    async def later_events(self, customer_id: str, partition: int) -> list[Event]:
+        """The customer's events on its partition of the input topics (and the re-keyed
+        one), read again from the beginning: what an erasure that leaves later events
+        folds again. Events still elsewhere come later and fold in as usual: a state is a
+        function of the set of events, so reading some twice changes nothing."""
+        names = self.names
+        wanted = customer_id.encode("utf-8")
+        events: list[Event] = []
+        async for record in read_partitions(self.kafka, [*names.inputs, names.rekeyed], partition):
+            if record.value is None or wanted not in record.value:
+                continue
+            origin = (origin_of(record) if record.topic == names.rekeyed else record.topic) or ""
+            kind = names.inputs.get(origin)
+            if kind is None:
+                continue
+            try:
+                event = parse_event(
+                    record.value,
+                    expected_type=kind,
+                    currencies=self.rules.rates,
+                    max_bytes=self.max_event_bytes,
+                )
+            except InvalidEvent:
+                continue
+            if event.customer_id == customer_id:
+                events.append(event)
+        return events
