@@ -138,6 +138,10 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
         stream.insert(
             chooser.randrange(len(stream) // 3, len(stream)), ("erasure", json.dumps(made).encode())
         )
+    # Bad requests go to dead-letters with the reason, like bad events.
+    bad = [{"request_id": "r-bad", "customer_id": "c-000003"}, {**requests[1], "requested_at": "yesterday"}]
+    for made in bad:
+        stream.insert(chooser.randrange(len(stream)), ("erasure", json.dumps(made).encode()))
     worker = env.worker()
     half = len(stream) // 2
     await send(env, stream[:half])
@@ -208,6 +212,17 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
     changelog = await env.read_topic(f"{env.names.prefix}journey-customers-changelog")
     last_state = {r.key.decode(): r.value for r in changelog}
     assert all(last_state.get(customer) is None for customer in gone)
+
+    letters = [json.loads(r.value) for r in await env.read_topic(env.names.dead_letters)]
+    # (By offset: a worker killed before its offsets were committed sends a letter again.)
+    refused = sorted(
+        {
+            (x["partition"], x["offset"]): x["error"].split(":")[0]
+            for x in letters
+            if x["topic"] == env.names.erasures
+        }.values()
+    )
+    assert refused == ["requested_at", "requested_at"], letters
 
     # Impact: the erased contributions are gone, on the topic and over HTTP.
     await wait_for_impact(env, [worker], expected["impact"], deadline_s=120)

@@ -16,13 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cli.main import cli
-from journey.erasure import erased, horizons
-from journey.replay import replay_file
-from journey.scoring import ScoringRules
+from journey.customer import CustomerState, to_us
+from journey.erasure import erase_state, erased, horizons
+from journey.event_files import FileLine
+from journey.replay import replay, replay_file
+from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import InvalidEvent, parse_erasure, parse_event
-from schemas.events import ErasureRequest
-from tests.unit.strategies import RATES
+from schemas.events import ErasureRequest, Event
+from tests.unit.strategies import RATES, customer_events, deliveries
 
 RULES = ScoringRules(rates=RATES)
 _BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -171,3 +173,61 @@ def test_requests_are_validated_like_events() -> None:
     ]:
         with pytest.raises(InvalidEvent, match=reason):
             parse_erasure(raw)
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_a_worker_erasing_mid_stream_ends_where_replay_of_the_survivors_does(data: st.DataObject) -> None:
+    """The worker's way (`journey.erasure.erase_state`): events arrive in any order with
+    repeats; erasure requests arrive anywhere among them; each folds the state again from
+    the events that had arrived by then, and later events at or before a horizon are
+    dropped. The end equals replay of the surviving events, and replay with the requests."""
+    events = data.draw(customer_events())
+    stream = data.draw(deliveries(events))
+    times = sorted(e.occurred_at for e in events)
+    moments = st.sampled_from([*times, times[0] - timedelta(days=1), times[-1] + timedelta(days=1)])
+    requests = data.draw(st.lists(st.builds(lambda at: ("c-1", at), moments), min_size=1, max_size=3))
+    positions = sorted(
+        data.draw(st.lists(st.integers(0, len(stream)), min_size=len(requests), max_size=len(requests)))
+    )
+    state = CustomerState("c-1")
+    horizon = -1
+    arrived: list[Event] = []
+    erased_ids: set[str] = set()
+    pending = list(zip(positions, requests, strict=True))
+    for index in range(len(stream) + 1):
+        while pending and pending[0][0] == index:
+            _, (_, at) = pending.pop(0)
+            horizon = max(horizon, to_us(at))
+            if state.version and state.first_us <= horizon:
+                folded, gone = erase_state(state, horizon, arrived, RULES)
+                erased_ids |= state.seen - (folded.seen if folded else set())
+                assert gone == len(state.seen - (folded.seen if folded else set()))
+                state = folded or CustomerState("c-1")
+        if index == len(stream):
+            break
+        event = stream[index]
+        arrived.append(event)
+        if to_us(event.occurred_at) <= horizon:
+            continue
+        apply_event(state, event, RULES)
+    survivors = [e for e in events if to_us(e.occurred_at) > horizon]
+    expected = replay(_lines(survivors), RULES).states.get("c-1")
+    until = horizons(
+        ErasureRequest(request_id=f"r-{n}", customer_id=c, requested_at=at)
+        for n, (c, at) in enumerate(requests)
+    )
+    replayed = replay(_lines(stream), RULES, erasures=until).states.get("c-1")
+    assert (replayed is None) == (expected is None)
+    if expected is None:
+        assert state.version == 0
+        return
+    assert replayed is not None
+    unversioned = {**expected.view(), "version": 0}
+    assert {**replayed.view(), "version": 0} == unversioned
+    assert {**state.view(), "version": 0} == unversioned
+    assert state.joined == expected.joined
+
+
+def _lines(events: list[Event]) -> list[FileLine]:
+    return [FileLine(Path("stream"), n, e, b"") for n, e in enumerate(events)]
