@@ -85,3 +85,10 @@ async def test_the_board_rebuilds_owned_partitions_from_the_store() -> None:
     board.offer(partition, top)
     assert list(board.take_dirty()) == [partition]
     assert board.take_dirty() == {}
+    # An erased customer leaves its partition's top at the next publication.
+    del store["c-49"]
+    board.discard(partition, "c-49")
+    again = board.take_dirty()
+    assert list(again) == [partition] and b'"c-49"' not in again[partition]
+    everyone = [view for raw in {**published, **again}.values() for view in orjson.loads(raw)]
+    assert ranked(everyone, 1)[0]["customer_id"] == "c-48"
