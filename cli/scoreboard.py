@@ -20,6 +20,11 @@ class Scoreboard:
         if known is None or update["version"] > known["version"]:
             self.latest[update["customer_id"]] = update
 
+    def erase(self, customer_id: str) -> None:
+        """A tombstone on `ppp-updates`: the customer was erased."""
+        self.updates += 1
+        self.latest.pop(customer_id, None)
+
     def render(self, top: int) -> str:
         ranked = sorted(self.latest.values(), key=lambda u: (-u["ppp"], u["customer_id"]))[:top]
         lines = [

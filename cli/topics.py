@@ -61,7 +61,10 @@ def tail(
         async for record in read_topic(
             kafka_options(settings), name, from_beginning=True, follow=keep_following
         ):
-            board.add(orjson.loads(record.value))
+            if record.value is None:
+                board.erase(record.key.decode("utf-8", "replace"))
+            else:
+                board.add(orjson.loads(record.value))
             now = time.monotonic()
             if live and now - shown_at >= 1.0:
                 shown_at = now

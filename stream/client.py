@@ -58,7 +58,8 @@ class JourneyProducer:
 class JourneyConsumer:
     """Reads journey's outputs as models, following the topics. Updates older than what was
     already seen for a customer (a lower or equal `version`) are dropped, so the caller sees
-    each customer's scores only move forward."""
+    each customer's scores only move forward. An erased customer's tombstone is not yielded
+    (the customer's scores are gone); its versions count again from 1 after it."""
 
     def __init__(
         self, broker: str, *, topic_prefix: str = "", from_beginning: bool = True, **client_options: Any
@@ -74,6 +75,10 @@ class JourneyConsumer:
         latest: dict[str, int] = {}
         async with contextlib.aclosing(self._records(self._names.ppp_updates)) as records:
             async for record in records:
+                if record.value is None:
+                    # A tombstone: the customer was erased; a later state starts at version 1.
+                    latest.pop(record.key.decode("utf-8"), None)
+                    continue
                 update = PppUpdate.model_validate_json(record.value)
                 if update.version <= latest.get(update.customer_id, 0):
                     continue

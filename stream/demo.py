@@ -51,7 +51,11 @@ def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int) -> N
         await consumer.start()
         try:
             async for message in consumer:
-                print(_line(orjson.loads(message.value)), flush=True)  # noqa: T201  # the demo's output
+                if message.value is None:  # a tombstone: the customer was erased
+                    line = f"  {message.key.decode('utf-8', 'replace')} erased"
+                else:
+                    line = _line(orjson.loads(message.value))
+                print(line, flush=True)  # noqa: T201  # the demo's output
         finally:
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC
@@ -77,4 +78,7 @@ async def send_erasures(
             await asyncio.sleep(0)
         return answers
     finally:
-        await consumer.stop()
+        # aiokafka's fetcher can raise the cancel of its own pending fetch while it closes
+        # (a broker that was slow to answer): nothing of ours is lost by then.
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()

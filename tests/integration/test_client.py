@@ -93,8 +93,20 @@ async def test_consumer_drops_stale_and_repeated_versions(journey_env: Any) -> N
         }
         return env.names.ppp_updates, customer.encode(), json.dumps(message).encode()
 
-    await env.produce([update("a", 1), update("a", 3), update("a", 2), update("a", 3), update("a", 4)])
-    seen: list[PppUpdate] = await _take(
-        JourneyConsumer(env.broker.url, topic_prefix=env.names.prefix).ppp_updates(), 3
+    # After an erasure's tombstone the customer starts again at version 1.
+    tombstone: Any = (env.names.ppp_updates, b"a", None)
+    await env.produce(
+        [
+            update("a", 1),
+            update("a", 3),
+            update("a", 2),
+            update("a", 3),
+            update("a", 4),
+            tombstone,
+            update("a", 1),
+        ]
     )
-    assert [u.version for u in seen] == [1, 3, 4]
+    seen: list[PppUpdate] = await _take(
+        JourneyConsumer(env.broker.url, topic_prefix=env.names.prefix).ppp_updates(), 4
+    )
+    assert [u.version for u in seen] == [1, 3, 4, 1]

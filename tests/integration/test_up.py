@@ -51,6 +51,20 @@ def test_up_demo_shows_updates_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
         assert " csat " in shown and " ppp " in shown
         status, body = probe.get("/customers/demo-000000")
         assert status == 200 and body["customer_id"] == "demo-000000"
+        # Forgetting a demo customer: its tombstone shows in the demo's output, and it is gone.
+        forget = subprocess.run(
+            [sys.executable, "-m", "cli", "forget", "demo-000000", "--timeout", "30"],
+            env={**env, "JOURNEY_BROKER": f"kafka://127.0.0.1:{broker_port}"},
+            capture_output=True,
+            timeout=60,
+        )
+        assert forget.returncode == 0, forget.stderr
+        assert forget.stdout.decode().startswith("demo-000000: "), forget.stdout
+        assert probe.get("/customers/demo-000000")[0] == 404
+        deadline = time.monotonic() + 10
+        while "demo-000000 erased" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "  demo-000000 erased" in log.read_text()
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(30)

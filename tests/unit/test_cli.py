@@ -201,3 +201,14 @@ def test_the_demo_opens_the_page_only_where_a_screen_can_show_it(monkeypatch: py
     assert not run.has_screen()  # a server or CI: Python would start a text browser here
     monkeypatch.setenv("DISPLAY", ":0")
     assert run.has_screen()
+
+
+def test_the_scoreboard_drops_an_erased_customer() -> None:
+    from cli.scoreboard import Scoreboard
+
+    board = Scoreboard()
+    for customer, ppp in (("a", 5.0), ("b", 9.0)):
+        board.add({"customer_id": customer, "ppp": ppp, "csat": 1.0, "cltv": ppp, "version": 1, "as_of": "t"})
+    board.erase("b")
+    shown = board.render(10)
+    assert "top 1 of 1 customers by PPP (3 updates read)" in shown and " b " not in shown
