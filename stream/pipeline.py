@@ -509,8 +509,11 @@ class Pipeline:
             batch.out.add(names.ppp_updates, key, None)
             if replacement.version:
                 batch.out.add(names.ppp_updates, key, orjson.dumps(ppp_update(replacement)))
-        elif state.version == 0 and not fresh:
-            batch.out.add(names.ppp_updates, key, None)  # again: a crash may have lost it
+        elif state.version == 0:
+            # Nothing held (erased before, or before its events came): a tombstone all the
+            # same, so that every erased customer's key ends in one (and again on a
+            # redelivery, as a crash may have lost the first).
+            batch.out.add(names.ppp_updates, key, None)
 
     async def _join_shares(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the share-joins topic: per partition, in offset order.
