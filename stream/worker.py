@@ -61,7 +61,11 @@ def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics
     register_leaders_timer(app, pipeline.leaders, {*names.inputs, names.rekeyed}, names.leaders)
 
     register_lag_timer(
-        app, metrics, {*names.inputs, names.rekeyed}, pipeline.customers, settings.lag_interval
+        app,
+        metrics,
+        {*names.inputs, names.erasures, names.rekeyed},
+        pipeline.customers,
+        settings.lag_interval,
     )
     return Worker(app, pipeline, metrics, impact, leaders)
 
