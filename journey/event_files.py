@@ -15,7 +15,14 @@ from typing import Any
 
 import orjson
 
-from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_erasure, parse_json, validate_event
+from schemas.decode import (
+    DEFAULT_MAX_EVENT_BYTES,
+    InvalidEvent,
+    parse_erasure,
+    parse_event,
+    parse_json,
+    validate_event,
+)
 from schemas.events import ErasureRequest, Event
 from schemas.wire import json_number
 
@@ -101,11 +108,15 @@ def read_event_file(
             if not raw or (select is not None and not select(raw)):
                 continue
             try:
-                data = parse_json(raw, max_bytes=max_bytes)
-                if default_type and isinstance(data, dict) and "type" not in data:
-                    data["type"] = default_type
-                    raw = orjson.dumps(data, default=_json_default)
-                event = validate_event(data, expected_type=None, currencies=currencies)
+                if default_type is None:
+                    # As a worker reads a message: the fast path first (`schemas.decode`).
+                    event = parse_event(raw, expected_type=None, currencies=currencies, max_bytes=max_bytes)
+                else:
+                    data = parse_json(raw, max_bytes=max_bytes)
+                    if isinstance(data, dict) and "type" not in data:
+                        data["type"] = default_type
+                        raw = orjson.dumps(data, default=_json_default)
+                    event = validate_event(data, expected_type=None, currencies=currencies)
             except InvalidEvent as exc:
                 yield FileLine(path, number, None, raw, str(exc))
                 continue
