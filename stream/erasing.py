@@ -107,8 +107,12 @@ class Eraser:
         at = to_us(request.requested_at)
         record = self.record(work, customer_id, partition) or ErasureRecord(at)
         fresh = request.request_id not in record.requests
-        record.requests.add(request.request_id)
-        record.horizon_us = horizon = max(record.horizon_us, at)
+        if fresh:
+            # A request_id seen before is a duplicate, whatever time it carries: the first
+            # one counts, as in `journey.erasure.horizons`.
+            record.requests.add(request.request_id)
+            record.horizon_us = max(record.horizon_us, at)
+        horizon = record.horizon_us
         work.records[partition][customer_id] = record
         replacement: CustomerState | None = None
         gone = 0
