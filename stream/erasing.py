@@ -33,6 +33,7 @@ from schemas.decode import InvalidEvent, parse_event
 from schemas.events import ErasureRequest, Event
 from stream.batching import make_current
 from stream.outbox import Outbox, default_partition
+from stream.stores import store_get
 from stream.tail import read_partitions
 from stream.topics import TopicNames, origin_of
 
@@ -72,6 +73,7 @@ class Eraser:
         max_event_bytes: int,
     ) -> None:
         self.table = table  # customer_id -> encoded ErasureRecord (a Faust table, raw values)
+        self._held = store_get(table)  # the store itself, as `add_to` writes it
         self.names = names
         self.rules = rules
         self.kafka = kafka
@@ -79,15 +81,14 @@ class Eraser:
 
     def horizon(self, customer_id: str) -> int | None:
         """The customer's erasure horizon, if it has one: its events at or before it are dropped."""
-        # The store itself, as `add_to` writes it.
-        held: bytes | None = self.table.data.get(customer_id)
+        held: bytes | None = self._held(customer_id)
         return None if held is None else decode_record(held).horizon_us
 
     def record(self, work: ErasureWork, customer_id: str, partition: int) -> ErasureRecord | None:
         """The customer's erasure record, as this batch has changed it."""
         record = work.records[partition].get(customer_id)
         if record is None:
-            held: bytes | None = self.table.data.get(customer_id)
+            held: bytes | None = self._held(customer_id)
             record = None if held is None else decode_record(held)
         return record
 

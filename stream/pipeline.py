@@ -64,6 +64,7 @@ from stream.erasing import Eraser, ErasureWork, JoinRecords
 from stream.leaders import LeaderBoard
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
+from stream.stores import store_get
 from stream.topics import ORIGIN_HEADER, TopicNames, origin_of
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
@@ -178,6 +179,9 @@ class Pipeline:
         self.eraser = Eraser(
             self.erasures, names, settings.rules, kafka_options(settings), settings.max_event_bytes
         )
+        # The stores themselves, as the handlers write them (`data[key]`, see `_ingest`).
+        self._held_customer = store_get(self.customers)
+        self._held_join = store_get(self.shares)
         # The top customers by PPP of each partition this worker owns (`stream.leaders`).
         self.leaders = LeaderBoard(self.customers.data, partitions)
         # Customers this process has handled since its last assignment (see `_score`).
@@ -333,7 +337,7 @@ class Pipeline:
             batch.before[customer_id] = self._contributions[customer_id]
         else:
             # The store itself, as `_ingest` writes it: Table.get's hooks cost 5% of a busy worker.
-            held: bytes | None = self.customers.data.get(customer_id)
+            held: bytes | None = self._held_customer(customer_id)
             state = CustomerState(customer_id) if held is None else decode_state(held)
             batch.before[customer_id] = contribution(state)
         batch.states[customer_id] = state
@@ -541,8 +545,8 @@ class Pipeline:
             for record in records:
                 sighting = orjson.loads(record.value)
                 share_id = sighting["share_id"]
-                # The store itself, as written below (see `_held_state`).
-                join: ShareJoin | None = self.shares.data.get(share_id)
+                # The store itself, as written below (see `_state`).
+                join: ShareJoin | None = self._held_join(share_id)
                 if join is None:
                     join = ShareJoin(share_id)
                 key = share_id.encode("utf-8")
