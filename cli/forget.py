@@ -82,6 +82,11 @@ def forget(customer_ids: tuple[str, ...], at: str | None, timeout: float, as_jso
         except ValidationError as exc:
             raise UserError(f"customer id {customer_id!r}: {exc.errors()[0]['msg']}") from None
     names = TopicNames(settings.topic_prefix, settings.app_id)
+    click.echo(
+        f"sending {len(requests)} erasure request{'s' * (len(requests) != 1)} to {names.erasures}; "
+        f"waiting up to {timeout:g} s for the workers' {names.erasure_log}",
+        err=True,
+    )
     answers = asyncio.run(send_erasures(kafka_options(settings), names, requests, timeout_s=timeout))
     for request in requests:
         message = answers.get(request.request_id)
