@@ -11,12 +11,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
 
 from schemas.events import ErasureRequest
 from stream.connection import start_client
 from stream.offsets import install_end_offsets_probe
-from stream.tail import TopicMissing
+from stream.tail import assign_whole
 from stream.topics import TopicNames
 
 __all__ = ["request_json", "send_erasures"]
@@ -43,14 +42,7 @@ async def send_erasures(
     consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
     await start_client(consumer)
     try:
-        partitions = consumer.partitions_for_topic(names.erasure_log)
-        if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001  # no public refresh
-            partitions = consumer.partitions_for_topic(names.erasure_log)
-        if not partitions:
-            raise TopicMissing(names.erasure_log)
-        tps = [TopicPartition(names.erasure_log, p) for p in sorted(partitions)]
-        consumer.assign(tps)
+        tps = await assign_whole(consumer, names.erasure_log)
         for tp, end in (await consumer.end_offsets(tps)).items():
             consumer.seek(tp, end)
         producer = AIOKafkaProducer(**kafka, acks="all")

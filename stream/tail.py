@@ -10,11 +10,25 @@ from aiokafka.structs import TopicPartition
 
 from stream.offsets import install_end_offsets_probe
 
-__all__ = ["TopicMissing", "read_partitions", "read_topic"]
+__all__ = ["TopicMissing", "assign_whole", "read_partitions", "read_topic"]
 
 
 class TopicMissing(LookupError):
     """The topic does not exist on the broker."""
+
+
+async def assign_whole(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of `topic` to a started consumer (no group); TopicMissing if
+    the broker does not know it."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()  # noqa: SLF001  # no public refresh
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise TopicMissing(topic)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    return tps
 
 
 async def read_topic(
@@ -25,14 +39,7 @@ async def read_topic(
     consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
     try:
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001  # no public refresh
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise TopicMissing(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
+        tps = await assign_whole(consumer, topic)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)
         else:
