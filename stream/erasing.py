@@ -218,8 +218,7 @@ class Eraser:
         async for record in read_partitions(self.kafka, [*names.inputs, names.rekeyed], partition):
             if record.value is None or wanted not in record.value:
                 continue
-            origin = (origin_of(record) if record.topic == names.rekeyed else record.topic) or ""
-            kind = names.inputs.get(origin)
+            kind = names.inputs.get(origin_of(record, names.rekeyed))
             if kind is None:
                 continue
             try:

@@ -261,7 +261,7 @@ class Pipeline:
                 continue
             rekeyed = tp.topic == names.rekeyed
             for record in records:
-                origin = (origin_of(record) if rekeyed else record.topic) or record.topic
+                origin = origin_of(record, names.rekeyed)
                 kind = self._origins.get(origin)
                 if kind is None:
                     self._reject(batch, record, origin, f"{ORIGIN_HEADER} header names no input topic")
@@ -486,10 +486,9 @@ class Pipeline:
                 batch.changed[partition].add(customer_id)
             return
         # A link its own touchpoint's erasure overtook: the join retracts it when the
-        # erasure reaches it, so it never counts.
-        if to_us(datetime.fromisoformat(message["discovered_at"])) <= batch.horizons.get(
-            customer_id, -1 << 62
-        ):
+        # erasure reaches it, so it never counts. (Its time is read only for an erased customer.)
+        horizon = batch.horizons.get(customer_id)
+        if horizon is not None and to_us(datetime.fromisoformat(message["discovered_at"])) <= horizon:
             return
         # A link delivered again changes nothing; its referrer and share channel become the
         # customer's impact keys.

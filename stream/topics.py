@@ -21,12 +21,14 @@ INPUT_TOPICS: dict[str, str] = {
 _TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
 
 
-def origin_of(record: Any) -> str | None:
-    """The input topic a re-keyed record came on (its ORIGIN_HEADER)."""
-    for name, value in record.headers or ():
-        if name == ORIGIN_HEADER:
-            return bytes(value).decode("utf-8")
-    return None
+def origin_of(record: Any, rekeyed: str) -> str:
+    """The input topic a record came on: its own, or for a record of the re-keying topic
+    (`rekeyed`) the one its ORIGIN_HEADER names (the re-keying topic itself if none)."""
+    if record.topic == rekeyed:
+        for name, value in record.headers or ():
+            if name == ORIGIN_HEADER:
+                return bytes(value).decode("utf-8")
+    return str(record.topic)
 
 
 @dataclass(frozen=True, slots=True)
