@@ -7,8 +7,11 @@
 3. replay: `journey replay`'s work (`journey.replay.replay_file`) on a file of the same
    events, with one process and with one per CPU (the pure core, with parsing and
    validation), and the same with `--impact`;
-4. latency: produce-to-`ppp-updates` p50/p99 at a fixed offered load of half of (2);
-5. memory: bytes per customer held, for `--customers` customers in the core's state.
+4. saturation: what one worker handles while the latency stage's load generator runs beside
+   it, offering more than (2) (issue #17: "half of saturation" means with the generator);
+5. latency: produce-to-`ppp-updates` p50/p99 at a fixed offered load of half of (4), for
+   the raw passthrough and for journey;
+6. memory: bytes per customer held, for `--customers` customers in the core's state.
 
 Absolute numbers vary from machine to machine and run to run; the ratios are the result.
 """
@@ -34,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
-from journey.collector import tune_for_throughput
+from journey.collector import fewer_collections, tune_for_throughput
 from journey.customer import CustomerState, encode_state
 from journey.money import load_rates
 from journey.referrals import ShareJoin, apply_sighting, sighting_for
@@ -58,6 +61,10 @@ MAX_POLL_RECORDS = Settings.model_fields["max_poll_records"].default
 # Each throughput is the best of this many runs, alternating (as timeit reports: the
 # machine's noise only ever slows a run down).
 THROUGHPUT_RUNS = 2
+# The saturation stage offers this much more than the throughput stage's rate, and starts
+# counting after this many seconds.
+SATURATION_OVERLOAD = 1.25
+SATURATION_WARMUP = 2.0
 MIN_TIMED_SECONDS = 1.0
 
 
@@ -347,6 +354,88 @@ async def serve_passthrough(bootstrap: str, prefix: str, ready_file: Path) -> No
         await producer.stop()
 
 
+_Message = tuple[str, str, bytes, bytes]  # topic, event_id, key, value
+
+
+def serialised(names: TopicNames, events: list[dict[str, Any]]) -> list[_Message]:
+    """The events as the load generator sends them (serialised before the clock starts:
+    it shares the machine's CPUs with what it measures)."""
+    return [
+        (names.for_type(e["type"]), e["event_id"], e["customer_id"].encode(), json.dumps(e).encode())
+        for e in events
+    ]
+
+
+async def offer(
+    producer: AIOKafkaProducer,
+    messages: list[_Message],
+    rate: float,
+    sent_at: dict[str, float] | None = None,
+    unmeasured: int = 0,
+) -> None:
+    """Send `messages` at `rate` per second, noting in `sent_at` when each after the first
+    `unmeasured` was sent."""
+    started = time.perf_counter()
+    index = 0
+    while index < len(messages):
+        # Every event that is due, then a millisecond's sleep: one timer per tick, not
+        # one per event, so that the load generator's own CPU stays small.
+        due = min(len(messages), int((time.perf_counter() - started) * rate) + 1)
+        for topic, event_id, key, value in messages[index:due]:
+            if sent_at is not None and index >= unmeasured:
+                sent_at[event_id] = time.perf_counter()
+            await producer.send(topic, value, key=key)
+            index += 1
+        await asyncio.sleep(0.001)
+
+
+async def saturation(
+    broker: EmbeddedBroker,
+    kafka: dict[str, Any],
+    events: list[dict[str, Any]],
+    rate: float,
+    tmp: Path,
+    *,
+    linger_ms: int,
+    warmup: float = 2.0,
+) -> tuple[float, float]:
+    """Events/s one worker handles while the load generator offers it `events` at `rate`
+    (more than it can take), as in the latency stage; and the share of a CPU the load
+    generator used meanwhile.
+
+    The throughput stage times a worker draining a backlog alone; in the latency stage the
+    load generator and the reader of the outputs share the two CPUs with it, so half of
+    that is more than half of what the worker can do there (issue #17: its p99 grew
+    through the stage). Counted from `warmup` seconds in (start-up, a first backlog)
+    until the last event is sent."""
+    names = TopicNames(prefix="saturation.")
+    await create_topics(kafka, names, partitions=PARTITIONS, replication_factor=1)
+    messages = serialised(names, events)
+    port = free_port()
+    worker = start_worker(broker, names.prefix, port, tmp)
+    try:
+        while not assigned(port) and worker.poll() is None:
+            await asyncio.sleep(0.2)
+        producer = AIOKafkaProducer(**kafka, linger_ms=linger_ms)
+        await producer.start()
+        sending = asyncio.ensure_future(offer(producer, messages, rate))
+        await asyncio.sleep(warmup)
+        count, at, cpu = (
+            await asyncio.to_thread(metric, port, "journey_events_total"),
+            time.perf_counter(),
+            cpu_seconds(os.getpid()),
+        )
+        await sending
+        handled = await asyncio.to_thread(metric, port, "journey_events_total") - count
+        elapsed = time.perf_counter() - at
+        generator = (cpu_seconds(os.getpid()) - cpu) / elapsed
+        await producer.stop()
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    return handled / elapsed, generator
+
+
 async def latency(
     kafka: dict[str, Any],
     pipeline: Pipeline,
@@ -375,11 +464,7 @@ async def latency(
     seen: list[tuple[float, float]] = []
     consumer = AIOKafkaConsumer(pipeline.output, **kafka, auto_offset_reset="earliest", fetch_max_wait_ms=5)
     await consumer.start()
-    # Serialised before the clock starts: the load generator shares the machine's CPUs.
-    messages = [
-        (names.for_type(e["type"]), e["event_id"], e["customer_id"].encode(), json.dumps(e).encode())
-        for e in events
-    ]
+    messages = serialised(names, events)
 
     async def read() -> None:
         async for message in consumer:
@@ -397,17 +482,7 @@ async def latency(
         pids = {"broker": broker_pid, "pipeline": process.pid, "load generator": os.getpid()}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
-        index = 0
-        while index < len(messages):
-            # Every event that is due, then a millisecond's sleep: one timer per tick, not
-            # one per event, so that the load generator's own CPU stays small.
-            due = min(len(messages), int((time.perf_counter() - started) * rate) + 1)
-            for topic, event_id, key, value in messages[index:due]:
-                if index >= unmeasured:
-                    sent_at[event_id] = time.perf_counter()
-                await producer.send(topic, value, key=key)
-                index += 1
-            await asyncio.sleep(0.001)
+        await offer(producer, messages, rate, sent_at, unmeasured)
         await producer.stop()
         await asyncio.sleep(3)
         elapsed = time.perf_counter() - started
@@ -442,16 +517,26 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def replay_rate(
-    events: list[dict[str, Any]], parsed: list[Event], tmp: Path
-) -> tuple[float, float, float, float, int]:
+def replay_rate(events: list[dict[str, Any]], tmp: Path) -> tuple[float, float, float, float, int]:
     """Events/s of `journey replay`'s work on a file of the events (read, parse, validate,
     fold, one JSON line per customer) with one process and with one per CPU (best of three
     runs each), of `journey replay --impact` with one per CPU, and of the fold alone; and
-    how many processes "one per CPU" was."""
-    rules = ScoringRules(rates=load_rates(RATES, "USD"))
+    how many processes "one per CPU" was.
+
+    Timed in a process of its own, as `journey replay` runs: in this one, beside the
+    workload it generated and parsed, every collection walked that heap too (measured:
+    one process 26.5 against 19.4 microseconds an event, docs/benchmarks.md)."""
     path = tmp / "replay.jsonl"
     path.write_bytes(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+    command = [sys.executable, __file__, "--replay-rates", str(path)]
+    rates = json.loads(subprocess.run(command, check=True, capture_output=True).stdout)
+    return rates[0], rates[1], rates[2], rates[3], int(rates[4])
+
+
+def serve_replay_rates(path: Path) -> list[float]:
+    """The replay stage's process (`--replay-rates`): see `replay_rate`."""
+    rules = ScoringRules(rates=load_rates(RATES, "USD"))
+    count = sum(1 for _ in path.open("rb"))
     jobs = default_jobs()
     rates = []
     for processes, impact in ((1, False), (jobs, False), (jobs, True)):
@@ -461,15 +546,18 @@ def replay_rate(
             started = time.perf_counter()
             replay_file(path, rules, currencies=rules.rates, jobs=processes, impact=impact)
             best = min(best, time.perf_counter() - started)
-        rates.append(len(events) / best)
-    started = time.perf_counter()
-    states: dict[str, CustomerState] = {}
-    for event in parsed:
-        state = states.get(event.customer_id) or states.setdefault(
-            event.customer_id, CustomerState(event.customer_id)
-        )
-        apply_event(state, event, rules)
-    return rates[0], rates[1], rates[2], len(events) / (time.perf_counter() - started), jobs
+        rates.append(count / best)
+    parsed = [parse_event(line, expected_type=None, currencies=rules.rates) for line in path.open("rb")]
+    with fewer_collections():
+        started = time.perf_counter()
+        states: dict[str, CustomerState] = {}
+        for event in parsed:
+            state = states.get(event.customer_id) or states.setdefault(
+                event.customer_id, CustomerState(event.customer_id)
+            )
+            apply_event(state, event, rules)
+        rates.append(count / (time.perf_counter() - started))
+    return [*rates, jobs]
 
 
 def rss_bytes() -> int:
@@ -521,6 +609,12 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000, help="customers for the memory measure")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(
+        "--saturation-seconds",
+        type=float,
+        default=8.0,
+        help="how long the worker's saturation is measured with the load generator running",
+    )
+    parser.add_argument(
         "--linger-ms",
         type=int,
         default=25,
@@ -531,7 +625,11 @@ async def main() -> None:
     )
     parser.add_argument("--passthrough", nargs=3, help=argparse.SUPPRESS)  # RawPipeline's process
     parser.add_argument("--raw-throughput", nargs=3, help=argparse.SUPPRESS)  # raw_passthrough's
+    parser.add_argument("--replay-rates", type=Path, help=argparse.SUPPRESS)  # replay_rate's
     args = parser.parse_args()
+    if args.replay_rates:
+        print(json.dumps(serve_replay_rates(args.replay_rates)))
+        return
     if args.raw_throughput:
         bootstrap, run, count = args.raw_throughput
         print(await serve_raw_throughput(bootstrap, run, int(count)))
@@ -564,13 +662,31 @@ async def main() -> None:
         )
         if args.throughput_only:
             return
-        single, full, with_impact, core, jobs = replay_rate(events, parsed, tmp)
+        single, full, with_impact, core, jobs = replay_rate(events, tmp)
         log(
             f"journey replay:           {full:10,.0f} events/s   ({jobs} processes; one process: "
             f"{single:,.0f} events/s; the fold alone: {core:,.0f} events/s)"
         )
         log(f"journey replay --impact:  {with_impact:10,.0f} events/s   ({jobs} processes)")
-        offered = journey / 2
+        # Offered more than the worker can take: it is then as busy as it can be with the
+        # load generator beside it. Never above the throughput stage's (the worker alone).
+        overload = journey * SATURATION_OVERLOAD
+        loaded, generator = await saturation(
+            broker,
+            kafka,
+            workload(int(overload * (SATURATION_WARMUP + args.saturation_seconds))),
+            overload,
+            tmp,
+            linger_ms=args.linger_ms,
+            warmup=SATURATION_WARMUP,
+        )
+        saturated = min(loaded, journey)
+        log(
+            f"journey saturated, load generator running: {loaded:,.0f} events/s offered "
+            f"{overload:,.0f} (load generator CPU {generator:.0%}); half of "
+            f"{saturated:,.0f} is the latency stage's load"
+        )
+        offered = saturated / 2
         measured = workload(int(offered * (1.0 + args.latency_seconds)))
         p99s: dict[str, float] = {}
         for pipeline in (RawPipeline(broker, tmp), JourneyPipeline(broker, tmp)):
@@ -579,7 +695,7 @@ async def main() -> None:
             )
             p99s[pipeline.label] = p99
             log(
-                f"latency, {pipeline.label:7} at {offered:,.0f} events/s (50% of saturation): "
+                f"latency, {pipeline.label:7} at {offered:,.0f} events/s (50% of saturation under load): "
                 f"p50 {p50:6.1f} ms, p99 {p99:7.1f} ms ({samples} messages; p99 per 5 s: "
                 f"{', '.join(f'{w:.0f}' for w in windows)}; CPU: "
                 f"{', '.join(f'{name} {share:.0%}' for name, share in cpu.items())})"
