@@ -248,28 +248,32 @@ def replay_file(
     ]
     for process in processes:
         process.start()
-    try:
-        mine = _fold(work[0])
-        handed = [_received(parent) for parent, _ in pipes]
-        sightings = [*mine.result.sightings, *(item for part in handed for item in part[0])]
-        sightings.sort(key=lambda item: item[0])
-        by_share: list[list[dict[str, Any]]] = [[] for _ in work]
-        for made in join_all([sighting for _, sighting in sightings]):
-            by_share[_customer_share(made["referred_id"], jobs)].append(made)
-        for (parent, _), links in zip(pipes, by_share[1:], strict=True):
-            parent.send(links)
-        parts = [_finish(work[0], mine, by_share[0]), *(_received(parent) for parent, _ in pipes)]
-    finally:
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
+    # The join, between the processes' folds and their finishing, runs here alone, beside
+    # this process's customers: with the collector's usual thresholds it walked them while
+    # joining, and the join took three times as long (docs/benchmarks.md).
     with fewer_collections():
+        try:
+            mine = _fold(work[0])
+            handed = [_received(parent) for parent, _ in pipes]
+            sightings = [*mine.result.sightings, *(item for part in handed for item in part[0])]
+            sightings.sort(key=lambda item: item[0])
+            by_share: list[list[dict[str, Any]]] = [[] for _ in work]
+            for made in join_all([sighting for _, sighting in sightings]):
+                by_share[_customer_share(made["referred_id"], jobs)].append(made)
+            for (parent, _), links in zip(pipes, by_share[1:], strict=True):
+                parent.send(links)
+            parts = [_finish(work[0], mine, by_share[0]), *(_received(parent) for parent, _ in pipes)]
+        finally:
+            for process in processes:
+                process.join(timeout=10)
+                if process.is_alive():
+                    process.kill()
         views = sorted(view for part in parts for view in part.views)
         totals: dict[str, Packed] = {}
         for part in parts:
             for key, sums in part.totals.items():
                 totals[key] = totals.get(key, 0) + sums
+        entries = impact_entries(totals) if impact else None
     invalid = [*mine.invalid, *(line for part in handed for line in part[1])]
     invalid.sort(key=lambda line: line.number)
     return FileReplay(
@@ -277,6 +281,6 @@ def replay_file(
         invalid=invalid,
         events=mine.result.events + sum(part[2] for part in handed),
         duplicates=mine.result.duplicates + sum(part[3] for part in handed),
-        impact=impact_entries(totals) if impact else None,
+        impact=entries,
         erased=mine.result.erased + sum(part[4] for part in handed),
     )

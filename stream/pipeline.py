@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import faust
 import orjson
+from aiokafka.structs import TopicPartition
 from faust.types import TP
 
 from journey.customer import CustomerState, decode_state, encode_state, format_us, to_us
@@ -107,6 +108,11 @@ def dead_letter(
     return letter
 
 
+def _size(key: bytes, values: list[bytes]) -> int:
+    """What records of `values` under `key` take in a record batch (`estimate`)."""
+    return sum(estimate(key, value) for value in values)
+
+
 def _after(deliveries: list[Awaitable[Any]], previous: asyncio.Future[None] | None) -> asyncio.Future[None]:
     """Done when `deliveries` are acknowledged and the previous batch's completion is done:
     a handler's batches complete in the order they came (see `BatchHandler`)."""
@@ -141,6 +147,25 @@ class _Batch:
     # What erasures changed, to leave with the customers' states in one request (see
     # `_store_customers`).
     erasure: ErasureWork = field(default_factory=ErasureWork)
+    # Whether the batch's updates leave with their customers' states (`_one_leader`): then
+    # they wait here, per customer in version order, instead of in `out`.
+    joint: bool = False
+    updates: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def update(self, topic: str, customer_id: str, key: bytes, value: bytes) -> None:
+        if self.joint:
+            self.updates.setdefault(customer_id, []).append(value)
+        else:
+            self.out.add(topic, key, value)
+
+    def updates_apart(self, topic: str) -> None:
+        """From here on the updates go in `out`, after those held so far (in their order)."""
+        for customer_id, values in self.updates.items():
+            key = customer_id.encode("utf-8")
+            for value in values:
+                self.out.add(topic, key, value)
+        self.updates.clear()
+        self.joint = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +220,8 @@ class Pipeline:
         self._partition_counts: dict[str, int] = {}
         # The last batch's sends still waiting for the broker (see `_ingest`, `_join_shares`).
         self._completing: asyncio.Future[None] | None = None
+        # Whether the last batch's updates left with their states (see `_one_leader`).
+        self._joint_before = False
         self._joins_completing: asyncio.Future[None] | None = None
         # What a chunk of joins may put on one partition: a record batch, less its header.
         self._batch_bytes = int(app.conf.producer_max_batch_size) - 128
@@ -253,6 +280,7 @@ class Pipeline:
         started = time.perf_counter()
         batch = _Batch(datetime.now(UTC), self._outbox())
         names = self.config.names
+        batch.joint = await self._one_leader(batch.out)
         for tp, records in batches.items():
             batch.current[tp.partition] = current_record(self.app, tp, records[0])
             if tp.topic == names.referred:
@@ -295,16 +323,21 @@ class Pipeline:
         for customer_id, at, share_key, sighting in batch.sightings:
             if at > batch.horizons.get(customer_id, at - 1):
                 batch.out.add(names.share_joins, share_key, sighting)
-        if batch.erasure and self._completing is not None:
+        if self._completing is not None and (batch.erasure or (batch.joint and not self._joint_before)):
             # The forgets below must reach the share joins after every sighting of the
             # erased customers sent before: the last batch's are sent when it completes.
+            # And updates that leave with their states must not overtake the last batch's,
+            # if those waited for their states' acknowledgement.
             await self._completing
-        # The new states are on the broker before the updates they explain are sent. Were
-        # a crash to keep an update but lose its state, redelivery would publish that
-        # version again after later ones (seen: versions 1, 2, 1, 2). Queued in order is
-        # not enough: a send to a partition whose batch is full waits for it to drain while
-        # other partitions' batches go out. The other way round, a state without its
-        # update, the first event after the takeover re-sends the latest update (`_score`).
+        self._joint_before = batch.joint
+        # An update never reaches the broker without the state it explains. Were a crash
+        # to keep an update but lose its state, redelivery would publish that version
+        # again after later ones (seen: versions 1, 2, 1, 2). So the updates leave in the
+        # same produce request as their states (`_one_leader`), or else once the states
+        # are acknowledged: queued in order is not enough, as a send to a partition whose
+        # batch is full waits for it to drain while other partitions' batches go out. The
+        # other way round, a state without its update (the update's record batch came
+        # after a full one), the first event after the takeover re-sends it (`_score`).
         # Straight to the Kafka producer, which every offset commit flushes first. Faust's
         # own table writes (`table[key] = value`) go through its producer buffer, which a
         # commit gives only 0.1 s to drain: a worker killed just after a commit came back
@@ -367,10 +400,12 @@ class Pipeline:
         entry: the hot `all/*` entry gets one change per chunk, not one per event."""
         changelog = self.customers.changelog_topic.get_topic_name()
         topic = self.config.names.impact_changes
+        updates_topic = self.config.names.ppp_updates
         limit = self._batch_bytes
         chunk = self._outbox()
         await chunk.partition_count(changelog)  # metadata known before queuing
         await chunk.partition_count(topic)
+        update_partitions = await chunk.partition_count(updates_topic)
         changes: dict[str, Packed] = {}
         deliveries: list[Awaitable[Any]] = []
         if batch.erasure:
@@ -384,7 +419,12 @@ class Pipeline:
                 gone = state.version == 0 and not state.referrals
                 encoded = None if gone else encode_state(state)
                 key = customer_id.encode("utf-8")
-                if not chunk.has_room(changelog, partition, key, encoded, limit):
+                updates = batch.updates.pop(customer_id, ())
+                room = chunk.has_room(changelog, partition, key, encoded, limit)
+                if updates:
+                    to = default_partition(key, update_partitions)
+                    room = room and chunk.has_room(updates_topic, to, key, None, limit - _size(key, updates))
+                if not room:
                     deliveries += await self._send_with_changes(chunk, changes)
                     changes = {}
                     make_current(current)  # others ran meanwhile
@@ -397,6 +437,8 @@ class Pipeline:
                     self.customers.data[customer_id] = encoded
                     self.leaders.offer(partition, state)
                 chunk.add(changelog, key, encoded, partition)
+                for update in updates:  # after the state: see `_one_leader`
+                    chunk.add(updates_topic, key, update, to)
                 after = contribution(state)
                 for entry in add_change(changes, batch.before[customer_id], after):
                     entry_key = entry.encode("utf-8")
@@ -407,8 +449,33 @@ class Pipeline:
                     deliveries += await self._send_with_changes(chunk, changes)
                     changes = {}
                     make_current(current)
+        # Updates of customers whose state did not change (re-sent after a takeover: see
+        # `_score`), in the last chunk, so that they keep their place before the next batch's.
+        for customer_id, updates in batch.updates.items():
+            key = customer_id.encode("utf-8")
+            to = default_partition(key, update_partitions)
+            if not chunk.has_room(updates_topic, to, key, None, limit - _size(key, updates)):
+                deliveries += await self._send_with_changes(chunk, changes)
+                changes = {}
+            for update in updates:
+                chunk.add(updates_topic, key, update, to)
+        batch.updates.clear()
         deliveries += await self._send_with_changes(chunk, changes)
         return deliveries
+
+    async def _one_leader(self, outbox: Outbox) -> bool:
+        """Whether one broker leads every partition of the customers changelog and of
+        `ppp-updates`: then a chunk of states takes their updates too, and a chunk leaves in
+        one produce request (`send_together`), so a killed worker delivers a state with its
+        updates or neither, and the updates need not wait for the states' acknowledgement
+        (which cost about 50 ms of latency at p50, docs/benchmarks.md). On a cluster whose
+        leaders differ, a batch's updates wait for its states' acknowledgement."""
+        cluster = outbox.producer.client.cluster
+        leaders = set()
+        for topic in (self.customers.changelog_topic.get_topic_name(), self.config.names.ppp_updates):
+            for partition in range(await outbox.partition_count(topic)):
+                leaders.add(cluster.leader_for_partition(TopicPartition(topic, partition)))
+        return len(leaders) == 1 and None not in leaders and -1 not in leaders
 
     async def _send_with_changes(self, chunk: Outbox, changes: Mapping[str, Packed]) -> list[Awaitable[Any]]:
         topic = self.config.names.impact_changes
@@ -462,7 +529,7 @@ class Pipeline:
         self._live.add(customer_id)
         names = self.config.names
         if update is not None:
-            batch.out.add(names.ppp_updates, key, orjson.dumps(update))
+            batch.update(names.ppp_updates, customer_id, key, orjson.dumps(update))
             tally.update_sent(update["csat"], update["ppp"])
         sighting = sighting_for(event)
         if sighting is not None:
@@ -501,6 +568,8 @@ class Pipeline:
         """An erasure request on its customer's partition (`stream.erasing`): the customer's
         new state is stored like any change, after a tombstone on `ppp-updates`."""
         customer_id = request.customer_id
+        # Its tombstone and updates go after the updates before it, in `out`.
+        batch.updates_apart(self.config.names.ppp_updates)
         state = self._state(batch, customer_id)
         fresh, horizon, replacement = await self.eraser.erase(batch.erasure, request, state, partition)
         batch.horizons[customer_id] = horizon
