@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Most input messages a worker handles in one batch (one broker round trip each).",
     )
+    updates_with_states: bool = Field(
+        default=True,
+        description=(
+            "Send a batch's ppp-updates in the produce request of their customers' states when one "
+            "broker leads every partition of both; false: always after the states' acknowledgement."
+        ),
+    )
     cached_customers: int = Field(
         default=10_000,
         ge=0,

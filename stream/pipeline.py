@@ -220,6 +220,7 @@ class Pipeline:
         self._partition_counts: dict[str, int] = {}
         # The last batch's sends still waiting for the broker (see `_ingest`, `_join_shares`).
         self._completing: asyncio.Future[None] | None = None
+        self._with_states = settings.updates_with_states
         # Whether the last batch's updates left with their states (see `_one_leader`).
         self._joint_before = False
         self._joins_completing: asyncio.Future[None] | None = None
@@ -280,7 +281,7 @@ class Pipeline:
         started = time.perf_counter()
         batch = _Batch(datetime.now(UTC), self._outbox())
         names = self.config.names
-        batch.joint = await self._one_leader(batch.out)
+        batch.joint = self._with_states and await self._one_leader(batch.out)
         for tp, records in batches.items():
             batch.current[tp.partition] = current_record(self.app, tp, records[0])
             if tp.topic == names.referred:
