@@ -189,6 +189,11 @@ def _finish(job: _Job, folded: _Folded, links: list[dict[str, Any]]) -> _Part:
     return _Part(views, totals)
 
 
+# What a process hands over once it has folded: its sightings (with their line numbers),
+# its invalid lines, and its counts of events, duplicates and erased events.
+_Handed = tuple[list[tuple[int, dict[str, Any]]], list[FileLine], int, int, int]
+
+
 def _run_share(job: _Job, conn: Connection) -> None:
     """A process of its own: fold, hand over the sightings, take the links, finish."""
     try:
@@ -237,50 +242,67 @@ def replay_file(
     ):
         jobs = 1
     work = [_Job(path, rules, currencies, max_bytes, share, jobs, impact, erasures) for share in range(jobs)]
-    # fork: the workers start with everything imported, in milliseconds; this process
-    # folds the first share meanwhile.
-    context = multiprocessing.get_context("fork") if jobs > 1 else None
-    pipes = [context.Pipe() for _ in work[1:]] if context else []
-    processes = [
-        context.Process(target=_run_share, args=(job, child), daemon=True)
-        for job, (_, child) in zip(work[1:], pipes, strict=True)
-        if context
-    ]
-    for process in processes:
-        process.start()
-    # The join, between the processes' folds and their finishing, runs here alone, beside
-    # this process's customers: with the collector's usual thresholds it walked them while
-    # joining, and the join took three times as long (docs/benchmarks.md).
+    # The join, between the folds and the finishing, runs here alone: with the collector's
+    # usual thresholds it walked this process's customers while joining, and took three
+    # times as long (docs/benchmarks.md).
     with fewer_collections():
-        try:
-            mine = _fold(work[0])
-            handed = [_received(parent) for parent, _ in pipes]
-            sightings = [*mine.result.sightings, *(item for part in handed for item in part[0])]
-            sightings.sort(key=lambda item: item[0])
-            by_share: list[list[dict[str, Any]]] = [[] for _ in work]
-            for made in join_all([sighting for _, sighting in sightings]):
-                by_share[_customer_share(made["referred_id"], jobs)].append(made)
-            for (parent, _), links in zip(pipes, by_share[1:], strict=True):
-                parent.send(links)
-            parts = [_finish(work[0], mine, by_share[0]), *(_received(parent) for parent, _ in pipes)]
-        finally:
-            for process in processes:
-                process.join(timeout=10)
-                if process.is_alive():
-                    process.kill()
+        if jobs == 1:
+            folded = _fold(work[0])
+            result = folded.result
+            handed: list[_Handed] = [
+                (result.sightings, folded.invalid, result.events, result.duplicates, result.erased)
+            ]
+            parts = [_finish(work[0], folded, join_all([sighting for _, sighting in result.sightings]))]
+        else:
+            handed, parts = _in_processes(work)
         views = sorted(view for part in parts for view in part.views)
         totals: dict[str, Packed] = {}
         for part in parts:
             for key, sums in part.totals.items():
                 totals[key] = totals.get(key, 0) + sums
         entries = impact_entries(totals) if impact else None
-    invalid = [*mine.invalid, *(line for part in handed for line in part[1])]
+    invalid = [line for part in handed for line in part[1]]
     invalid.sort(key=lambda line: line.number)
     return FileReplay(
         lines=[line for _, line in views],
         invalid=invalid,
-        events=mine.result.events + sum(part[2] for part in handed),
-        duplicates=mine.result.duplicates + sum(part[3] for part in handed),
+        events=sum(part[2] for part in handed),
+        duplicates=sum(part[3] for part in handed),
         impact=entries,
-        erased=mine.result.erased + sum(part[4] for part in handed),
+        erased=sum(part[4] for part in handed),
     )
+
+
+def _in_processes(work: list[_Job]) -> tuple[list[_Handed], list[_Part]]:
+    """Each share of `work` folded and finished in a process of its own (fork: they start
+    with everything imported, in milliseconds), the shares joined here in file order.
+    This process only joins: its heap stays small, where folding a share here too left
+    it a share's customers to free object by object at the end (the processes' heaps go
+    with them at once)."""
+    context = multiprocessing.get_context("fork")
+    pipes = [context.Pipe() for _ in work]
+    processes = [
+        context.Process(target=_run_share, args=(job, child), daemon=True)
+        for job, (_, child) in zip(work, pipes, strict=True)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        handed: list[_Handed] = [_received(parent) for parent, _ in pipes]
+        sightings = [item for part in handed for item in part[0]]
+        sightings.sort(key=lambda item: item[0])
+        by_share: list[list[dict[str, Any]]] = [[] for _ in work]
+        for made in join_all([sighting for _, sighting in sightings]):
+            by_share[_customer_share(made["referred_id"], len(work))].append(made)
+        for (parent, _), links in zip(pipes, by_share, strict=True):
+            parent.send(links)
+        parts: list[_Part] = [_received(parent) for parent, _ in pipes]
+    except BaseException:
+        for process in processes:
+            process.kill()
+            process.join(timeout=10)
+        raise
+    # Each has handed everything over and is exiting: the kernel freeing its heap took
+    # 50 ms that nothing waits for now (multiprocessing reaps it later, at the latest when
+    # this process exits).
+    return handed, parts
