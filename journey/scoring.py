@@ -8,7 +8,7 @@ customer's events (SPEC.md, "Scores"); only `version` depends on arrival order.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -37,14 +37,14 @@ class ScoringRules:
     csat_window_days: int = 90
     sentiment_weight: Decimal = _ONE
     cltv_window_days: int = 365
+    # The windows in microseconds, read for every event: attributes, not properties (a
+    # property call cost as much as the subtraction it served).
+    csat_window_us: int = field(init=False, repr=False)
+    cltv_window_us: int = field(init=False, repr=False)
 
-    @property
-    def csat_window_us(self) -> int:
-        return self.csat_window_days * DAY_US
-
-    @property
-    def cltv_window_us(self) -> int:
-        return self.cltv_window_days * DAY_US
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "csat_window_us", self.csat_window_days * DAY_US)
+        object.__setattr__(self, "cltv_window_us", self.cltv_window_days * DAY_US)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +73,8 @@ def normalise_score(score: Decimal, scale: str) -> Decimal:
     return score
 
 
-def _fold_windows(state: CustomerState, rules: ScoringRules) -> None:
-    """Drop what fell out of the windows now that `T` is `state.last_us`."""
+def _fold_windows(state: CustomerState, rules: ScoringRules) -> bool:
+    """Drop what fell out of the windows now that `T` is `state.last_us`; whether money did."""
     csat_start = state.last_us - rules.csat_window_us
     surveys = state.window_surveys
     while surveys and surveys[0][0] < csat_start:
@@ -84,8 +84,11 @@ def _fold_windows(state: CustomerState, rules: ScoringRules) -> None:
         state.sentiment_sum = EXACT.subtract(state.sentiment_sum, heapq.heappop(sentiments)[1])
     money_start = state.last_us - rules.cltv_window_us
     money = state.recent_money
+    if not money or money[0][0] >= money_start:
+        return False
     while money and money[0][0] < money_start:
         state.recent_sum = EXACT.subtract(state.recent_sum, heapq.heappop(money)[1])
+    return True
 
 
 def _add_sentiment(state: CustomerState, at: int, sentiment: Decimal | None, start: int) -> None:
@@ -175,20 +178,22 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     state.seen.add(event.event_id)
     at = to_us(event.occurred_at)
     first = state.version == 0
+    money_left = False
     if first:
         state.first_us = state.last_us = at
     elif at > state.last_us:
         state.last_us = at
-        _fold_windows(state, rules)
+        money_left = _fold_windows(state, rules)
     elif at < state.first_us:
         state.first_us = at
     _fold_in(state, event, at, rules)
 
     # The published scores are those of the inputs folded so far (an event either publishes
-    # new ones or leaves them equal), so money is only rounded again when money moved.
+    # new ones or leaves them equal), so money is only rounded again when money moved: a
+    # purchase, or the window's end leaving some behind.
     csat = _csat(state, rules)
     paid = first or isinstance(event, Purchase)
-    if paid or at == state.last_us:
+    if paid or money_left:
         state.cltv_365d = _round(max(state.recent_sum, ZERO))
     cltv = _round(max(state.lifetime_net, ZERO)) if paid else state.cltv
     if not first and csat == state.csat and cltv == state.cltv:
