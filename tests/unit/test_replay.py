@@ -8,14 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from journey.customer import CustomerState
 from journey.event_files import read_event_file
 from journey.referrals import join_all, sighting_for
-from journey.replay import link_referrals, replay_file
+from journey.replay import _customer_share, _share_of, link_referrals, replay_file
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
+from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_event
 from tests.unit.strategies import RATES
+from tests.unit.test_fast_decode import messages
 
 RULES = ScoringRules(rates=RATES)
 BAD_LINES = [
@@ -91,3 +95,17 @@ def test_split_replay_gives_the_impact_of_one_process(tmp_path: Path) -> None:
     three = replay_file(path, RULES, currencies=RATES.rates, jobs=3, parallel_from_bytes=0, impact=True)
     assert one.impact is not None and len(one.impact) > 10
     assert three.impact == one.impact
+
+
+@given(messages(), st.integers(2, 5))
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_valid_line_goes_to_its_customers_process(message: tuple[bytes, str | None], shares: int) -> None:
+    """Every process reads every line and keeps its customers' (`_share_of`, which reads only
+    customer_id): a valid line must go where its event's customer_id sends it, or one
+    customer's events would be folded in two places."""
+    raw, _ = message
+    try:
+        event = parse_event(raw, expected_type=None, currencies=RATES)
+    except InvalidEvent:
+        return  # any one process reports it: which one does not matter
+    assert _share_of(raw, shares, DEFAULT_MAX_EVENT_BYTES) == _customer_share(event.customer_id, shares)
