@@ -157,7 +157,7 @@ def validate_event(
     if expected_type is None:
         if given is None:
             raise InvalidEvent("type: field required in files")
-        if given not in EVENT_MODELS:
+        if not isinstance(given, str) or given not in EVENT_MODELS:
             raise InvalidEvent(f"type: {given!r} is not one of {', '.join(EVENT_MODELS)}")
         expected_type = given
     elif given is not None and given != expected_type:

@@ -65,6 +65,11 @@ def test_type_may_be_omitted_on_a_topic_but_is_required_in_files() -> None:
         validate_event(SURVEY, expected_type=None)
     with pytest.raises(InvalidEvent, match="type: 'quiz' is not one of"):
         validate_event({**SURVEY, "type": "quiz"}, expected_type=None)
+    # A list or an object (unhashable) in a file: a reason, not a TypeError (found by
+    # test_replay's hypothesis test; `journey replay` printed a traceback).
+    for odd in ([], {"a": 1}):
+        with pytest.raises(InvalidEvent, match=r"type: .* is not one of"):
+            validate_event({**SURVEY, "type": odd}, expected_type=None)
 
 
 @pytest.mark.parametrize(
