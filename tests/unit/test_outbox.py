@@ -43,3 +43,15 @@ def test_default_partition_is_kafkas_default_partitioner() -> None:
     for number in range(500):
         key = f"customer-{number}".encode()
         assert default_partition(key, 7) == partitioner(key, list(range(7)), list(range(7)))
+
+
+def test_largest_is_the_most_counted_against_one_partition() -> None:
+    outbox = _outbox()
+    assert outbox.largest() == 0
+    outbox.add("t", b"k", b"x" * 100, partition=0)  # 133
+    outbox.reserve("c", 3, 50)
+    outbox.add("t", b"k", b"x" * 10, partition=1)  # 43
+    assert outbox.largest() == 133
+    outbox.reserve("c", 3, 100)  # 150 on c/3 now
+    outbox.add("t", b"k", b"x" * 10, partition=1)  # 86 on t/1
+    assert outbox.largest() == 150
