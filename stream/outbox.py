@@ -98,7 +98,11 @@ class Outbox:
         self, topic: str, partition: int, key: bytes | None, value: bytes | None, limit: int
     ) -> bool:
         """`fits` for one record, in a fraction of its time (it is asked once per customer)."""
-        return not self._messages or self._bytes.get((topic, partition), 0) + estimate(key, value) <= limit
+        return self.room_for(topic, partition, estimate(key, value), limit)
+
+    def room_for(self, topic: str, partition: int, size: int, limit: int) -> bool:
+        """`has_room` for records of `size` bytes in all (see `estimate`)."""
+        return not self._messages or self._bytes.get((topic, partition), 0) + size <= limit
 
     def largest(self) -> int:
         """The most bytes counted against any one partition (see `fits`)."""

@@ -424,7 +424,7 @@ class Pipeline:
                 room = chunk.has_room(changelog, partition, key, encoded, limit)
                 if updates:
                     to = default_partition(key, update_partitions)
-                    room = room and chunk.has_room(updates_topic, to, key, None, limit - _size(key, updates))
+                    room = room and chunk.room_for(updates_topic, to, _size(key, updates), limit)
                 if not room:
                     deliveries += await self._send_with_changes(chunk, changes)
                     changes = {}
@@ -455,7 +455,7 @@ class Pipeline:
         for customer_id, updates in batch.updates.items():
             key = customer_id.encode("utf-8")
             to = default_partition(key, update_partitions)
-            if not chunk.has_room(updates_topic, to, key, None, limit - _size(key, updates)):
+            if not chunk.room_for(updates_topic, to, _size(key, updates), limit):
                 deliveries += await self._send_with_changes(chunk, changes)
                 changes = {}
             for update in updates:

@@ -55,3 +55,12 @@ def test_largest_is_the_most_counted_against_one_partition() -> None:
     outbox.reserve("c", 3, 100)  # 150 on c/3 now
     outbox.add("t", b"k", b"x" * 10, partition=1)  # 86 on t/1
     assert outbox.largest() == 150
+
+
+def test_room_for_counts_a_size_against_one_partition() -> None:
+    outbox = _outbox()
+    assert outbox.room_for("t", 0, 10_000, limit=100)  # an empty outbox takes anything
+    outbox.add("t", b"k", b"x" * 67, partition=0)  # 100
+    assert outbox.room_for("t", 0, 50, limit=150)
+    assert not outbox.room_for("t", 0, 51, limit=150)
+    assert outbox.room_for("t", 1, 150, limit=150)
