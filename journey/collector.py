@@ -10,11 +10,11 @@ A collection is due when the containers allocated outnumber those freed by the f
 threshold, but it walks every container allocated since the last one that is still alive.
 A worker's decoded customers (about fifteen containers each) come and go as its cache turns
 over, so the two counts cancel while the walk grows: with a first threshold of 50,000 a
-worker at 6,000 events/s paused 20-200 ms every few seconds, a large part of its p99
+worker at 6,000 events/s paused 16-199 ms every few seconds, a large part of its p99
 latency (docs/benchmarks.md). With a million, it collects after a million containers it
-keeps (new customers, share joins): not once in the 20 s of the latency stage, and with
-less work in all, as fewer walks meet the same survivors. Cycles are still collected: a
-worker at that rate made 466 objects in cycles in 29 s (asyncio and the clients), and a
+keeps (new customers, share joins): not once in the 20 s of the latency stage, and the
+same survivors are walked fewer times. Cycles are still collected: a
+worker at that rate made 466 objects in cycles in 29 s (from what, not measured), and a
 dead letter makes none.
 """
 
