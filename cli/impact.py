@@ -125,6 +125,19 @@ def render_summary(summary: dict[str, Any]) -> str:
     )
 
 
+def render_second_moment(moment: dict[str, Any]) -> str:
+    """The second moment in words: recoveries, at-risk customers, which way it goes."""
+    rate = moment["recovery_rate"]
+    return "\n".join(
+        [
+            f"second moment: {moment['recovered']} of {moment['failed']} customers with a SMOT failure "
+            f"recovered ({_ratio(rate)}); {moment['smooth']} smooth",
+            f"at risk: {moment['at_risk']} customers ({moment['at_risk_rule']})",
+            moment["verdict"],
+        ]
+    )
+
+
 def fetch_json(url: str, token: str | None = None) -> Any:
     """GET `url` as JSON (with the API token, when there is one); a worker's JSON error, or
     an unreachable worker, as a UserError."""
@@ -161,7 +174,10 @@ def fetch_json(url: str, token: str | None = None) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the worker's JSON answers instead of tables.")
 @user_errors
 def impact(dimension: str | None, key: str | None, top: int | None, url: str | None, as_json: bool) -> None:
-    """What each campaign, channel, referrer and referral channel is worth in PPP.
+    """What each campaign, channel, referrer, referral channel and recovery is worth in PPP.
+
+    `journey impact recovery` adds the second moment: how many failures were recovered,
+    the customers at risk, and whether recovered customers are worth more than smooth ones.
 
     Without DIMENSION: the north star and the top entries of every dimension. With
     DIMENSION: its top entries by attributed PPP. With DIMENSION and KEY: that one entry."""
@@ -197,5 +213,6 @@ def impact(dimension: str | None, key: str | None, top: int | None, url: str | N
         return
     blocks = [] if summary is None else [render_summary(summary)]
     blocks += [render_ranking(ranking) for ranking in rankings]
+    blocks += [render_second_moment(r["second_moment"]) for r in rankings if "second_moment" in r]
     click.echo("\n\n".join(blocks))
     click.echo(f"\n{CAVEAT}")

@@ -19,6 +19,7 @@ from journey.decimals import decimal_sum
 
 __all__ = [
     "MOMENTS",
+    "RECOVERY_KEYS",
     "CustomerState",
     "decode_state",
     "encode_state",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 MOMENTS = ("zmot", "fmot", "smot", "umot")
+# The values of `recovery` a customer with SMOT touchpoints has (SPEC.md, "The second moment").
+RECOVERY_KEYS = ("smooth", "recovered", "unrecovered")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001  # only formats UTC microseconds
 _ONE_US = timedelta(microseconds=1)
@@ -100,6 +103,23 @@ class CustomerState:
     # stay as they are (whoever adds a key sets this to None): keys rarely change, and
     # building the entries' names was a third of a contribution's cost. Not stored.
     entry_keys: tuple[tuple[str, ...], ...] | None = field(default=None, compare=False, repr=False)
+    # The second moment: the number of failed SMOT touchpoints, and the latest failure's and
+    # the latest good SMOT's times (None before one): all `recovery` needs, in any order.
+    smot_failures: int = 0
+    last_failure_us: int | None = None
+    last_good_us: int | None = None
+
+    def recovery(self) -> str | None:
+        """`smooth`, `recovered` or `unrecovered` (SPEC.md, "The second moment"); None
+        without a SMOT touchpoint."""
+        if not self.moments[2]:
+            return None
+        if not self.smot_failures:
+            return "smooth"
+        good, failure = self.last_good_us, self.last_failure_us
+        if good is not None and failure is not None and good > failure:
+            return "recovered"
+        return "unrecovered"
 
     def referred_by(self) -> list[str]:
         if not self.referrals:
@@ -137,6 +157,10 @@ class CustomerState:
             "channels": sorted(self.channels),
             "referred_by": self.referred_by(),
             "referral_channels": self.referral_channels(),
+            "smot_failures": self.smot_failures,
+            "recovery": self.recovery(),
+            # Identity is not built yet: every customer is a person of one id (README).
+            "aliases": [],
         }
 
 
@@ -181,6 +205,11 @@ class _Record(msgspec.Struct, array_like=True):
     referrals: dict[str, tuple[str, str]]
     # Added within format 4: a record written without it reads as no joins.
     joined: set[str] = msgspec.field(default_factory=set)
+    # Added within format 4 for the second moment: a record written without them reads as
+    # no SMOT failure, so its SMOT touchpoints until then count as smooth (README).
+    smot_failures: int = 0
+    last_failure_us: int | None = None
+    last_good_us: int | None = None
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -226,6 +255,9 @@ def encode_state(state: CustomerState) -> bytes:
             state.channels,
             state.referrals,
             state.joined,
+            state.smot_failures,
+            state.last_failure_us,
+            state.last_good_us,
         )
     )
 
@@ -271,6 +303,10 @@ def _decode_record(raw: bytes) -> CustomerState:
         record.channels,
         record.referrals,
         record.joined,
+        None,
+        record.smot_failures,
+        record.last_failure_us,
+        record.last_good_us,
     )
 
 

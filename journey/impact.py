@@ -46,7 +46,7 @@ __all__ = [
     "with_comparisons",
 ]
 
-DIMENSIONS = ("all", "campaign", "channel", "referrer", "referral_channel")
+DIMENSIONS = ("all", "campaign", "channel", "referrer", "referral_channel", "recovery")
 ALL_KEY = "all/*"
 _MOMENTS = ("zmot", "fmot", "smot", "umot")
 
@@ -156,6 +156,7 @@ def _entry_keys(state: CustomerState) -> tuple[tuple[str, ...], ...]:
     which is all that comparing two contributions of one customer needs (unequal keys only
     take the longer way in `add_change`)."""
     campaigns, channels, referrals = state.campaigns, state.channels, state.referrals
+    recovery = state.recovery()
     return (
         tuple([f"campaign/{key}" for key in campaigns]) if campaigns else (),
         tuple([f"channel/{key}" for key in channels]) if channels else (),
@@ -165,6 +166,7 @@ def _entry_keys(state: CustomerState) -> tuple[tuple[str, ...], ...]:
         tuple([f"referral_channel/{key}" for key in {channel for _, channel in referrals.values()}])
         if referrals
         else (),
+        (f"recovery/{recovery}",) if recovery is not None else (),
     )
 
 

@@ -36,6 +36,21 @@ class Leaders:
     keep: int = CANDIDATES
     members: dict[str, tuple[Decimal, Any]] = field(default_factory=dict)
     floor: Decimal | None = None
+    # The partition's customers at risk (`journey.recovery.at_risk`): counted, not ranked,
+    # and published with the top (a minority of customers, so a set of ids is cheap).
+    at_risk: set[str] = field(default_factory=set)
+
+    def note_risk(self, customer_id: str, risky: bool) -> bool:
+        """Whether the customer is at risk now; True when the count changed."""
+        if risky:
+            if customer_id in self.at_risk:
+                return False
+            self.at_risk.add(customer_id)
+            return True
+        if customer_id not in self.at_risk:
+            return False
+        self.at_risk.discard(customer_id)
+        return True
 
     def offer(self, customer_id: str, ppp: Decimal, view: Any) -> bool:
         """A customer's PPP (and what to show of it) as it is now; True when a candidate

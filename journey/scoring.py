@@ -26,6 +26,7 @@ _TEN = Decimal(10)
 _NINE_TENTHS = Decimal("0.9")
 _NINE_QUARTERS = Decimal("2.25")
 _MOMENT_INDEX = {"zmot": 0, "fmot": 1, "smot": 2}
+_SMOT = 2
 _UMOT = 3
 
 
@@ -97,10 +98,29 @@ def _add_sentiment(state: CustomerState, at: int, sentiment: Decimal | None, sta
         state.sentiment_sum = EXACT.add(state.sentiment_sum, sentiment)
 
 
+def _second_moment(state: CustomerState, at: int, sentiment: Decimal | None) -> None:
+    """Count a SMOT touchpoint: its failure (sentiment below 0) or its good time (above 0).
+    A change of `recovery` changes the customer's impact keys."""
+    before = state.recovery()
+    state.moments[_SMOT] += 1
+    if sentiment is not None and sentiment < 0:
+        state.smot_failures += 1
+        if state.last_failure_us is None or at > state.last_failure_us:
+            state.last_failure_us = at
+    elif sentiment is not None and sentiment > 0 and (state.last_good_us is None or at > state.last_good_us):
+        state.last_good_us = at
+    if state.recovery() != before:
+        state.entry_keys = None
+
+
 def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -> None:
     csat_start = state.last_us - rules.csat_window_us
     if isinstance(event, Touchpoint):
-        state.moments[_MOMENT_INDEX[event.moment]] += 1
+        index = _MOMENT_INDEX[event.moment]
+        if index == _SMOT:
+            _second_moment(state, at, event.sentiment)
+        else:
+            state.moments[index] += 1
         _add_sentiment(state, at, event.sentiment, csat_start)
         if event.channel not in state.channels:
             state.channels.add(event.channel)

@@ -155,7 +155,12 @@ class JourneySimulator:
             self._schedule(c, "smot", r.uniform(2, 240))
             return [self._event("purchase", c, at, order_id=order, amount=amount, currency=currency)]
         if step.stage == "smot":
-            failed = r.random() < 0.2
+            # The second moment: one customer in ten is served badly again and again (the
+            # customers the model warns about); a failure has a sentiment below 0 and its
+            # recovery one above (SPEC.md, "The second moment").
+            fragile = c % 10 == 0
+            failed = r.random() < (0.6 if fragile else 0.15)
+            sentiment = self._sentiment((-0.6 if failed else 0.4) + campaign.mood)
             events = [
                 self._event(
                     "touchpoint",
@@ -164,10 +169,10 @@ class JourneySimulator:
                     moment="smot",
                     channel=r.choice(_CHANNELS["smot"]),
                     action="failure" if failed else "use",
-                    sentiment=self._sentiment((-0.6 if failed else 0.4) + campaign.mood),
+                    sentiment=min(sentiment, -0.05) if failed else sentiment,
                 )
             ]
-            if failed and r.random() < 0.7:
+            if failed and r.random() < (0.3 if fragile else 0.7):
                 events.append(
                     self._event(
                         "touchpoint",
@@ -176,7 +181,7 @@ class JourneySimulator:
                         moment="smot",
                         channel="support",
                         action="recovery",
-                        sentiment=self._sentiment(0.5),
+                        sentiment=max(self._sentiment(0.5), 0.05),
                     )
                 )
             roll = r.random()

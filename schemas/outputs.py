@@ -107,6 +107,11 @@ class CustomerState(BaseModel):
     channels: list[str] = Field(description="the channels of the customer's touchpoints, sorted")
     referred_by: list[str] = Field(description="the referrer_ids of the links that brought the customer in")
     referral_channels: list[str] = Field(description="the share channels of those links, sorted")
+    smot_failures: int = Field(ge=0, description="SMOT touchpoints with a sentiment below 0")
+    recovery: Literal["smooth", "recovered", "unrecovered"] | None = Field(
+        description="null without a SMOT touchpoint; recovered when the latest good SMOT is after the latest failure"
+    )
+    aliases: list[str] = Field(description="the person's other ids, sorted ([] until identity is built)")
 
 
 class ImpactEntry(BaseModel):
@@ -115,7 +120,7 @@ class ImpactEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dimension: Literal["all", "campaign", "channel", "referrer", "referral_channel"]
+    dimension: Literal["all", "campaign", "channel", "referrer", "referral_channel", "recovery"]
     key: str = Field(description="`*` for `all`; may hold `/`")
     customers: int = Field(ge=0)
     buyers: int = Field(ge=0, description="customers with cltv above 0")

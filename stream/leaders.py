@@ -19,6 +19,7 @@ import orjson
 
 from journey.customer import CustomerState, decode_state
 from journey.leaders import LEADERS, Leaders, ranked
+from journey.recovery import at_risk
 from stream.followed import FollowedTopic
 from stream.outbox import default_partition
 
@@ -48,17 +49,19 @@ class LeaderBoard:
         if self._touched is not None:
             self._touched.add(state.customer_id)
         leaders = self.leaders.get(partition)
-        if (
-            leaders is not None
-            and state.version > 0
-            and leaders.offer(state.customer_id, state.ppp, state.view)
-        ):
+        if leaders is None or state.version == 0:
+            return
+        risky = leaders.note_risk(state.customer_id, at_risk(state))
+        if leaders.offer(state.customer_id, state.ppp, state.view) or risky:
             self.dirty.add(partition)
 
     def discard(self, partition: int, customer_id: str) -> None:
         """A customer erased: no longer a candidate (the floor still bounds everyone else)."""
         leaders = self.leaders.get(partition)
-        if leaders is not None and leaders.members.pop(customer_id, None) is not None:
+        if leaders is None:
+            return
+        risky = leaders.note_risk(customer_id, False)
+        if leaders.members.pop(customer_id, None) is not None or risky:
             self.dirty.add(partition)
 
     def reset(self) -> None:
@@ -102,12 +105,16 @@ class LeaderBoard:
             return
         state = decode_state(raw)
         if state.version > 0:  # a state of version 0 only holds a referral link so far
+            leaders.note_risk(customer_id, at_risk(state))
             leaders.offer(customer_id, state.ppp, state.view)
 
     def take_dirty(self) -> dict[int, bytes]:
-        """What to publish: each changed partition's top, as a JSON list of states."""
+        """What to publish: each changed partition's top (a list of states) and its count of
+        customers at risk, as a JSON object."""
         out = {
-            partition: orjson.dumps(self.leaders[partition].top(LEADERS))
+            partition: orjson.dumps(
+                {"top": self.leaders[partition].top(LEADERS), "at_risk": len(self.leaders[partition].at_risk)}
+            )
             for partition in self.dirty
             if partition in self.leaders
         }
@@ -147,7 +154,9 @@ class LeadersView(FollowedTopic):
 
     def __init__(self) -> None:
         super().__init__()
-        self.raw: dict[str, bytes] = {}  # partition number -> its top, a JSON list
+        # partition number -> its top and count at risk (a JSON object; a list from releases
+        # before the second moment: a top alone)
+        self.raw: dict[str, bytes] = {}
 
     def _keep(self, key: str, value: bytes | None) -> None:
         if value is None:
@@ -162,5 +171,15 @@ class LeadersView(FollowedTopic):
         """The top `count` customers by PPP across every partition."""
         views: list[dict[str, Any]] = []
         for raw in self.raw.values():
-            views += orjson.loads(raw)
+            published = orjson.loads(raw)
+            views += published["top"] if isinstance(published, dict) else published
         return ranked(views, count)
+
+    def at_risk(self) -> int:
+        """Customers at risk (`journey.recovery.at_risk`) across every partition."""
+        total = 0
+        for raw in self.raw.values():
+            published = orjson.loads(raw)
+            if isinstance(published, dict):
+                total += published["at_risk"]
+        return total

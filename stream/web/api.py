@@ -13,9 +13,10 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from journey.customer import decode_state
+from journey.customer import RECOVERY_KEYS, decode_state
 from journey.impact import DIMENSIONS
 from journey.leaders import LEADERS
+from journey.recovery import second_moment
 from stream.impact_view import ImpactView
 from stream.leaders import LeadersView
 from stream.metrics import JourneyMetrics
@@ -50,10 +51,24 @@ class Answers:
         return self.impact.summary()
 
     def circle(self) -> dict[str, Any]:
-        return self.impact.circle()
+        """The circle, and the SMOT node's failures and recoveries."""
+        moment = self.second_moment()
+        return {
+            **self.impact.circle(),
+            "smot_failed": moment["failed"],
+            "smot_recovered": moment["recovered"],
+        }
 
     def ranking(self, dimension: str, top: int) -> dict[str, Any]:
-        return self.impact.ranking(dimension, top)
+        ranking = self.impact.ranking(dimension, top)
+        if dimension == "recovery":
+            ranking["second_moment"] = self.second_moment()
+        return ranking
+
+    def second_moment(self) -> dict[str, Any]:
+        """The `recovery` entries side by side, with the customers at risk."""
+        entries = {key: self.impact.entry("recovery", key) for key in RECOVERY_KEYS}
+        return second_moment(entries, self.leaders.at_risk())
 
     def platinum(self, top: int = LEADERS) -> list[dict[str, Any]]:
         return self.leaders.top(top)

@@ -19,10 +19,12 @@ from urllib.parse import quote
 
 import orjson
 
+from journey.recovery import second_moment
+
 __all__ = ["DIMENSION_TITLES", "LIVE_SECTIONS", "render_page", "render_sections", "render_sign_in"]
 
 # The live sections, by element id, in page order; the customer card is not live.
-LIVE_SECTIONS = ("north", "circle", "impact", "platinum")
+LIVE_SECTIONS = ("north", "circle", "second", "impact", "platinum")
 
 DIMENSION_TITLES = {
     "campaign": "Campaigns",
@@ -202,6 +204,7 @@ def render_circle(circle: Mapping[str, Any]) -> str:
                 tag="text",
                 extra=f' x="{x}" y="{y + 18}" class="reached" text-anchor="middle"',
             )
+            + (_smot_failures(circle, x, y) if moment == "smot" else "")
             + f'<foreignObject x="{_CENTRE - 85}" y="{_CENTRE - 45}" width="170" height="90" class="explain">'
             f'<p xmlns="http://www.w3.org/1999/xhtml">{escape(sentence)}</p></foreignObject></g>'
         )
@@ -220,6 +223,80 @@ def render_circle(circle: Mapping[str, Any]) -> str:
         "brought in by referrals and the K-factor (referred per customer who shared). "
         "Hover over or focus a moment for what it is.</p>"
         f'<ul class="legend">{legend}</ul>'
+    )
+
+
+def _smot_failures(circle: Mapping[str, Any], x: int, y: int) -> str:
+    """Under the SMOT node's count: customers with a failure, and how many were recovered."""
+    failed, recovered = circle.get("smot_failed", 0), circle.get("smot_recovered", 0)
+    return (
+        f'<text x="{x}" y="{y + 34}" class="failures" text-anchor="middle">'
+        + figure(_SECOND, "failed", failed, f"{count(failed)} failed", tag="tspan")
+        + ", "
+        + figure(_SECOND, "recovered", recovered, f"{count(recovered)} recovered", tag="tspan")
+        + "</text>"
+    )
+
+
+# The second moment's figures that no impact entry holds (`GET /impact/recovery`'s
+# `second_moment`) are published under this entry name.
+_SECOND = "second_moment"
+_RECOVERY_TITLES = (
+    ("smooth", "Smooth", "SMOT touchpoints and no failure"),
+    ("recovered", "Recovered", "a good SMOT after the latest failure"),
+    ("unrecovered", "Unrecovered", "no good SMOT after the latest failure"),
+)
+
+
+def render_second(moment: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """The second moment: smooth, recovered and unrecovered customers side by side, which
+    way it goes in words, and the customers the model warns about."""
+    rows = []
+    for key, title, meaning in _RECOVERY_TITLES:
+        entry = f"recovery/{key}"
+        row = entries.get(key)
+        if row is None:
+            rows.append(
+                f'<tr><th scope="row">{title} <small>{meaning}</small></th>'
+                '<td class="num">0</td><td class="num">—</td><td class="num">—</td>'
+                '<td class="num">—</td></tr>'
+            )
+            continue
+        rows.append(
+            f'<tr><th scope="row">{title} <small>{meaning}</small></th>'
+            + _cell(entry, row, "customers", count)
+            + _cell(entry, row, "mean_ppp", plain)
+            + _cell(entry, row, "conversion", percent)
+            + _cell(entry, row, "mean_csat", plain)
+            + "</tr>"
+        )
+    rate = moment["recovery_rate"]
+    at_risk = moment["at_risk"]
+    return (
+        '<h2 id="second-title">The second moment: failures and recoveries</h2>'
+        '<p class="verdict">' + figure(_SECOND, "verdict", moment["verdict"], moment["verdict"]) + "</p>"
+        '<div class="scroll"><table><thead><tr><th scope="col">Customers</th><th scope="col">Count</th>'
+        '<th scope="col">Mean PPP</th><th scope="col">Conversion</th><th scope="col">Mean CSAT</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        "<p>"
+        + figure(_SECOND, "recovered", moment["recovered"], count(moment["recovered"]))
+        + " of "
+        + figure(_SECOND, "failed", moment["failed"], count(moment["failed"]))
+        + " customers with a SMOT failure were recovered ("
+        + figure(_SECOND, "recovery_rate", rate, percent(rate))
+        + "); recovered against smooth in mean PPP: "
+        + figure(
+            _SECOND,
+            "recovered_vs_smooth",
+            moment["recovered_vs_smooth"],
+            percent(moment["recovered_vs_smooth"], signed=True),
+        )
+        + ".</p>"
+        f'<p class="{"warn" if at_risk else "calm"}">'
+        + figure(_SECOND, "at_risk", at_risk, count(at_risk))
+        + f" customers at risk: {escape(moment['at_risk_rule'])}. A failure recovered well keeps a "
+        "customer; the same failure again and again loses them.</p>"
+        f'<p class="caveat">{CAVEAT}</p>'
     )
 
 
@@ -381,6 +458,16 @@ def render_card(customer_id: str | None, state: Mapping[str, Any] | None) -> str
             ("Channels", _words(entry, "channels", state["channels"])),
             ("Referred by", _links(entry, "referred_by", state["referred_by"])),
             ("Referral channels", _words(entry, "referral_channels", state["referral_channels"])),
+            (
+                "SMOT failures",
+                figure(
+                    entry,
+                    "smot_failures",
+                    state.get("smot_failures", 0),
+                    count(state.get("smot_failures", 0)),
+                ),
+            ),
+            ("Recovery", _recovery(entry, state.get("recovery"))),
             ("Version", figure(entry, "version", state["version"], count(state["version"]))),
         ]
         items = "".join(f"<div><dt>{label}</dt><dd>{value}</dd></div>" for label, value in rows)
@@ -389,6 +476,13 @@ def render_card(customer_id: str | None, state: Mapping[str, Any] | None) -> str
             f"Customer {escape(state['customer_id'])}</h3><dl>{items}</dl></article>"
         )
     return f'<h2 id="card-heading">Look up a customer</h2>{form}{card}'
+
+
+def _recovery(entry: str, recovery: str | None) -> str:
+    shown = {"smooth": "Smooth", "recovered": "Recovered", "unrecovered": "Unrecovered"}.get(
+        recovery or "", "No SMOT yet"
+    )
+    return figure(entry, "recovery", recovery, shown)
 
 
 def _words(entry: str, field: str, words: Sequence[str]) -> str:
@@ -400,14 +494,22 @@ def render_sections(
     circle: Mapping[str, Any],
     rankings: Mapping[str, Mapping[str, Any]],
     platinum: Sequence[Mapping[str, Any]],
+    second: tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any] | None]] | None = None,
 ) -> dict[str, str]:
-    """The live sections' inner HTML, by element id."""
+    """The live sections' inner HTML, by element id; `second` is the second moment's
+    summary and its `recovery` entries by key."""
+    moment, entries = second if second is not None else (second_moment_of_nothing(), {})
     return {
         "north": render_north(summary),
         "circle": render_circle(circle),
+        "second": render_second(moment, entries),
         "impact": render_impact(rankings),
         "platinum": render_platinum(platinum),
     }
+
+
+def second_moment_of_nothing() -> dict[str, Any]:
+    return second_moment({}, 0)
 
 
 _TITLE = '<h1><span class="logo" aria-hidden="true">\u25cb</span> journey</h1>'
@@ -443,7 +545,7 @@ def render_page(
     sections: Mapping[str, str], card: str, *, asset: Callable[[str], str], signed_in: bool = False
 ) -> str:
     """The whole page; `asset` gives an asset's URL (with its version, for caching)."""
-    wide = {"impact", "platinum"}
+    wide = {"second", "impact", "platinum"}
     live = "".join(
         f'<section id="{name}" aria-labelledby="{name}-title" class="panel{" wide" if name in wide else ""}">'
         f"{sections[name]}</section>"

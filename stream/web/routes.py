@@ -14,6 +14,7 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from pydantic import SecretStr
 
+from journey.customer import RECOVERY_KEYS
 from journey.leaders import LEADERS
 from stream.impact_view import ImpactView
 from stream.leaders import LeadersView
@@ -76,7 +77,13 @@ def register_views(
 
     def sections() -> dict[str, str]:
         rankings = {dimension: answers.ranking(dimension, PAGE_TOP) for dimension in DIMENSION_TITLES}
-        return render_sections(answers.summary(), answers.circle(), rankings, answers.platinum(LEADERS))
+        second = (
+            answers.second_moment(),
+            {key: answers.impact.entry("recovery", key) for key in RECOVERY_KEYS},
+        )
+        return render_sections(
+            answers.summary(), answers.circle(), rankings, answers.platinum(LEADERS), second
+        )
 
     feed = LiveFeed(sections, answers.version)
 

@@ -4,6 +4,7 @@ attributes and compared with the expected entries and states."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from tests.fixtures.browser import PageProblems, screenshot_path
 from tests.fixtures.conformance import impact_mismatches
 from tests.integration.helpers import publish_conformance, wait_for_impact, wait_for_platinum, wait_for_states
+from tests.integration.test_commands import journey
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +34,13 @@ def _entries_on_page(figures: dict[tuple[str, str], Any]) -> list[dict[str, Any]
     """The impact entries the page shows, rebuilt from its figures (`moments.zmot` nested)."""
     entries: dict[str, dict[str, Any]] = {}
     for (entry, field), value in figures.items():
-        if entry.startswith("customer/") or field.startswith("onward."):
+        # Cards, arrows, the second moment's summary; and `recovery`, which the impact set
+        # predates (the second moment's own test reads those).
+        if (
+            entry.startswith(("customer/", "recovery/"))
+            or entry == "second_moment"
+            or field.startswith("onward.")
+        ):
             continue
         dimension, key = entry.split("/", 1)
         shown = entries.setdefault(entry, {"dimension": dimension, "key": key})
@@ -234,3 +242,78 @@ def _event(kind: str, event_id: str, customer_id: str, **fields: Any) -> dict[st
         "occurred_at": "2026-05-30T10:00:00Z",
         **fields,
     }
+
+
+async def test_the_page_shows_the_second_moment(
+    journey_env: Any, recovery_conformance: Any, chromium: Any
+) -> None:
+    """The `recovery/` set through a worker: every state's `smot_failures` and `recovery` over
+    HTTP, the `recovery` entries on the topic and over HTTP, the customers at risk, and the
+    panel, the SMOT node and a card as headless Chromium shows them."""
+    env = journey_env
+    worker = env.worker()
+    await publish_conformance(env, recovery_conformance)
+    states = await wait_for_states(worker, recovery_conformance.expected_states)
+    assert {s["recovery"] for s in states.values()} >= {"smooth", "recovered", "unrecovered"}
+    await wait_for_impact(env, [worker], recovery_conformance.expected_impact)
+
+    want = recovery_conformance.expected_states.values()
+    at_risk = sum(1 for s in want if s["smot_failures"] >= 2 and s["recovery"] == "unrecovered")
+    assert at_risk > 0
+    expected = {e["key"]: e for e in recovery_conformance.expected_impact if e["dimension"] == "recovery"}
+    # The customers at risk travel with the platinum customers (published once a second).
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        status, ranking = worker.get("/impact/recovery")
+        if status == 200 and ranking["second_moment"]["at_risk"] == at_risk:
+            break
+        assert asyncio.get_running_loop().time() < deadline, ranking
+        await asyncio.sleep(0.5)
+    moment = ranking["second_moment"]
+    assert moment["failed"] == expected["recovered"]["customers"] + expected["unrecovered"]["customers"]
+    assert moment["recovered"] == expected["recovered"]["customers"]
+    assert moment["smooth"] == expected["smooth"]["customers"]
+    assert "less in mean PPP than smooth ones" in moment["verdict"]  # 229.53 against 1429.49
+    circle = worker.get("/circle")[1]
+    assert (circle["smot_failed"], circle["smot_recovered"]) == (moment["failed"], moment["recovered"])
+
+    shown = journey(env.env, "impact", "recovery", "--url", worker.url)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout.decode()
+    assert "recovery: top 3 of 3" in text and f"at risk: {at_risk} customers" in text
+    assert f"{moment['recovered']} of {moment['failed']} customers with a SMOT failure recovered" in text
+
+    context = await chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    problems = PageProblems().watch(page)
+    await page.goto(worker.url + "/")
+    await _wait_for(page, "() => document.getElementById('live').dataset.state === 'live'")
+    await _wait_for(
+        page,
+        '(n) => document.querySelector(\'#second [data-entry="second_moment"][data-field="at_risk"]\')'
+        ".dataset.value == n",
+        at_risk,
+    )
+    figures = await _figures(page)
+    for key, entry in expected.items():
+        for field in ("customers", "mean_ppp", "conversion", "mean_csat"):
+            assert figures[(f"recovery/{key}", field)] == entry[field], (key, field)
+    for field in ("failed", "recovered", "recovery_rate", "at_risk", "recovered_vs_smooth", "verdict"):
+        assert figures[("second_moment", field)] == moment[field], field
+    panel = await page.locator("#second").inner_text()
+    assert moment["verdict"] in panel and "customers at risk" in panel
+    node = await page.locator(".moment.smot .failures").text_content() or ""
+    assert f"{moment['failed']} failed" in node and f"{moment['recovered']} recovered" in node
+    await page.screenshot(path=screenshot_path("second-moment-1280"), full_page=True)
+
+    # A customer's card says how many failures it had and whether it was recovered.
+    risky = next(s for s in want if s["smot_failures"] >= 2 and s["recovery"] == "unrecovered")
+    await page.fill("#customer", risky["customer_id"])
+    await page.click(".lookup button")
+    await page.wait_for_selector(".card")
+    card = await _figures(page)
+    entry = f"customer/{risky['customer_id']}"
+    assert card[(entry, "smot_failures")] == risky["smot_failures"]
+    assert card[(entry, "recovery")] == "unrecovered"
+    assert "Unrecovered" in await page.locator(".card").inner_text()
+    assert problems.none(), problems

@@ -70,6 +70,15 @@ def oracle_state(
             moments[e.moment] += 1
         elif isinstance(e, Share):
             moments["umot"] += 1
+    smots = [e for e in evs if isinstance(e, Touchpoint) and e.moment == "smot"]
+    failures = [e.occurred_at for e in smots if e.sentiment is not None and e.sentiment < 0]
+    goods = [e.occurred_at for e in smots if e.sentiment is not None and e.sentiment > 0]
+    if not smots:
+        recovery = None
+    elif not failures:
+        recovery = "smooth"
+    else:
+        recovery = "recovered" if goods and max(goods) > max(failures) else "unrecovered"
     stamp = lambda d: d.isoformat(timespec="microseconds").replace("+00:00", "Z")  # noqa: E731
     return {
         "customer_id": evs[0].customer_id,
@@ -91,4 +100,7 @@ def oracle_state(
         # One customer's events make no referral link to it (links join two customers).
         "referred_by": [],
         "referral_channels": [],
+        "smot_failures": len(failures),
+        "recovery": recovery,
+        "aliases": [],
     }

@@ -113,7 +113,12 @@ def test_every_field_survives_the_encoding(data: st.DataObject) -> None:
 
 def without_keys(state: CustomerState) -> CustomerState:
     """What formats before the impact keys could hold of a state."""
-    return replace(state, campaigns=set(), channels=set(), referrals={}, joined=set())
+    return without_second_moment(replace(state, campaigns=set(), channels=set(), referrals={}, joined=set()))
+
+
+def without_second_moment(state: CustomerState) -> CustomerState:
+    """What records before the second moment could hold of a state: no failure known."""
+    return replace(state, smot_failures=0, last_failure_us=None, last_good_us=None)
 
 
 @PROFILE
@@ -136,7 +141,7 @@ def test_a_changelog_written_in_the_second_format_is_still_read(data: st.DataObj
 def test_a_changelog_written_in_the_third_format_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
     state.campaigns, state.referrals = {"été/2026"}, {"s-1": ("c-0", "social")}
-    assert decode_state(encode_third_format(state)) == replace(state, joined=set())
+    assert decode_state(encode_third_format(state)) == without_second_moment(replace(state, joined=set()))
 
 
 @PROFILE
@@ -144,8 +149,23 @@ def test_a_changelog_written_in_the_third_format_is_still_read(data: st.DataObje
 def test_a_record_of_format_4_written_before_joins_were_kept_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
     fields = msgspec.msgpack.decode(encode_state(state))
-    older = msgspec.msgpack.encode(fields[:-1])  # the array without its last field, `joined`
-    assert decode_state(older) == replace(state, joined=set())
+    older = msgspec.msgpack.encode(fields[:-4])  # the array without `joined` and the second moment's
+    assert decode_state(older) == without_second_moment(replace(state, joined=set()))
+
+
+@PROFILE
+@given(st.data())
+def test_a_record_of_format_4_written_before_the_second_moment_is_still_read(data: st.DataObject) -> None:
+    state = folded(data)
+    fields = msgspec.msgpack.decode(encode_state(state))
+    older = msgspec.msgpack.encode(fields[:-3])  # without smot_failures and the two times
+    assert decode_state(older) == without_second_moment(state)
+
+
+def test_the_second_moment_survives_the_encoding() -> None:
+    state = CustomerState("c-1", moments=[0, 0, 3, 0], smot_failures=2, last_failure_us=5, last_good_us=9)
+    decoded = decode_state(encode_state(state))
+    assert decoded == state and decoded.recovery() == "recovered"
 
 
 def test_referral_keys_survive_the_encoding() -> None:
@@ -162,7 +182,7 @@ def test_a_format_from_a_newer_release_is_refused_not_misread() -> None:
     with pytest.raises(ValueError, match="format 5"):
         decode_state(msgspec.msgpack.encode([5, *fields[1:]]))
     with pytest.raises(ValueError, match="cannot read"):
-        decode_state(msgspec.msgpack.encode([5, *fields[1:-3]]))  # a shape this release does not know
+        decode_state(msgspec.msgpack.encode([5, *fields[1:-6]]))  # a shape this release does not know
     newer_json = orjson.dumps([4, *orjson.loads(encode_third_format(CustomerState("c-1")))[1:]])
     with pytest.raises(ValueError, match="format 4"):
         decode_state(newer_json)

@@ -40,4 +40,4 @@ def test_rankings_equal_sorting_every_entry(updates: list[tuple[str, str, int | 
             assert answer["entries"] == len(mine)
     counts = view.summary()["dimensions"]
     assert counts["campaign"] == sum(d == "campaign" for d, _ in latest)
-    assert set(counts) == {"all", "campaign", "channel", "referrer", "referral_channel"}
+    assert set(counts) == {"all", "campaign", "channel", "referrer", "referral_channel", "recovery"}
