@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools demo test lint typecheck format unit integration deploy-check bench soak clean
+.PHONY: help install tools kafka demo test lint typecheck format unit integration deploy-check bench soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,19 @@ tools: ## install the external tools the tests use, when missing
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# Apache Kafka's broker for the tests (and `journey kafka up`): its jars from Maven Central,
+# copied by the pinned Maven project deploy/kafka/pom.xml into .cache/kafka/<version>/ once.
+KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)
+KAFKA_JARS := .cache/kafka/$(KAFKA_VERSION)
+KAFKA_STAMP := $(KAFKA_JARS)/.complete
+$(KAFKA_STAMP): deploy/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "make kafka needs Maven (mvn) and a JDK 17 or later" >&2; exit 1; }
+	@echo "fetching Apache Kafka $(KAFKA_VERSION)'s broker jars with Maven into $(KAFKA_JARS)"
+	@rm -rf $(KAFKA_JARS)
+	mvn --batch-mode --quiet -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_JARS)
+	@touch $@
+kafka: $(KAFKA_STAMP) ## fetch Apache Kafka's broker jars (Maven), for the tests and `journey kafka up`
+
 demo: $(RUNTIME) ## run the whole system with simulated journeys (Ctrl-C stops it)
 	$(BIN)/journey up --demo
 
@@ -59,14 +72,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 unit: $(STAMP) ## the tests that need no broker
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(STAMP) tools ## the tests on the embedded broker (and a real Prometheus)
+integration: $(STAMP) tools kafka ## the tests on the embedded broker and Apache Kafka (and a real Prometheus)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 deploy-check: $(STAMP) tools ## promtool and static checks of deploy/
 	$(BIN)/pytest tests/deploy $(PYTEST_ARGS)
 
 # pytest's exit 5 ("no tests collected") is not a failure of the suite.
-test: tools lint typecheck ## everything CI runs: lint, types, unit and integration tests
+test: tools kafka lint typecheck ## everything CI runs: lint, types, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 clean: ## remove the virtualenv, caches and local data

@@ -62,7 +62,7 @@ async def create_topics(
             for topic in wanted:
                 # Another worker may win the race: what matters is that the topic exists.
                 with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics([topic])
+                    _raise_topic_errors(await admin.create_topics([topic]))
         finally:
             await admin.close()
         # Metadata for new topics spreads asynchronously; wait until all are visible.
@@ -72,6 +72,19 @@ async def create_topics(
             await asyncio.sleep(0.1)
     await verify_topics(kafka, names, partitions=partitions)
     return [t.name for t in wanted]
+
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def _raise_topic_errors(response: Any) -> None:
+    """aiokafka returns a refused creation as an error code in the answer, not an exception:
+    a replication factor above the brokers that are up, say, must not pass for created."""
+    for entry in getattr(response, "topic_errors", ()):
+        name, code, *rest = entry
+        if code not in (0, _TOPIC_ALREADY_EXISTS):
+            message = rest[0] if rest and rest[0] else f"error code {code}"
+            raise TopicsError(f"cannot create topic {name}: {message}")
 
 
 async def verify_topics(kafka: Mapping[str, Any], names: TopicNames, *, partitions: int | None = None) -> int:

@@ -32,6 +32,12 @@ def create_app(settings: Settings, *, partitions: int) -> JourneyApp:
         datadir=str(settings.data_dir),
         topic_partitions=partitions,
         topic_replication_factor=settings.replication_factor,
+        # `journey topics create` makes every topic, and a worker checks them at start. Left
+        # to Faust, a worker asked the controller it last knew of to create them at every
+        # start and exited when that broker was the one down (seen on three Kafka nodes);
+        # its leader topic serves only `on_leader` timers, which journey has none of.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
         # Effects are made exactly-once by event_id dedupe and versioned outputs; the
         # embedded broker cannot run Kafka transactions (BROKER-NOTES.md).
         processing_guarantee="at_least_once",

@@ -65,6 +65,10 @@ class EmbeddedBroker:
         return f"kafka://127.0.0.1:{self.port}"
 
     @property
+    def bootstrap(self) -> list[str]:
+        return [f"127.0.0.1:{self.port}"]
+
+    @property
     def pid(self) -> int | None:
         """The broker's process id while it runs (the benchmark reads its CPU time)."""
         return self._process.pid if self._process is not None else None

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
+from tests.fixtures.broker import ON_BOTH_BROKERS
 from tests.fixtures.browser import PageProblems
 from tests.integration.helpers import conformance_traffic, partition_of, wait_for_states
 
@@ -126,6 +127,7 @@ async def test_an_open_worker_says_so_once(journey_env: Any) -> None:
     assert worker.get("/impact")[0] == 200
 
 
+@ON_BOTH_BROKERS
 async def test_workers_forward_the_token_to_the_owner(journey_env: Any, conformance: Any) -> None:
     env = journey_env
     first, second = env.worker(JOURNEY_API_TOKEN=TOKEN), env.worker(JOURNEY_API_TOKEN=TOKEN)

@@ -21,7 +21,7 @@ from journey.scoring import ScoringRules
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event
 from schemas.outputs import DeadLetter
-from tests.fixtures.broker import WorkerProcess
+from tests.fixtures.broker import ON_BOTH_BROKERS, WorkerProcess
 from tests.integration.helpers import (
     latest_by_key,
     metric_sum,
@@ -143,6 +143,7 @@ async def check_outputs(env: Any, work: Workload, workers: list[WorkerProcess]) 
     await wait_for_impact(env, workers, work.impact, deadline_s=120)
 
 
+@ON_BOTH_BROKERS
 async def test_crash_equivalence_with_three_sigkills(journey_env: Any) -> None:
     env = journey_env
     env.env["JOURNEY_FX_RATES"] = str(FX)
@@ -177,6 +178,7 @@ async def test_crash_equivalence_with_hot_customers_out_of_order(journey_env: An
     await kill_at_and_compare(env, [0.3 * len(work.raws), 0.6 * len(work.raws)], work)
 
 
+@ON_BOTH_BROKERS
 async def test_survivor_takes_over_a_killed_workers_partitions(journey_env: Any) -> None:
     env = journey_env
     env.env["JOURNEY_FX_RATES"] = str(FX)

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from schemas.outputs import CustomerState, ImpactEntry
+from tests.fixtures.broker import ON_BOTH_BROKERS
 from tests.integration.helpers import (
     metric_sum,
     metric_values,
@@ -23,6 +24,7 @@ from tests.integration.test_commands import journey
 pytestmark = pytest.mark.integration
 
 
+@ON_BOTH_BROKERS
 async def test_impact_set_through_a_worker(journey_env: Any, impact_conformance: Any) -> None:
     env = journey_env
     worker = env.worker()

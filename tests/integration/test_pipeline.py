@@ -13,6 +13,7 @@ import pytest
 
 from schemas.outputs import DeadLetter, PppUpdate, ReferralLink
 from stream.topics import INPUT_TOPICS
+from tests.fixtures.broker import ON_BOTH_BROKERS
 from tests.integration.helpers import (
     conformance_traffic,
     latest_by_key,
@@ -38,6 +39,7 @@ def _self_referrals(events: list[dict[str, Any]]) -> int:
     return len(seen)
 
 
+@ON_BOTH_BROKERS
 async def test_conformance_events_through_one_worker(journey_env: Any, conformance: Any) -> None:
     env = journey_env
     names = env.names

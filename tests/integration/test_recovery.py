@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from journey.replay import replay_file
-from tests.fixtures.broker import WorkerProcess
+from tests.fixtures.broker import ON_BOTH_BROKERS, WorkerProcess
 from tests.fixtures.conformance import IMPACT_KEYS
 from tests.integration.helpers import (
     latest_by_key,
@@ -68,6 +68,7 @@ async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance:
     )
 
 
+@ON_BOTH_BROKERS
 async def test_two_workers_split_partitions_and_route_lookups(journey_env: Any, conformance: Any) -> None:
     env = journey_env
     first = env.worker()

@@ -1,0 +1,320 @@
+"""Apache Kafka on this machine: KRaft nodes started with `java` from the broker's jars.
+
+The jars come from Maven Central through `deploy/kafka/pom.xml` (`make kafka` copies them
+into `.cache/kafka/<version>/`); nothing of Kafka is committed. The tests start one
+single-node broker and one three-node cluster per session with this launcher, and
+`journey kafka up` starts either for a person. Every node is a combined broker and
+controller on loopback, with a small heap for a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+from stream.broker import BrokerError, free_port, wait_for_port
+
+__all__ = ["KAFKA_VERSION", "KafkaCluster", "KafkaNode", "jar_dir"]
+
+# The version the suite tests, and docker-compose.yml and deploy/k8s name (a test holds
+# the four to one another).
+KAFKA_VERSION = "4.1.1"
+_ROOT = Path(__file__).resolve().parents[1]
+# Enough for the suite's topics on 2 cores: the broker's page cache does the rest.
+DEFAULT_HEAP = "384m"
+
+_LOG4J = """\
+rootLogger.level=INFO
+rootLogger.appenderRef.out.ref=OUT
+appender.out.type=Console
+appender.out.name=OUT
+appender.out.layout.type=PatternLayout
+appender.out.layout.pattern=[%d] %p %m (%c)%n
+logger.apache.name=org.apache
+logger.apache.level=WARN
+logger.state.name=state.change.logger
+logger.state.level=WARN
+"""
+
+
+def jar_dir(version: str = KAFKA_VERSION) -> Path:
+    """Where the broker's jars are: `JOURNEY_KAFKA_JARS`, or the checkout's cache."""
+    configured = os.environ.get("JOURNEY_KAFKA_JARS")
+    return Path(configured) if configured else _ROOT / ".cache" / "kafka" / version
+
+
+def _classpath(version: str) -> str:
+    jars = jar_dir(version)
+    if not any(jars.glob("kafka_2.13-*.jar")):
+        raise BrokerError(f"no Kafka {version} jars in {jars}: run `make kafka` (Maven fetches them)")
+    return str(jars / "*")
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("Apache Kafka needs java (OpenJDK 17 or later) on the PATH")
+    return java
+
+
+async def _brokers_in_metadata(bootstrap: list[str]) -> int:
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await client.bootstrap()
+        await client.force_metadata_update()
+        return len(client.cluster.brokers())
+    except KafkaError:
+        return 0
+    finally:
+        await client.close()
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+
+
+@dataclass
+class KafkaNode:
+    """One combined broker and controller: its ports, folder and process."""
+
+    node_id: int
+    folder: Path
+    port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    # The address clients are told to use (a proxy in front of the broker, for instance).
+    advertised_port: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.advertised_port or self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "server.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def properties(self, voters: str, replicas: int) -> str:
+        # With fewer than three nodes everything has one replica; with three, every topic
+        # (journey's and Kafka's own) has three and a write needs two in sync.
+        in_sync = 2 if replicas >= 3 else 1
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                f"node.id={self.node_id}",
+                f"controller.quorum.voters={voters}",
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{self.address}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={self.folder / 'data'}",
+                f"default.replication.factor={replicas}",
+                f"min.insync.replicas={in_sync}",
+                f"offsets.topic.replication.factor={replicas}",
+                "offsets.topic.num.partitions=8",
+                f"transaction.state.log.replication.factor={replicas}",
+                f"transaction.state.log.min.isr={in_sync}",
+                "transaction.state.log.num.partitions=8",
+                f"share.coordinator.state.topic.replication.factor={replicas}",
+                f"share.coordinator.state.topic.min.isr={in_sync}",
+                "group.initial.rebalance.delay.ms=0",
+                # A killed node's partitions move to the others quickly.
+                "broker.session.timeout.ms=6000",
+                "broker.heartbeat.interval.ms=1000",
+                "",
+            ]
+        )
+
+
+class KafkaCluster:
+    """`size` KRaft nodes (1 or 3) under `root`, formatted and started by `start()`, stopped
+    (SIGTERM, then SIGKILL) by `stop()`; any node can be killed and started again."""
+
+    def __init__(
+        self,
+        root: Path,
+        size: int = 1,
+        *,
+        version: str = KAFKA_VERSION,
+        heap: str = DEFAULT_HEAP,
+        advertised_ports: dict[int, int] | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a cluster has at least one node")
+        self.root = root
+        self.version = version
+        self.heap = heap
+        self.nodes = [
+            KafkaNode(
+                index + 1, root / f"node-{index + 1}", advertised_port=(advertised_ports or {}).get(index + 1)
+            )
+            for index in range(size)
+        ]
+        self._formatted = False
+
+    @property
+    def bootstrap(self) -> list[str]:
+        return [node.address for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """`JOURNEY_BROKER` for this cluster."""
+        return "kafka://" + ",".join(self.bootstrap)
+
+    def node(self, node_id: int) -> KafkaNode:
+        return self.nodes[node_id - 1]
+
+    def _format(self) -> None:
+        classpath = _classpath(self.version)
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        cluster_id = _cluster_id()
+        for node in self.nodes:
+            node.folder.mkdir(parents=True, exist_ok=True)
+            (node.folder / "server.properties").write_text(node.properties(voters, len(self.nodes)))
+            (node.folder / "log4j2.properties").write_text(_LOG4J)
+            formatted = subprocess.run(  # noqa: S603  # fixed argv, no shell
+                [
+                    _java(),
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(node.folder / "server.properties"),
+                ],
+                capture_output=True,
+                check=False,
+            )
+            if formatted.returncode != 0:
+                reason = (formatted.stderr or formatted.stdout).decode(errors="replace").strip().splitlines()
+                raise BrokerError(
+                    f"formatting Kafka node {node.node_id} failed: {reason[-1] if reason else '?'}"
+                )
+        self._formatted = True
+
+    def start_node(self, node: KafkaNode) -> None:
+        """Start one node's process (its storage is kept: a restart after a kill)."""
+        if node.running:
+            return
+        classpath = _classpath(self.version)
+        with node.log_path.open("ab") as log:
+            node.process = subprocess.Popen(  # noqa: S603  # fixed argv, no shell
+                [
+                    _java(),
+                    f"-Xmx{self.heap}",
+                    "-Xms64m",
+                    "-XX:+UseG1GC",
+                    "-XX:MaxGCPauseMillis=20",
+                    "-Djava.awt.headless=true",
+                    f"-Dlog4j2.configurationFile={node.folder / 'log4j2.properties'}",
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(node.folder / "server.properties"),
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches us; we stop the nodes in order
+            )
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Format (the first time) and start every node; wait until each broker listens and
+        every broker is in the cluster's metadata (a topic of replication factor 3 is refused
+        until all three have registered)."""
+        if not self._formatted:
+            self._format()
+        for node in self.nodes:
+            self.start_node(node)
+        self.wait_listening(timeout)
+        self.wait_registered(timeout)
+
+    def wait_registered(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            seen = asyncio.run(_brokers_in_metadata(self.bootstrap))
+            if seen >= len(self.nodes):
+                return
+            time.sleep(0.3)
+        raise BrokerError(f"only {seen} of {len(self.nodes)} Kafka brokers registered within {timeout:.0f}s")
+
+    def wait_listening(self, timeout: float = 60.0, nodes: list[KafkaNode] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        for node in nodes or self.nodes:
+            while not wait_for_port("127.0.0.1", node.port, 0.2):
+                code = node.process.poll() if node.process else None
+                if code is not None or time.monotonic() > deadline:
+                    tail = (
+                        node.log_path.read_text(errors="replace").splitlines()[-3:]
+                        if node.log_path.exists()
+                        else []
+                    )
+                    raise BrokerError(
+                        f"Kafka node {node.node_id} did not listen on {node.port} within {timeout:.0f}s"
+                        + (f" (exited with {code})" if code is not None else "")
+                        + (f": {tail[-1]}" if tail else "")
+                    )
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node, as a machine failure would."""
+        node = self.node(node_id)
+        if node.process is not None and node.process.poll() is None:
+            node.process.send_signal(signal.SIGKILL)
+            node.process.wait(10)
+
+    def restart(self, node_id: int, timeout: float = 60.0) -> None:
+        node = self.node(node_id)
+        self.start_node(node)
+        self.wait_listening(timeout, [node])
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to every node (a controlled shutdown), then SIGKILL what is left."""
+        for node in self.nodes:
+            if node.running:
+                assert node.process is not None
+                node.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(max(0.1, deadline - time.monotonic()))
+            if node.process.poll() is None:
+                node.process.kill()
+                node.process.wait()
+
+    def pids(self) -> list[int]:
+        return [node.process.pid for node in self.nodes if node.process is not None and node.running]
+
+    def __enter__(self) -> KafkaCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
