@@ -14,6 +14,7 @@ from cli.common import fail
 from cli.files import publish, replay, simulate
 from cli.forget import forget
 from cli.impact import impact
+from cli.kafka import kafka
 from cli.run import up, worker
 from cli.schemas import schemas
 from cli.topics import tail, topics
@@ -30,7 +31,7 @@ def cli() -> None:
     """
 
 
-for command in (up, worker, replay, simulate, publish, tail, impact, forget, topics, schemas):
+for command in (up, worker, replay, simulate, publish, tail, impact, forget, topics, schemas, kafka):
     cli.add_command(command)
 
 

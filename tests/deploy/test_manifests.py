@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from journey.settings import Settings
+from stream.kafka import KAFKA_VERSION
 from tests.fixtures.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,3 +146,16 @@ def test_the_image_gets_every_package_the_project_installs() -> None:
     assert packages == copied, packages ^ copied
     entry = project["project"]["scripts"]["journey"].split(".")[0]
     assert entry in copied
+
+
+def test_the_deployments_name_the_kafka_version_the_suite_tests() -> None:
+    """docker-compose.yml's broker image, the Kubernetes ConfigMap's annotation and the Maven
+    project that fetches the tests' broker all name the launcher's version."""
+    root = Path(__file__).resolve().parents[2]
+    pom = (root / "deploy" / "kafka" / "pom.xml").read_text()
+    pinned = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert pinned is not None and pinned.group(1) == KAFKA_VERSION
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    config = yaml.safe_load((root / "deploy" / "k8s" / "configmap.yaml").read_text())
+    assert config["metadata"]["annotations"]["journey.dev/tested-kafka-version"] == KAFKA_VERSION
