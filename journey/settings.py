@@ -79,6 +79,13 @@ class Settings(BaseSettings):
             "broker leads every partition of both; false: always after the states' acknowledgement."
         ),
     )
+    idempotence: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description=(
+            "Idempotent producer (a retried send is written once): auto turns it on where the broker "
+            "supports it (Apache Kafka; the embedded broker does not), on requires it, off never."
+        ),
+    )
     cached_customers: int = Field(
         default=10_000,
         ge=0,

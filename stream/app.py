@@ -18,13 +18,15 @@ __all__ = ["PRODUCER_BATCH_BYTES", "create_app"]
 PRODUCER_BATCH_BYTES = 262_144
 
 
-def create_app(settings: Settings, *, partitions: int) -> JourneyApp:
-    """A Faust app for one worker; `partitions` is the topics' actual partition count."""
+def create_app(settings: Settings, *, partitions: int, idempotent: bool = False) -> JourneyApp:
+    """A Faust app for one worker; `partitions` is the topics' actual partition count;
+    `idempotent`: whether its producer is (`stream.idempotence`)."""
     register_codecs()
     install_end_offsets_probe()
     install_fetch_wait(settings.fetch_max_wait_ms)
     return JourneyApp(
         f"{settings.topic_prefix}{settings.app_id}",
+        idempotent_producer=idempotent,
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),
         store=settings.store,

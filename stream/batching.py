@@ -36,7 +36,14 @@ from faust.types.tuples import ack_lock
 from mode import ServiceT
 from mode.utils.futures import notify
 
-__all__ = ["BatchHandler", "BatchingConsumer", "JourneyApp", "current_record", "make_current"]
+__all__ = [
+    "BatchHandler",
+    "BatchingConsumer",
+    "IdempotentCapableProducer",
+    "JourneyApp",
+    "current_record",
+    "make_current",
+]
 
 # Takes what one fetch brought, per partition, in offset order (aiokafka ConsumerRecords),
 # and returns once the next batch may be handled, with what is still to finish (sends
@@ -276,15 +283,27 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         await super().wait_empty()
 
 
+class IdempotentCapableProducer(faust_aiokafka.Producer):
+    """Faust's producer, idempotent (with acks=all, as Kafka requires) when the app says so
+    (`stream.idempotence`)."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        if getattr(self.app, "idempotent_producer", False):
+            return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+        return super()._settings_extra()
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer: ClassVar[type[Any]] = BatchingConsumer
+    Producer: ClassVar[type[Any]] = IdempotentCapableProducer
 
 
 class JourneyApp(faust.App):
     """A Faust app whose consumer hands batches of `batch_handlers`' topics to them."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, idempotent_producer: bool = False, **kwargs: Any) -> None:
         self.batch_handlers: dict[str, BatchHandler] = {}
+        self.idempotent_producer = idempotent_producer
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:

@@ -95,13 +95,20 @@ class KafkaNode:
     folder: Path
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
-    # The address clients are told to use (a proxy in front of the broker, for instance).
+    # The address clients of the PLAINTEXT listener are told to use (a proxy in front of the
+    # broker, for instance). With one, the node also listens on `direct_port` (advertised as
+    # itself) for the other brokers and for clients that must not go through the proxy.
     advertised_port: int | None = None
+    direct_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.advertised_port or self.port}"
+
+    @property
+    def direct_address(self) -> str:
+        return f"127.0.0.1:{self.direct_port}" if self.advertised_port else self.address
 
     @property
     def log_path(self) -> Path:
@@ -115,16 +122,23 @@ class KafkaNode:
         # With fewer than three nodes everything has one replica; with three, every topic
         # (journey's and Kafka's own) has three and a write needs two in sync.
         in_sync = 2 if replicas >= 3 else 1
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+        advertised = f"PLAINTEXT://{self.address}"
+        between = "PLAINTEXT"
+        if self.advertised_port:
+            listeners += f",DIRECT://127.0.0.1:{self.direct_port}"
+            advertised += f",DIRECT://{self.direct_address}"
+            between = "DIRECT"
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 f"node.id={self.node_id}",
                 f"controller.quorum.voters={voters}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://{self.address}",
+                f"listeners={listeners}",
+                f"advertised.listeners={advertised}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,DIRECT:PLAINTEXT",
+                f"inter.broker.listener.name={between}",
                 f"log.dirs={self.folder / 'data'}",
                 f"default.replication.factor={replicas}",
                 f"min.insync.replicas={in_sync}",
@@ -178,6 +192,11 @@ class KafkaCluster:
     def url(self) -> str:
         """`JOURNEY_BROKER` for this cluster."""
         return "kafka://" + ",".join(self.bootstrap)
+
+    @property
+    def direct_bootstrap(self) -> list[str]:
+        """The brokers themselves, not a proxy the PLAINTEXT listener advertises."""
+        return [node.direct_address for node in self.nodes]
 
     def node(self, node_id: int) -> KafkaNode:
         return self.nodes[node_id - 1]
@@ -253,7 +272,7 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout
         seen = 0
         while time.monotonic() < deadline:
-            seen = asyncio.run(_brokers_in_metadata(self.bootstrap))
+            seen = asyncio.run(_brokers_in_metadata(self.direct_bootstrap))
             if seen >= len(self.nodes):
                 return
             time.sleep(0.3)

@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from stream.fetching import seconds_since_a_broker_answered
 from stream.metrics import JourneyMetrics
 
 __all__ = ["register_lag_timer"]
@@ -39,3 +40,6 @@ def register_lag_timer(
     async def refresh() -> None:
         metrics.set_lag(consumer_lags(app.consumer, topics))
         metrics.customers.set(len(customers.data))
+        silence = seconds_since_a_broker_answered()
+        if silence is not None:
+            metrics.broker_silence.set(silence)

@@ -106,6 +106,13 @@ class JourneyMetrics:
             registry=r,
         )
         self.customers = Gauge("journey_customers", "Customers held by this worker.", registry=r)
+        # Not in SPEC.md's table: how long ago a broker last answered this worker (any
+        # request), so that an alert can tell a cut connection from an idle stream.
+        self.broker_silence = Gauge(
+            "journey_broker_silence_seconds",
+            "Seconds since a broker last answered one of this worker's requests.",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "journey_consumer_lag", "Messages not yet consumed.", ["topic", "partition"], registry=r
         )

@@ -16,6 +16,7 @@ from stream.admin import verify_topics
 from stream.app import create_app
 from stream.batching import JourneyApp
 from stream.connection import kafka_options
+from stream.idempotence import choose_idempotence
 from stream.impact_view import ImpactView
 from stream.lag import register_lag_timer
 from stream.leaders import LeadersView, register_leaders_timer
@@ -38,8 +39,10 @@ class Worker:
     leaders: LeadersView
 
 
-def build_worker(settings: Settings, *, partitions: int, metrics: JourneyMetrics | None = None) -> Worker:
-    app = create_app(settings, partitions=partitions)
+def build_worker(
+    settings: Settings, *, partitions: int, metrics: JourneyMetrics | None = None, idempotent: bool = False
+) -> Worker:
+    app = create_app(settings, partitions=partitions, idempotent=idempotent)
     metrics = metrics or JourneyMetrics()
     pipeline = Pipeline(app, settings, metrics, partitions=partitions)
     names = TopicNames(settings.topic_prefix, settings.app_id)
@@ -82,7 +85,13 @@ def run_worker(
     asyncio.set_event_loop(loop)
     names = TopicNames(settings.topic_prefix, settings.app_id)
     partitions = loop.run_until_complete(verify_topics(kafka_options(settings), names))
-    worker = build_worker(settings, partitions=partitions)
+    idempotent = loop.run_until_complete(choose_idempotence(settings.idempotence, kafka_options(settings)))
+    logging.getLogger(__name__).info(
+        "producer %s (JOURNEY_IDEMPOTENCE=%s)",
+        "idempotent: a retried send is written once" if idempotent else "not idempotent",
+        settings.idempotence,
+    )
+    worker = build_worker(settings, partitions=partitions, idempotent=idempotent)
     if extend is not None:
         extend(worker)
     tune_for_throughput()

@@ -17,6 +17,7 @@ from journey.customer import RECOVERY_KEYS, decode_state
 from journey.impact import DIMENSIONS
 from journey.leaders import LEADERS
 from journey.recovery import second_moment
+from stream.fetching import seconds_since_a_broker_answered
 from stream.impact_view import ImpactView
 from stream.leaders import LeadersView
 from stream.metrics import JourneyMetrics
@@ -24,6 +25,9 @@ from stream.metrics import JourneyMetrics
 __all__ = ["MAX_TOP", "Answers", "held_state", "register_api"]
 
 MAX_TOP = 1000
+# A worker hears from a broker at least every heartbeat (a second): this long without an
+# answer is a cut connection or a broker down, not a quiet stream.
+BROKER_SILENCE_LIMIT = 10.0
 _DEFAULT_TOP = 20
 
 
@@ -143,11 +147,18 @@ def register_api(app: faust.App, customers: Any, metrics: JourneyMetrics, answer
         assigned: dict[str, list[int]] = {}
         for tp in app.consumer.assignment() if app.consumer else ():
             assigned.setdefault(tp.topic, []).append(tp.partition)
+        silence = seconds_since_a_broker_answered()
         return web.json(
             {
+                # 200 and "ok" while the worker itself is well, brokers or not: a probe that
+                # restarted workers for a broker's outage would only add rebalances to it.
                 "status": "ok",
                 "rebalancing": bool(app.rebalancing),
                 "assigned": {topic: sorted(parts) for topic, parts in sorted(assigned.items())},
+                "broker": {
+                    "reachable": silence is not None and silence < BROKER_SILENCE_LIMIT,
+                    "last_answer_seconds_ago": None if silence is None else round(silence, 1),
+                },
             }
         )
 

@@ -30,6 +30,11 @@ CASES: dict[str, tuple[dict[str, str], dict[str, str], str]] = {
         {'journey_consumer_lag{job="journey",topic="touchpoints",partition="0"}': "5000x40"},
         "30m",
     ),
+    "JourneyBrokerUnreachable": (
+        {'journey_broker_silence_seconds{job="journey",instance="w1:6066"}': "0.5x5 5+10x20"},
+        {'journey_broker_silence_seconds{job="journey",instance="w1:6066"}': "0.5x10 20 0.5x10"},
+        "10m",
+    ),
     "JourneyDeadLetterRateHigh": (
         {
             'journey_events_total{job="journey",topic="surveys",outcome="invalid"}': "0+2x30",
@@ -104,7 +109,9 @@ def test_every_alert_has_a_case_and_a_runbook() -> None:
 def test_alert_fires_and_stays_quiet(alert: str, tmp_path: Path) -> None:
     rule = _alerts()[alert]
     firing, quiet, at = CASES[alert]
-    labels = {"job": "journey"} | ({"instance": "w1:6066"} if alert == "JourneyWorkerDown" else {})
+    labels = {"job": "journey"} | (
+        {"instance": "w1:6066"} if alert in ("JourneyWorkerDown", "JourneyBrokerUnreachable") else {}
+    )
     expected = {
         "exp_labels": {**labels, **rule["labels"]},
         "exp_annotations": {k: _render(v, labels) for k, v in rule["annotations"].items()},

@@ -134,7 +134,7 @@ async def check_outputs(env: Any, work: Workload, workers: list[WorkerProcess]) 
             customer_id
         )
     for customer_id, versions in versions_by_key(updates).items():
-        assert all(b >= a for a, b in pairwise(versions)), (customer_id, versions)
+        assert all(b >= a for a, b in pairwise(versions)), f"{customer_id}: {versions}"
     made = [json.loads(r.value) for r in await read_links(env, len(links))]
     triples = sorted((m["share_id"], m["referrer_id"], m["referred_id"]) for m in made)
     assert triples == sorted(links), "each referral link exactly once"
