@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools kafka demo test lint typecheck format unit integration deploy-check bench soak clean
+.PHONY: help install tools kafka demo test lint typecheck format unit integration deploy-check bench bench-kafka soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ clean: ## remove the virtualenv, caches and local data
 
 bench: $(STAMP) ## benchmark: raw aiokafka vs journey vs replay, latency, memory (prints ratios)
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+bench-kafka: $(STAMP) kafka ## the same benchmark on one Apache Kafka node (bench.py --broker kafka)
+	$(BIN)/python benchmarks/bench.py --broker kafka $(BENCH_ARGS)
 
 soak: $(STAMP) ## 15 minutes at a steady rate: memory, lag and p99 sampled (SOAK_ARGS=--minutes 1)
 	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)

@@ -1,4 +1,7 @@
-"""`make bench`: journey against its ceiling, on one embedded broker, in one run.
+"""`make bench`: journey against its ceiling, on one broker, in one run.
+
+The broker is the embedded one (Tansu), or one Apache Kafka node with `--broker kafka`
+(`make bench-kafka`): every stage runs against it, raw passthrough included.
 
 1. raw: an aiokafka consume -> produce passthrough of the same messages (no parsing): the
    most a Python Kafka pipeline can do on this machine and broker;
@@ -50,8 +53,11 @@ from schemas.events import Event
 from stream.admin import create_topics
 from stream.app import PRODUCER_BATCH_BYTES
 from stream.broker import EmbeddedBroker, free_port
+from stream.kafka import KafkaCluster
 from stream.tail import read_topic
 from stream.topics import TopicNames
+
+Broker = EmbeddedBroker | KafkaCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = ROOT / "deploy" / "fx-rates.json"
@@ -156,7 +162,7 @@ def assigned(port: int) -> bool:
         return False
 
 
-def start_worker(broker: EmbeddedBroker, prefix: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
+def start_worker(broker: Broker, prefix: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "JOURNEY_BROKER": broker.url,
@@ -226,7 +232,7 @@ def expected_links(parsed: list[Event]) -> int:
 
 
 async def journey_throughput(
-    broker: EmbeddedBroker,
+    broker: Broker,
     kafka: dict[str, Any],
     events: list[dict[str, Any]],
     links: int,
@@ -297,7 +303,7 @@ class JourneyPipeline(Pipeline):
 
     label = "journey"
 
-    def __init__(self, broker: EmbeddedBroker, tmp: Path) -> None:
+    def __init__(self, broker: Broker, tmp: Path) -> None:
         names = TopicNames(prefix="latency.")
         super().__init__(names, names.ppp_updates, "cause_event_id")
         self.broker, self.tmp, self.port = broker, tmp, free_port()
@@ -316,14 +322,14 @@ class RawPipeline(Pipeline):
 
     label = "raw"
 
-    def __init__(self, broker: EmbeddedBroker, tmp: Path) -> None:
+    def __init__(self, broker: Broker, tmp: Path) -> None:
         names = TopicNames(prefix="latency-raw.")
         super().__init__(names, names.ppp_updates, "event_id")
         self.broker, self.ready_file = broker, tmp / "raw-passthrough.ready"
 
     def start(self) -> subprocess.Popen[bytes]:
         self.ready_file.unlink(missing_ok=True)
-        bootstrap = f"127.0.0.1:{self.broker.port}"
+        bootstrap = ",".join(self.broker.bootstrap)
         command = [sys.executable, __file__, "--passthrough", bootstrap, self.names.prefix]
         return subprocess.Popen([*command, str(self.ready_file)])
 
@@ -390,7 +396,7 @@ async def offer(
 
 
 async def saturation(
-    broker: EmbeddedBroker,
+    broker: Broker,
     kafka: dict[str, Any],
     events: list[dict[str, Any]],
     rate: float,
@@ -601,6 +607,13 @@ def memory_per_customer(customers: int) -> float:
     return (rss_bytes() - before) / customers
 
 
+def start_broker(which: str, tmp: Path) -> Broker:
+    """The broker to measure on; entered with `with`."""
+    if which == "kafka":
+        return KafkaCluster(tmp / "kafka", 1)
+    return EmbeddedBroker(free_port())
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -623,6 +636,12 @@ async def main() -> None:
     parser.add_argument(
         "--throughput-only", action="store_true", help="stop after the raw and journey throughput stage"
     )
+    parser.add_argument(
+        "--broker",
+        choices=["tansu", "kafka"],
+        default="tansu",
+        help="the embedded broker, or one Apache Kafka node (from `make kafka`'s jars)",
+    )
     parser.add_argument("--passthrough", nargs=3, help=argparse.SUPPRESS)  # RawPipeline's process
     parser.add_argument("--raw-throughput", nargs=3, help=argparse.SUPPRESS)  # raw_passthrough's
     parser.add_argument("--replay-rates", type=Path, help=argparse.SUPPRESS)  # replay_rate's
@@ -642,9 +661,10 @@ async def main() -> None:
     log(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     events = workload(args.events)
     log(f"workload: {len(events)} simulated events of {len({e['customer_id'] for e in events})} customers")
-    with tempfile.TemporaryDirectory() as directory, EmbeddedBroker(free_port()) as broker:
+    with tempfile.TemporaryDirectory() as directory, start_broker(args.broker, Path(directory)) as broker:
         tmp = Path(directory)
-        kafka = {"bootstrap_servers": [f"127.0.0.1:{broker.port}"]}
+        log(f"broker: {args.broker} ({broker.url})")
+        kafka = {"bootstrap_servers": broker.bootstrap}
         messages = [("raw", e["customer_id"].encode(), json.dumps(e).encode()) for e in events]
         parsed = parse_all(events)
         links = expected_links(parsed)
@@ -705,7 +725,7 @@ async def main() -> None:
     # Issue #17's latency target is this ratio: journey's p99 over the raw passthrough's.
     ratio = p99s["journey"] / p99s["raw"] if p99s["raw"] else float("inf")
     log(
-        f"summary: journey/raw {journey / raw:.1%}, replay {full:,.0f}/s, p99 {p99s['journey']:.0f} ms "
+        f"summary ({args.broker}): journey/raw {journey / raw:.1%}, replay {full:,.0f}/s, p99 {p99s['journey']:.0f} ms "
         f"(raw {p99s['raw']:.0f} ms, {ratio:.1f}x), {per_customer:,.0f} B/customer"
     )
 

@@ -83,8 +83,12 @@ async def _brokers_in_metadata(bootstrap: list[str]) -> int:
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never starting
+    with `-` (the storage tool would read it as an option: it failed one suite run in two)."""
+    while True:
+        made = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not made.startswith("-"):
+            return made
 
 
 @dataclass
@@ -197,6 +201,17 @@ class KafkaCluster:
     def direct_bootstrap(self) -> list[str]:
         """The brokers themselves, not a proxy the PLAINTEXT listener advertises."""
         return [node.direct_address for node in self.nodes]
+
+    @property
+    def port(self) -> int:
+        """The first node's broker port (one node: the broker's, as EmbeddedBroker.port)."""
+        return self.nodes[0].port
+
+    @property
+    def pid(self) -> int | None:
+        """The first node's process id while it runs (the benchmark reads its CPU time)."""
+        process = self.nodes[0].process
+        return process.pid if process is not None and process.poll() is None else None
 
     def node(self, node_id: int) -> KafkaNode:
         return self.nodes[node_id - 1]
