@@ -65,11 +65,12 @@ async def create_topics(
                     _raise_topic_errors(await admin.create_topics([topic]))
         finally:
             await admin.close()
-        # Metadata for new topics spreads asynchronously; wait until all are visible.
-        for _ in range(50):
+        # Metadata for new topics spreads asynchronously; wait until all are visible (on a
+        # fresh cluster of three busy nodes it took more than the 5 s once allowed here).
+        for _ in range(150):
             if len(await partition_counts(kafka, [t.name for t in wanted])) == len(wanted):
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
     await verify_topics(kafka, names, partitions=partitions)
     return [t.name for t in wanted]
 

@@ -169,6 +169,11 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
         await asyncio.to_thread(cluster.restart, killed)
         while processed(worker) < 300 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        # As a rolling restart does: the next broker goes only once the first is back in
+        # every in-sync replica set. (Killed before that, while some partitions had one
+        # replica in sync, 2 runs of 8 ended with a few customers' referral keys missing:
+        # README, "Tested on Apache Kafka".)
+        await fully_replicated(env, 3, deadline_s=60)
         # A broker and the worker together; the broker stays down to the end of the checks.
         killed = next(n for n in (1, 2, 3) if n != killed)
         cluster.kill(killed)
@@ -318,6 +323,30 @@ async def leading_node(env: Any) -> int:
     finally:
         await consumer.stop()
     return int(led.most_common(1)[0][0])
+
+
+async def fully_replicated(env: Any, replicas: int, deadline_s: float) -> None:
+    """Wait until every partition of this test's topics has `replicas` replicas in sync."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=env.bootstrap)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + deadline_s
+        while True:
+            await consumer._client.force_metadata_update()
+            cluster = consumer._client.cluster
+            short = [
+                (topic, partition)
+                for topic in cluster.topics()
+                if topic.startswith(env.names.prefix)
+                for partition, meta in cluster._partitions.get(topic, {}).items()
+                if len(meta.isr) < replicas
+            ]
+            if not short:
+                return
+            assert time.monotonic() < deadline, f"never fully replicated again: {short[:5]}"
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
 
 
 async def send(env: Any, stream: list[tuple[str, bytes]]) -> None:
