@@ -14,8 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
-__all__ = ["BrokerError", "EmbeddedBroker", "free_port", "wait_for_port"]
+__all__ = ["BrokerError", "EmbeddedBroker", "Running", "free_port", "wait_for_port"]
 
 
 class BrokerError(RuntimeError):
@@ -52,7 +53,29 @@ def _broker_binary() -> str:
         raise BrokerError(f"cannot locate the embedded broker binary: {exc}") from None
 
 
-class EmbeddedBroker:
+class Running:
+    """`with` starts it and stops it, whatever happens in between."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedBroker(Running):
     """A Tansu process on 127.0.0.1:PORT, stopped (and its memory dropped) on exit."""
 
     def __init__(self, port: int, *, log_path: Path | None = None) -> None:
@@ -111,15 +134,3 @@ class EmbeddedBroker:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -20,12 +20,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from stream.broker import BrokerError, free_port, wait_for_port
+from stream.broker import BrokerError, Running, free_port, wait_for_port
 
 __all__ = ["KAFKA_VERSION", "KafkaCluster", "KafkaNode", "jar_dir"]
 
@@ -162,7 +161,7 @@ class KafkaNode:
         )
 
 
-class KafkaCluster:
+class KafkaCluster(Running):
     """`size` KRaft nodes (1 or 3) under `root`, formatted and started by `start()`, stopped
     (SIGTERM, then SIGKILL) by `stop()`; any node can be killed and started again."""
 
@@ -340,15 +339,3 @@ class KafkaCluster:
 
     def pids(self) -> list[int]:
         return [node.process.pid for node in self.nodes if node.process is not None and node.running]
-
-    def __enter__(self) -> KafkaCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

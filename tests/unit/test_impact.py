@@ -47,28 +47,33 @@ PROFILE = settings(max_examples=120, deadline=None, suppress_health_check=[Healt
 
 
 @pytest.mark.parametrize("jobs", [1, 3])
-def test_replay_gives_the_expected_entries_and_states(impact_conformance: Any, jobs: int) -> None:
+@pytest.mark.parametrize("which", ["impact_conformance", "recovery_conformance"])
+def test_replay_gives_the_expected_entries_and_states(request: Any, which: str, jobs: int) -> None:
+    """The `impact/` set, and the `recovery/` set with the sixth dimension."""
+    sample = request.getfixturevalue(which)
     result = replay_file(
-        impact_conformance.events_path,
-        impact_conformance.rules,
-        currencies=impact_conformance.rates.rates,
+        sample.events_path,
+        sample.rules,
+        currencies=sample.rates.rates,
         jobs=jobs,
         parallel_from_bytes=0,
         impact=True,
     )
     assert result.impact is not None
-    assert impact_mismatches(impact_conformance.expected_impact, result.impact) == []
+    assert impact_mismatches(sample.expected_impact, result.impact) == []
     states = {s["customer_id"]: s for s in map(orjson.loads, result.lines)}
-    assert set(states) == set(impact_conformance.expected_states)
+    assert set(states) == set(sample.expected_states)
     problems = [
-        p
-        for cid, want in impact_conformance.expected_states.items()
-        for p in state_mismatches(want, states[cid])
+        p for cid, want in sample.expected_states.items() for p in state_mismatches(want, states[cid])
     ]
     assert problems == []
-    # The set holds keys that must survive as they are: `/`, spaces and non-ASCII.
-    keys = {entry["key"] for entry in result.impact}
-    assert "b2b/enterprise" in keys and "été 2026" in keys
+    if which == "impact_conformance":
+        # The set holds keys that must survive as they are: `/`, spaces and non-ASCII.
+        keys = {entry["key"] for entry in result.impact}
+        assert "b2b/enterprise" in keys and "été 2026" in keys
+    else:
+        # All three keys, and customers without a SMOT touchpoint (in no recovery entry).
+        assert {s["recovery"] for s in states.values()} == {None, "smooth", "recovered", "unrecovered"}
 
 
 def test_the_file_order_does_not_matter(impact_conformance: Any, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The second moment (SPEC.md, "The second moment") through the pure core: the public
-`recovery/` set, the rule on its own, and the summary the page and `journey impact` show."""
+"""The second moment (SPEC.md, "The second moment") through the pure core: the rule on its
+own, and the summary the page and `journey impact` show (the public `recovery/` set runs
+through replay in test_impact.py)."""
 
 from __future__ import annotations
 
@@ -7,44 +8,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import pytest
 
 from journey.customer import CustomerState
 from journey.impact import contribution
 from journey.recovery import at_risk, second_moment
-from journey.replay import replay_file
 from journey.scoring import ScoringRules, apply_event
 from schemas.events import Touchpoint
-from tests.fixtures.conformance import impact_mismatches, state_mismatches
 from tests.unit.strategies import RATES
 
 RULES = ScoringRules(rates=RATES)
 START = datetime(2026, 5, 1, tzinfo=UTC)
-
-
-@pytest.mark.parametrize("jobs", [1, 3])
-def test_replay_gives_the_expected_states_and_entries(recovery_conformance: Any, jobs: int) -> None:
-    result = replay_file(
-        recovery_conformance.events_path,
-        recovery_conformance.rules,
-        currencies=recovery_conformance.rates.rates,
-        jobs=jobs,
-        parallel_from_bytes=0,
-        impact=True,
-    )
-    assert result.impact is not None
-    assert impact_mismatches(recovery_conformance.expected_impact, result.impact) == []
-    states = {s["customer_id"]: s for s in map(orjson.loads, result.lines)}
-    assert set(states) == set(recovery_conformance.expected_states)
-    problems = [
-        p
-        for cid, want in recovery_conformance.expected_states.items()
-        for p in state_mismatches(want, states[cid])
-    ]
-    assert problems == []
-    # The set has all three keys and customers without a SMOT touchpoint (in no entry).
-    assert {s["recovery"] for s in states.values()} == {None, "smooth", "recovered", "unrecovered"}
 
 
 def smot(event_id: str, hours: int, sentiment: str | None) -> Touchpoint:
