@@ -18,8 +18,11 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -67,6 +70,17 @@ def _java() -> str:
     if java is None:
         raise BrokerError("Apache Kafka needs java (OpenJDK 17 or later) on the PATH")
     return java
+
+
+def _run_now(function: Callable[[list[str]], Coroutine[Any, Any, int]], bootstrap: list[str]) -> int:
+    """Run a coroutine to its end from sync code, also inside a running event loop (the
+    benchmark starts its broker from one): then on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(function(bootstrap))
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, function(bootstrap)).result()
 
 
 async def _brokers_in_metadata(bootstrap: list[str]) -> int:
@@ -286,7 +300,7 @@ class KafkaCluster(Running):
         deadline = time.monotonic() + timeout
         seen = 0
         while time.monotonic() < deadline:
-            seen = asyncio.run(_brokers_in_metadata(self.direct_bootstrap))
+            seen = _run_now(_brokers_in_metadata, self.direct_bootstrap)
             if seen >= len(self.nodes):
                 return
             time.sleep(0.3)
