@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -65,13 +66,9 @@ async def create_topics(
                     _raise_topic_errors(await admin.create_topics([topic]))
         finally:
             await admin.close()
-        # Metadata for new topics spreads asynchronously; wait until all are visible (on a
-        # fresh cluster of three busy nodes it took more than the 5 s once allowed here).
-        for _ in range(150):
-            if len(await partition_counts(kafka, [t.name for t in wanted])) == len(wanted):
-                break
-            await asyncio.sleep(0.2)
-    await verify_topics(kafka, names, partitions=partitions)
+    # Metadata for new topics spreads asynchronously, and each check may ask another broker:
+    # on a fresh cluster of three busy nodes some took more than 30 s to show.
+    await verify_topics(kafka, names, partitions=partitions, wait_s=60.0 if wanted else 0.0)
     return [t.name for t in wanted]
 
 
@@ -88,17 +85,25 @@ def _raise_topic_errors(response: Any) -> None:
             raise TopicsError(f"cannot create topic {name}: {message}")
 
 
-async def verify_topics(kafka: Mapping[str, Any], names: TopicNames, *, partitions: int | None = None) -> int:
+async def verify_topics(
+    kafka: Mapping[str, Any], names: TopicNames, *, partitions: int | None = None, wait_s: float = 10.0
+) -> int:
     """Check that the co-partitioned topics exist with one partition count; return it.
 
     A worker started on topics that disagree would hang or mis-route state, so it stops
-    with this error instead.
+    with this error instead. Missing topics are asked for again for up to `wait_s`: a
+    broker's metadata can lag a topic just created elsewhere in the cluster.
     """
-    try:
-        counts = await partition_counts(kafka, names.all)
-    except KafkaError as exc:
-        raise TopicsError(f"cannot read topic metadata: {exc}") from None
-    missing = [t for t in names.all if t not in counts]
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            counts = await partition_counts(kafka, names.all)
+        except KafkaError as exc:
+            raise TopicsError(f"cannot read topic metadata: {exc}") from None
+        missing = [t for t in names.all if t not in counts]
+        if not missing or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.5)
     if missing:
         raise TopicsError(f"missing topics: {', '.join(missing)} (run `journey topics create`)")
     co = {t: counts[t] for t in names.co_partitioned}

@@ -167,6 +167,10 @@ class KafkaNode:
                 f"share.coordinator.state.topic.replication.factor={replicas}",
                 f"share.coordinator.state.topic.min.isr={in_sync}",
                 "group.initial.rebalance.delay.ms=0",
+                # Threads for a 2-core machine that also runs the workers (defaults: 3, 8, 10).
+                "num.network.threads=2",
+                "num.io.threads=2",
+                "background.threads=2",
                 # A killed node's partitions move to the others quickly.
                 "broker.session.timeout.ms=6000",
                 "broker.heartbeat.interval.ms=1000",
