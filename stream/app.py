@@ -8,6 +8,7 @@ from stream.codecs import register_codecs
 from stream.connection import faust_credentials
 from stream.fetching import install_fetch_wait
 from stream.offsets import install_end_offsets_probe
+from stream.silence import install_answer_clock
 
 __all__ = ["PRODUCER_BATCH_BYTES", "create_app"]
 
@@ -24,6 +25,7 @@ def create_app(settings: Settings, *, partitions: int, idempotent: bool = False)
     register_codecs()
     install_end_offsets_probe()
     install_fetch_wait(settings.fetch_max_wait_ms)
+    install_answer_clock()
     return JourneyApp(
         f"{settings.topic_prefix}{settings.app_id}",
         idempotent_producer=idempotent,

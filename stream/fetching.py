@@ -9,40 +9,13 @@ JOURNEY_FETCH_MAX_WAIT_MS instead; on Apache Kafka it only costs a few more idle
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.client import AIOKafkaClient
 
-__all__ = ["install_fetch_wait", "seconds_since_a_broker_answered"]
+__all__ = ["install_fetch_wait"]
 
 _state: dict[str, int] = {}
-# When a broker last answered one of this process's requests (time.monotonic()): the sign
-# that the brokers can be reached, which a worker's /health and metrics report.
-_answered: list[float] = []
-
-
-def seconds_since_a_broker_answered() -> float | None:
-    """None before the first answer (a process that never reached a broker)."""
-    return time.monotonic() - _answered[0] if _answered else None
-
-
-def _note_answers() -> None:
-    """Stamp every answer: every request of aiokafka's clients (fetches, heartbeats,
-    metadata, produce) goes through `AIOKafkaClient.send`, which raises when the connection
-    is cut or the broker does not answer in time."""
-    original = AIOKafkaClient.send
-
-    async def send(self: AIOKafkaClient, *args: Any, **kwargs: Any) -> Any:
-        response = await original(self, *args, **kwargs)
-        if _answered:
-            _answered[0] = time.monotonic()
-        else:
-            _answered.append(time.monotonic())
-        return response
-
-    AIOKafkaClient.send = send  # no public hook
 
 
 def install_fetch_wait(max_wait_ms: int) -> None:
@@ -55,5 +28,4 @@ def install_fetch_wait(max_wait_ms: int) -> None:
             original(self, *topics, **kwargs)
 
         AIOKafkaConsumer.__init__ = __init__  # see the module docstring
-        _note_answers()
     _state["ms"] = max_wait_ms

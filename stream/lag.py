@@ -7,8 +7,8 @@ from typing import Any
 
 import faust
 
-from stream.fetching import seconds_since_a_broker_answered
 from stream.metrics import JourneyMetrics
+from stream.silence import seconds_since_a_broker_answered
 
 __all__ = ["register_lag_timer"]
 

@@ -17,10 +17,10 @@ from journey.customer import RECOVERY_KEYS, decode_state
 from journey.impact import DIMENSIONS
 from journey.leaders import LEADERS
 from journey.recovery import second_moment
-from stream.fetching import seconds_since_a_broker_answered
 from stream.impact_view import ImpactView
 from stream.leaders import LeadersView
 from stream.metrics import JourneyMetrics
+from stream.silence import seconds_since_a_broker_answered
 
 __all__ = ["MAX_TOP", "Answers", "held_state", "register_api"]
 
