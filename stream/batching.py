@@ -36,6 +36,8 @@ from faust.types.tuples import ack_lock
 from mode import ServiceT
 from mode.utils.futures import notify
 
+from stream.outbox import default_partition
+
 __all__ = [
     "BatchHandler",
     "BatchingConsumer",
@@ -291,6 +293,16 @@ class IdempotentCapableProducer(faust_aiokafka.Producer):
         if getattr(self.app, "idempotent_producer", False):
             return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
         return super()._settings_extra()
+
+    def key_partition(self, topic: str, key: bytes) -> TP:
+        """The partition of `key` in `topic`, as Faust's router asks it to find a table key's
+        owner. aiokafka answers from the producer's metadata, which lacked a topic the
+        producer had not written to yet (a lookup answered 500 on Kafka): then murmur2 over
+        the topics' partition count, which is what the producer would pick."""
+        metadata = self._ensure_producer()._metadata  # noqa: SLF001  # aiokafka's, as Faust reads it
+        if metadata.partitions_for_topic(topic) is None:
+            return TP(topic, default_partition(key, int(self.app.conf.topic_partitions)))
+        return super().key_partition(topic, key)
 
 
 class _Transport(faust_aiokafka.Transport):
