@@ -44,6 +44,9 @@ def test_kafka_up_serves_journey_and_stops_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_kafka_up_without_the_jars_says_so_in_one_line(tmp_path: Path) -> None:
