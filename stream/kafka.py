@@ -354,6 +354,3 @@ class KafkaCluster(Running):
             if node.process.poll() is None:
                 node.process.kill()
                 node.process.wait()
-
-    def pids(self) -> list[int]:
-        return [node.process.pid for node in self.nodes if node.process is not None and node.running]

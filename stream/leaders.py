@@ -154,32 +154,31 @@ class LeadersView(FollowedTopic):
 
     def __init__(self) -> None:
         super().__init__()
-        # partition number -> its top and count at risk (a JSON object; a list from releases
-        # before the second moment: a top alone)
-        self.raw: dict[str, bytes] = {}
+        # partition number -> its top (customer states) and its count at risk, parsed once
+        # when it arrives rather than at every read
+        self.published: dict[str, tuple[list[dict[str, Any]], int]] = {}
 
     def _keep(self, key: str, value: bytes | None) -> None:
         if value is None:
-            self.raw.pop(key, None)
+            self.published.pop(key, None)
+            return
+        published = orjson.loads(value)
+        # A JSON object; a list (a top alone) from releases before the second moment.
+        if isinstance(published, dict):
+            self.published[key] = (published["top"], published["at_risk"])
         else:
-            self.raw[key] = value
+            self.published[key] = (published, 0)
 
     def _forget(self) -> None:
-        self.raw.clear()
+        self.published.clear()
 
     def top(self, count: int) -> list[dict[str, Any]]:
         """The top `count` customers by PPP across every partition."""
         views: list[dict[str, Any]] = []
-        for raw in self.raw.values():
-            published = orjson.loads(raw)
-            views += published["top"] if isinstance(published, dict) else published
+        for top, _ in self.published.values():
+            views += top
         return ranked(views, count)
 
     def at_risk(self) -> int:
         """Customers at risk (`journey.recovery.at_risk`) across every partition."""
-        total = 0
-        for raw in self.raw.values():
-            published = orjson.loads(raw)
-            if isinstance(published, dict):
-                total += published["at_risk"]
-        return total
+        return sum(risky for _, risky in self.published.values())

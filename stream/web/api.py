@@ -6,6 +6,7 @@ shows no figure the JSON endpoints do not also give.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +55,11 @@ class Answers:
     def summary(self) -> dict[str, Any]:
         return self.impact.summary()
 
-    def circle(self) -> dict[str, Any]:
-        """The circle, and the SMOT node's failures and recoveries."""
-        moment = self.second_moment()
+    def circle(self, moment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The circle, and the SMOT node's failures and recoveries (of `moment`, the second
+        moment already at hand, when given)."""
+        if moment is None:
+            moment = self.second_moment()
         return {
             **self.impact.circle(),
             "smot_failed": moment["failed"],
@@ -69,10 +72,14 @@ class Answers:
             ranking["second_moment"] = self.second_moment()
         return ranking
 
-    def second_moment(self) -> dict[str, Any]:
-        """The `recovery` entries side by side, with the customers at risk."""
-        entries = {key: self.impact.entry("recovery", key) for key in RECOVERY_KEYS}
-        return second_moment(entries, self.leaders.at_risk())
+    def recovery_entries(self) -> dict[str, dict[str, Any] | None]:
+        """The `recovery` entries with their comparisons, by key (None: no customer)."""
+        return {key: self.impact.entry("recovery", key) for key in RECOVERY_KEYS}
+
+    def second_moment(self, entries: Mapping[str, Mapping[str, Any] | None] | None = None) -> dict[str, Any]:
+        """The `recovery` entries (`entries`, when already at hand) side by side, with the
+        customers at risk."""
+        return second_moment(self.recovery_entries() if entries is None else entries, self.leaders.at_risk())
 
     def platinum(self, top: int = LEADERS) -> list[dict[str, Any]]:
         return self.leaders.top(top)

@@ -258,8 +258,8 @@ def render_second(moment: Mapping[str, Any], entries: Mapping[str, Mapping[str, 
         if row is None:
             rows.append(
                 f'<tr><th scope="row">{title} <small>{meaning}</small></th>'
-                '<td class="num">0</td><td class="num">—</td><td class="num">—</td>'
-                '<td class="num">—</td></tr>'
+                f'<td class="num">0</td><td class="num">{_DASH}</td><td class="num">{_DASH}</td>'
+                f'<td class="num">{_DASH}</td></tr>'
             )
             continue
         rows.append(
@@ -460,6 +460,7 @@ def render_card(customer_id: str | None, state: Mapping[str, Any] | None) -> str
             ("Referral channels", _words(entry, "referral_channels", state["referral_channels"])),
             (
                 "SMOT failures",
+                # `.get`: a state of the page's tests, or of a release before the second moment.
                 figure(
                     entry,
                     "smot_failures",
@@ -479,9 +480,7 @@ def render_card(customer_id: str | None, state: Mapping[str, Any] | None) -> str
 
 
 def _recovery(entry: str, recovery: str | None) -> str:
-    shown = {"smooth": "Smooth", "recovered": "Recovered", "unrecovered": "Unrecovered"}.get(
-        recovery or "", "No SMOT yet"
-    )
+    shown = {key: title for key, title, _ in _RECOVERY_TITLES}.get(recovery or "", "No SMOT yet")
     return figure(entry, "recovery", recovery, shown)
 
 
@@ -498,7 +497,7 @@ def render_sections(
 ) -> dict[str, str]:
     """The live sections' inner HTML, by element id; `second` is the second moment's
     summary and its `recovery` entries by key."""
-    moment, entries = second if second is not None else (second_moment_of_nothing(), {})
+    moment, entries = second if second is not None else (second_moment({}, 0), {})
     return {
         "north": render_north(summary),
         "circle": render_circle(circle),
@@ -506,10 +505,6 @@ def render_sections(
         "impact": render_impact(rankings),
         "platinum": render_platinum(platinum),
     }
-
-
-def second_moment_of_nothing() -> dict[str, Any]:
-    return second_moment({}, 0)
 
 
 _TITLE = '<h1><span class="logo" aria-hidden="true">\u25cb</span> journey</h1>'

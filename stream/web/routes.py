@@ -14,7 +14,6 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from pydantic import SecretStr
 
-from journey.customer import RECOVERY_KEYS
 from journey.leaders import LEADERS
 from stream.impact_view import ImpactView
 from stream.leaders import LeadersView
@@ -77,12 +76,10 @@ def register_views(
 
     def sections() -> dict[str, str]:
         rankings = {dimension: answers.ranking(dimension, PAGE_TOP) for dimension in DIMENSION_TITLES}
-        second = (
-            answers.second_moment(),
-            {key: answers.impact.entry("recovery", key) for key in RECOVERY_KEYS},
-        )
+        entries = answers.recovery_entries()
+        moment = answers.second_moment(entries)
         return render_sections(
-            answers.summary(), answers.circle(), rankings, answers.platinum(LEADERS), second
+            answers.summary(), answers.circle(moment), rankings, answers.platinum(LEADERS), (moment, entries)
         )
 
     feed = LiveFeed(sections, answers.version)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from journey.erasure import horizons
 from journey.event_files import FileLine
@@ -308,45 +308,41 @@ async def test_forget_says_so_when_no_worker_answers(journey_env: Any) -> None:
     assert request["customer_id"] == "c-1" and request["request_id"].startswith("forget-")
 
 
-async def leading_node(env: Any) -> int:
-    """The node id of the broker that leads most partitions of this test's topics."""
+async def partitions_of(env: Any) -> list[Any]:
+    """The metadata (aiokafka's PartitionMetadata: leader, replicas, isr) of every partition
+    of this test's topics, as a broker gives it now."""
     consumer = AIOKafkaConsumer(bootstrap_servers=env.bootstrap)
     await consumer.start()
     try:
-        cluster = consumer._client.cluster  # aiokafka's metadata: no public accessor
         await consumer._client.force_metadata_update()
-        led: Counter[int] = Counter()
-        for topic in cluster.topics():
-            if topic.startswith(env.names.prefix):
-                for partition in cluster.partitions_for_topic(topic) or ():
-                    led[cluster.leader_for_partition(TopicPartition(topic, partition))] += 1
+        cluster = consumer._client.cluster  # aiokafka's metadata: no public accessor
+        return [
+            meta
+            for topic in cluster.topics()
+            if topic.startswith(env.names.prefix)
+            for meta in cluster._partitions.get(topic, {}).values()
+        ]
     finally:
         await consumer.stop()
+
+
+async def leading_node(env: Any) -> int:
+    """The node id of the broker that leads most partitions of this test's topics."""
+    led = Counter(meta.leader for meta in await partitions_of(env))
     return int(led.most_common(1)[0][0])
 
 
 async def fully_replicated(env: Any, replicas: int, deadline_s: float) -> None:
     """Wait until every partition of this test's topics has `replicas` replicas in sync."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=env.bootstrap)
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + deadline_s
-        while True:
-            await consumer._client.force_metadata_update()
-            cluster = consumer._client.cluster
-            short = [
-                (topic, partition)
-                for topic in cluster.topics()
-                if topic.startswith(env.names.prefix)
-                for partition, meta in cluster._partitions.get(topic, {}).items()
-                if len(meta.isr) < replicas
-            ]
-            if not short:
-                return
-            assert time.monotonic() < deadline, f"never fully replicated again: {short[:5]}"
-            await asyncio.sleep(0.5)
-    finally:
-        await consumer.stop()
+    deadline = time.monotonic() + deadline_s
+    while True:
+        short = [
+            (meta.topic, meta.partition) for meta in await partitions_of(env) if len(meta.isr) < replicas
+        ]
+        if not short:
+            return
+        assert time.monotonic() < deadline, f"never fully replicated again: {short[:5]}"
+        await asyncio.sleep(0.5)
 
 
 async def send(env: Any, stream: list[tuple[str, bytes]]) -> None:
