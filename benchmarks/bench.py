@@ -48,7 +48,7 @@ from journey.replay import default_jobs, replay_file
 from journey.scoring import ScoringRules, apply_event
 from journey.settings import Settings
 from journey.simulate import JourneySimulator
-from schemas.decode import parse_event
+from schemas.decode import parse_event, scored
 from schemas.events import Event
 from stream.admin import create_topics
 from stream.app import PRODUCER_BATCH_BYTES
@@ -182,7 +182,7 @@ def start_worker(broker: Broker, prefix: str, port: int, tmp: Path) -> subproces
 def parse_all(events: list[dict[str, Any]]) -> list[Event]:
     """The workload as the core sees it (validated), for the stages that need it."""
     rates = load_rates(RATES, "USD").rates
-    return [parse_event(json.dumps(e).encode(), expected_type=None, currencies=rates) for e in events]
+    return [scored(parse_event(json.dumps(e).encode(), expected_type=None, currencies=rates)) for e in events]
 
 
 def expected_everyone(events: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
@@ -553,7 +553,9 @@ def serve_replay_rates(path: Path) -> list[float]:
             replay_file(path, rules, currencies=rules.rates, jobs=processes, impact=impact)
             best = min(best, time.perf_counter() - started)
         rates.append(count / best)
-    parsed = [parse_event(line, expected_type=None, currencies=rules.rates) for line in path.open("rb")]
+    parsed = [
+        scored(parse_event(line, expected_type=None, currencies=rules.rates)) for line in path.open("rb")
+    ]
     with fewer_collections():
         started = time.perf_counter()
         states: dict[str, CustomerState] = {}
@@ -599,7 +601,7 @@ def memory_per_customer(customers: int) -> float:
             data = {**template_event, "customer_id": customer_id, "event_id": f"ev-{number:08d}-{index}"}
             if "share_id" in data:
                 data["share_id"] = f"share-{number:08d}"
-            event = parse_event(json.dumps(data).encode(), expected_type=None, currencies=rules.rates)
+            event = scored(parse_event(json.dumps(data).encode(), expected_type=None, currencies=rules.rates))
             apply_event(state, event, rules)
         held[customer_id] = encode_state(state)
         live.add(customer_id)

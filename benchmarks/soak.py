@@ -26,7 +26,7 @@ from journey.referrals import join_all, sighting_for
 from journey.replay import link_referrals
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
-from schemas.decode import parse_event
+from schemas.decode import parse_event, scored
 from stream.admin import create_topics
 from stream.broker import EmbeddedBroker, free_port
 from stream.topics import TopicNames
@@ -157,7 +157,7 @@ async def main() -> None:
             states: dict[str, CustomerState] = {}
             sightings: list[dict[str, Any]] = []
             for raw in sent:
-                parsed = parse_event(raw, expected_type=None, currencies=rates)
+                parsed = scored(parse_event(raw, expected_type=None, currencies=rates))
                 apply_event(
                     states.setdefault(parsed.customer_id, CustomerState(parsed.customer_id)), parsed, rules
                 )

@@ -44,19 +44,17 @@ def replay(file: Path, strict: bool, jobs: int, impact: bool, erasures_file: Pat
     One JSON object per customer, sorted by customer_id; with --impact, one per impact
     entry, sorted by dimension then key. Invalid lines are reported on stderr and skipped
     (as the worker sends them to dead-letters)."""
-    from journey.erasure import horizons  # noqa: PLC0415
     from journey.event_files import read_erasure_file  # noqa: PLC0415
     from journey.replay import default_jobs, replay_file  # noqa: PLC0415
 
     settings = load_settings()
-    erasures = None
+    requests = None
     if erasures_file is not None:
         requests, bad = read_erasure_file(erasures_file, max_bytes=settings.max_event_bytes)
         if strict and bad:
             raise UserError(f"{bad[0].path}:{bad[0].number}: {bad[0].error}")
         for line in bad:
             click.echo(f"{line.path}:{line.number}: skipped: {line.error}", err=True)
-        erasures = horizons(requests)
     result = replay_file(
         file,
         settings.rules,
@@ -64,7 +62,7 @@ def replay(file: Path, strict: bool, jobs: int, impact: bool, erasures_file: Pat
         max_bytes=settings.max_event_bytes,
         jobs=jobs or default_jobs(),
         impact=impact,
-        erasures=erasures,
+        requests=requests,
     )
     if strict and result.invalid:
         first = result.invalid[0]
@@ -77,10 +75,8 @@ def replay(file: Path, strict: bool, jobs: int, impact: bool, erasures_file: Pat
     out.flush()
     if result.invalid:
         click.echo(f"{len(result.invalid)} invalid lines skipped", err=True)
-    if erasures is not None:
-        click.echo(
-            f"{result.erased} events erased ({len(erasures)} customers with erasure requests)", err=True
-        )
+    if requests is not None:
+        click.echo(f"{result.erased} events erased ({result.erased_ids} ids with erasure horizons)", err=True)
 
 
 @click.command()

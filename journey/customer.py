@@ -108,6 +108,19 @@ class CustomerState:
     smot_failures: int = 0
     last_failure_us: int | None = None
     last_good_us: int | None = None
+    # Identity (SPEC.md, "Identity"): the person's other ids, and the event_ids seen under
+    # each of them (an event is told apart by its own customer_id and event_id).
+    aliases: set[str] = field(default_factory=set)
+    alias_seen: dict[str, set[str]] = field(default_factory=dict)
+
+    def seen_of(self, customer_id: str) -> set[str]:
+        """The event_ids seen under one of the person's ids (created empty for a new one)."""
+        if customer_id == self.customer_id:
+            return self.seen
+        seen = self.alias_seen.get(customer_id)
+        if seen is None:
+            seen = self.alias_seen[customer_id] = set()
+        return seen
 
     def recovery(self) -> str | None:
         """`smooth`, `recovered` or `unrecovered` (SPEC.md, "The second moment"); None
@@ -159,8 +172,7 @@ class CustomerState:
             "referral_channels": self.referral_channels(),
             "smot_failures": self.smot_failures,
             "recovery": self.recovery(),
-            # Identity is not built yet: every customer is a person of one id (README).
-            "aliases": [],
+            "aliases": sorted(self.aliases),
         }
 
 
@@ -210,6 +222,9 @@ class _Record(msgspec.Struct, array_like=True):
     smot_failures: int = 0
     last_failure_us: int | None = None
     last_good_us: int | None = None
+    # Added within format 4 for identity: a record written without them is a person of one id.
+    aliases: set[str] = msgspec.field(default_factory=set)
+    alias_seen: dict[str, set[str]] = msgspec.field(default_factory=dict)
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -258,6 +273,8 @@ def encode_state(state: CustomerState) -> bytes:
             state.smot_failures,
             state.last_failure_us,
             state.last_good_us,
+            state.aliases,
+            state.alias_seen,
         )
     )
 
@@ -307,6 +324,8 @@ def _decode_record(raw: bytes) -> CustomerState:
         record.smot_failures,
         record.last_failure_us,
         record.last_good_us,
+        record.aliases,
+        record.alias_seen,
     )
 
 

@@ -16,7 +16,7 @@ import orjson
 
 from journey.customer import CustomerState, format_us, to_us
 from journey.scoring import ScoringRules, apply_event
-from schemas.events import ErasureRequest, Event
+from schemas.events import ErasureRequest, Event, Incoming
 
 __all__ = [
     "ErasureRecord",
@@ -49,7 +49,7 @@ def horizons(requests: Iterable[ErasureRequest]) -> dict[str, int]:
     return until
 
 
-def erased(event: Event, horizons: Horizons) -> bool:
+def erased(event: Incoming, horizons: Horizons) -> bool:
     """Whether an erasure request removes `event`."""
     horizon = horizons.get(event.customer_id)
     return horizon is not None and to_us(event.occurred_at) <= horizon

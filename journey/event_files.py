@@ -23,7 +23,7 @@ from schemas.decode import (
     parse_json,
     validate_event,
 )
-from schemas.events import ErasureRequest, Event
+from schemas.events import ErasureRequest, Incoming
 from schemas.wire import json_number
 
 __all__ = ["FileLine", "read_erasure_file", "read_event_file"]
@@ -38,7 +38,7 @@ class FileLine:
 
     path: Path
     number: int
-    event: Event | None
+    event: Incoming | None
     raw: bytes
     error: str | None = None
 

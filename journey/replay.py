@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import zlib
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -17,15 +17,16 @@ import orjson
 
 from journey.collector import fewer_collections
 from journey.customer import CustomerState
-from journey.erasure import Horizons, erased
+from journey.erasure import Horizons, erased, horizons
 from journey.event_files import FileLine, read_event_file
+from journey.identity import Persons, person_horizons
 from journey.impact import Packed, add_change, contribution, impact_entries
 from journey.referrals import apply_link, join_all, sighting_for
 from journey.scoring import ScoringRules, apply_event
 from schemas.decode import DEFAULT_MAX_EVENT_BYTES, InvalidEvent, parse_json
-from schemas.events import Share, Touchpoint
+from schemas.events import ErasureRequest, Identify, Share, Touchpoint
 
-__all__ = ["FileReplay", "ReplayResult", "default_jobs", "replay", "replay_file"]
+__all__ = ["FileReplay", "People", "ReplayResult", "default_jobs", "people_of", "replay", "replay_file"]
 
 # Below this many bytes a file is replayed in this process: starting workers costs more.
 _PARALLEL_FROM_BYTES = 2_000_000
@@ -45,6 +46,29 @@ class ReplayResult:
         return [self.states[key] for key in sorted(self.states)]
 
 
+@dataclass(frozen=True, slots=True)
+class People:
+    """The persons of more than one id (SPEC.md, "Identity"): each such id's canonical id,
+    and each canonical id's aliases. Ids it does not name are persons of their own."""
+
+    canonical: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, set[str]] = field(default_factory=dict)
+
+
+def people_of(identifies: Iterable[Identify], erasures: Horizons | None = None) -> People:
+    """The persons the identify events that `erasures` leave make."""
+    persons = Persons()
+    for event in identifies:
+        if not (erasures and erased(event, erasures)):
+            persons.add(event)
+    return People(persons.mapping(), persons.people())
+
+
+def _erasure_horizons(identifies: list[Identify], requests: Sequence[ErasureRequest]) -> dict[str, int]:
+    # Without identify events a request reaches its own customer only: the cheaper rule.
+    return person_horizons(identifies, requests) if identifies else horizons(requests)
+
+
 def replay(
     lines: Iterable[FileLine],
     rules: ScoringRules,
@@ -52,14 +76,19 @@ def replay(
     on_invalid: Callable[[FileLine], None] | None = None,
     link: bool = True,
     erasures: Horizons | None = None,
+    people: People | None = None,
 ) -> ReplayResult:
-    """Fold every valid line into its customer's state, in file order; then (unless `link`
+    """Fold every valid line into its person's state, in file order; then (unless `link`
     is False, for a caller that joins the shares of several parts) give the referred
-    customers the referral links the events make. Events that `erasures` remove are left
-    out, as if they had never been sent: they make no state, no sighting and no link."""
+    persons the referral links the events make. Events that `erasures` remove are left
+    out, as if they had never been sent: they make no state, no sighting and no link.
+    `people` (from `people_of`, the identify events of the whole input) says which ids are
+    one person; identify events themselves fold into no state."""
     result = ReplayResult()
     states = result.states
     sightings = result.sightings
+    canonical = people.canonical if people else {}
+    identified: set[tuple[str, str]] = set()
     for line in lines:
         event = line.event
         if event is None:
@@ -70,9 +99,20 @@ def replay(
         if erasures and erased(event, erasures):
             result.erased += 1
             continue
-        state = states.get(event.customer_id)
+        if isinstance(event, Identify):
+            mark = (event.customer_id, event.event_id)
+            if mark in identified:
+                result.duplicates += 1
+            else:
+                identified.add(mark)
+                result.events += 1
+            continue
+        person = canonical.get(event.customer_id, event.customer_id) if canonical else event.customer_id
+        state = states.get(person)
         if state is None:
-            state = states[event.customer_id] = CustomerState(event.customer_id)
+            state = states[person] = CustomerState(person)
+            if people and person in people.aliases:
+                state.aliases = set(people.aliases[person])
         if apply_event(state, event, rules).duplicate:
             result.duplicates += 1
             continue
@@ -82,6 +122,8 @@ def replay(
         if type(event) is Share or (type(event) is Touchpoint and event.referral_share_id):
             sighting = sighting_for(event)
             if sighting is not None:
+                # Links are between persons (SPEC.md, "Identity").
+                sighting["customer_id"] = person
                 sightings.append((line.number, sighting))
     if link:
         link_referrals(states, join_all([sighting for _, sighting in sightings]))
@@ -107,6 +149,8 @@ class FileReplay:
     duplicates: int
     impact: list[dict[str, Any]] | None = None
     erased: int = 0
+    # The ids with an erasure horizon (a request reaches every id of its person).
+    erased_ids: int = 0
 
 
 def default_jobs() -> int:
@@ -127,11 +171,13 @@ class _CustomerOnly(msgspec.Struct):
 _CUSTOMER_ONLY = msgspec.json.Decoder(_CustomerOnly)
 
 
-def _share_of(raw: bytes, shares: int, max_bytes: int) -> int:
-    """Which worker folds this line: by customer, so each customer's events stay in file order
-    in one process. Decided from the line alone, so every worker agrees without talking."""
+def _share_of(raw: bytes, shares: int, max_bytes: int, canonical: Mapping[str, str] | None = None) -> int:
+    """Which worker folds this line: by person, so each person's events stay in file order
+    in one process. Decided from the line alone (and the persons, known to every worker),
+    so every worker agrees without talking."""
     try:
-        return _customer_share(_CUSTOMER_ONLY.decode(raw).customer_id, shares)
+        customer_id = _CUSTOMER_ONLY.decode(raw).customer_id
+        return _customer_share(canonical.get(customer_id, customer_id) if canonical else customer_id, shares)
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass  # not an object with a string customer_id, or text msgspec refuses
     # Only customer_id is needed, which orjson reads exactly: `parse_json`'s checks of the
@@ -147,7 +193,7 @@ def _share_of(raw: bytes, shares: int, max_bytes: int) -> int:
     customer = data.get("customer_id") if isinstance(data, dict) else None
     if not isinstance(customer, str):
         return 0
-    return _customer_share(customer, shares)
+    return _customer_share(canonical.get(customer, customer) if canonical else customer, shares)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +206,7 @@ class _Job:
     shares: int
     impact: bool
     erasures: Horizons | None = None
+    people: People | None = None
 
 
 @dataclass(slots=True)
@@ -180,8 +227,10 @@ class _Part:
 
 
 def _fold(job: _Job) -> _Folded:
+    canonical = job.people.canonical if job.people else None
+
     def mine(raw: bytes) -> bool:
-        return _share_of(raw, job.shares, job.max_bytes) == job.share
+        return _share_of(raw, job.shares, job.max_bytes, canonical) == job.share
 
     lines = read_event_file(
         job.path,
@@ -191,7 +240,9 @@ def _fold(job: _Job) -> _Folded:
     )
     invalid: list[FileLine] = []
     with fewer_collections():
-        result = replay(lines, job.rules, on_invalid=invalid.append, link=False, erasures=job.erasures)
+        result = replay(
+            lines, job.rules, on_invalid=invalid.append, link=False, erasures=job.erasures, people=job.people
+        )
     return _Folded(result, invalid)
 
 
@@ -257,6 +308,7 @@ def replay_file(
     parallel_from_bytes: int = _PARALLEL_FROM_BYTES,
     impact: bool = False,
     erasures: Horizons | None = None,
+    requests: Sequence[ErasureRequest] | None = None,
 ) -> FileReplay:
     """Replay a file, split by customer over `jobs` processes for JSON-lines files.
 
@@ -265,15 +317,26 @@ def replay_file(
     file order and hands this one what the share joins need (the sightings); this one joins
     the shares of the whole file in file order and hands each process the links of its
     referred customers; each then makes its customers' views (and impact sums) on its own.
-    The result is what one process gives. OSError if unreadable."""
+    The result is what one process gives. OSError if unreadable.
+
+    Identify events are read first, in a pass of their own, so that every process knows
+    the persons from the start. Erasure `requests` reach every id of a person (SPEC.md,
+    "Erasure"); `erasures` are horizons already known per id."""
     size = path.stat().st_size
+    identifies = _identify_events(path, currencies, max_bytes)
+    if requests is not None:
+        erasures = _erasure_horizons(identifies, requests)
+    people = people_of(identifies, erasures) if identifies else None
     if (
         path.suffix.lower() == ".csv"
         or size < parallel_from_bytes
         or "fork" not in (multiprocessing.get_all_start_methods())
     ):
         jobs = 1
-    work = [_Job(path, rules, currencies, max_bytes, share, jobs, impact, erasures) for share in range(jobs)]
+    work = [
+        _Job(path, rules, currencies, max_bytes, share, jobs, impact, erasures, people)
+        for share in range(jobs)
+    ]
     # The join, between the folds and the finishing, runs here alone: with the collector's
     # usual thresholds it walked this process's customers while joining, and took three
     # times as long (docs/benchmarks.md).
@@ -304,7 +367,17 @@ def replay_file(
         duplicates=sum(part[3] for part in handed),
         impact=entries,
         erased=sum(part[4] for part in handed),
+        erased_ids=len(erasures or ()),
     )
+
+
+def _identify_events(path: Path, currencies: Collection[str] | None, max_bytes: int) -> list[Identify]:
+    """The valid identify events of a file (in a first pass: lines naming no identify are
+    skipped unread)."""
+    lines = read_event_file(
+        path, currencies=currencies, max_bytes=max_bytes, select=lambda raw: b"identify" in raw
+    )
+    return [line.event for line in lines if isinstance(line.event, Identify)]
 
 
 def _in_processes(work: list[_Job]) -> tuple[list[_Handed], list[_Part]]:

@@ -18,7 +18,16 @@ from journey.decimals import round_cents as _round
 from journey.money import FxRates
 from schemas.events import Event, Purchase, Share, Survey, Touchpoint
 
-__all__ = ["DAY_US", "ApplyResult", "ScoringRules", "apply_event", "normalise_score", "ppp_update"]
+__all__ = [
+    "DAY_US",
+    "ApplyResult",
+    "ScoringRules",
+    "apply_event",
+    "csat_of",
+    "fold_windows",
+    "normalise_score",
+    "ppp_update",
+]
 
 DAY_US = 86_400_000_000
 _ONE = Decimal(1)
@@ -74,7 +83,7 @@ def normalise_score(score: Decimal, scale: str) -> Decimal:
     return score
 
 
-def _fold_windows(state: CustomerState, rules: ScoringRules) -> bool:
+def fold_windows(state: CustomerState, rules: ScoringRules) -> bool:
     """Drop what fell out of the windows now that `T` is `state.last_us`; whether money did."""
     csat_start = state.last_us - rules.csat_window_us
     surveys = state.window_surveys
@@ -156,7 +165,7 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
             state.recent_sum = EXACT.add(state.recent_sum, amount)
 
 
-def _csat(state: CustomerState, rules: ScoringRules) -> Decimal:
+def csat_of(state: CustomerState, rules: ScoringRules) -> Decimal:
     if state.surveys == 0 or state.latest_survey is None:
         return ZERO
     if state.window_surveys:
@@ -193,9 +202,10 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     A repeated `event_id` changes nothing. An update is due on the customer's first event
     and whenever a published score (csat, cltv, ppp, at two decimals) changes.
     """
-    if event.event_id in state.seen:
+    seen = state.seen if event.customer_id == state.customer_id else state.seen_of(event.customer_id)
+    if event.event_id in seen:
         return _DUPLICATE
-    state.seen.add(event.event_id)
+    seen.add(event.event_id)
     at = to_us(event.occurred_at)
     first = state.version == 0
     money_left = False
@@ -203,7 +213,7 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
         state.first_us = state.last_us = at
     elif at > state.last_us:
         state.last_us = at
-        money_left = _fold_windows(state, rules)
+        money_left = fold_windows(state, rules)
     elif at < state.first_us:
         state.first_us = at
     _fold_in(state, event, at, rules)
@@ -211,7 +221,7 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     # The published scores are those of the inputs folded so far (an event either publishes
     # new ones or leaves them equal), so money is only rounded again when money moved: a
     # purchase, or the window's end leaving some behind.
-    csat = _csat(state, rules)
+    csat = csat_of(state, rules)
     paid = first or isinstance(event, Purchase)
     if paid or money_left:
         state.cltv_365d = _round(max(state.recent_sum, ZERO))

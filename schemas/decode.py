@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.events import EVENT_MODELS, ErasureRequest, Event
+from schemas.events import EVENT_MODELS, ErasureRequest, Event, Identify, Incoming
 from schemas.fast import fast_event
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "parse_erasure",
     "parse_event",
     "parse_json",
+    "scored",
     "validate_event",
 ]
 
@@ -145,7 +146,7 @@ def _describe(error: ValidationError) -> str:
 
 def validate_event(
     data: Any, *, expected_type: str | None, currencies: Collection[str] | None = None
-) -> Event:
+) -> Incoming:
     """Validate a parsed JSON value as an event.
 
     `expected_type` is the type the topic carries (then `type` is optional and must match);
@@ -174,6 +175,14 @@ def validate_event(
         raise InvalidEvent(_describe(exc)) from None
 
 
+def scored(event: Incoming) -> Event:
+    """`event` as one that folds into a customer's state, for a reader that takes no
+    identify events (they join states instead: SPEC.md, "Identity")."""
+    if isinstance(event, Identify):
+        raise InvalidEvent("type: identify events are not taken here")
+    return event
+
+
 def parse_erasure(raw: bytes | str, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> ErasureRequest:
     """Bytes of one erasure request (topic `erasures`, or a line of `--erasures FILE`)."""
     data = parse_json(raw, max_bytes=max_bytes)
@@ -191,7 +200,7 @@ def parse_event(
     expected_type: str | None,
     currencies: Collection[str] | None = None,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-) -> Event:
+) -> Incoming:
     """Bytes of one message (or one line of a file) to a validated event."""
     if type(raw) is bytes and len(raw) <= max_bytes:
         event = fast_event(raw, expected_type=expected_type, currencies=currencies)

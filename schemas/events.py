@@ -29,6 +29,8 @@ __all__ = [
     "ErasureRequest",
     "Event",
     "EventType",
+    "Identify",
+    "Incoming",
     "Moment",
     "Purchase",
     "Scale",
@@ -37,7 +39,7 @@ __all__ = [
     "Touchpoint",
 ]
 
-EventType = Literal["touchpoint", "purchase", "survey", "share"]
+EventType = Literal["touchpoint", "purchase", "survey", "share", "identify"]
 Moment = Literal["zmot", "fmot", "smot"]
 Scale = Literal["1-10", "0-10", "1-5"]
 
@@ -222,7 +224,23 @@ class Share(_Event):
     sentiment: Sentiment | None = None
 
 
+class Identify(_Event):
+    """Two ids of one person (SPEC.md, "Identity"): `customer_id` the one it is known by,
+    `anonymous_id` one it used before or elsewhere. It counts for no score and no time."""
+
+    type: Literal["identify"] = "identify"
+    anonymous_id: Id
+
+    @model_validator(mode="after")
+    def _two_ids(self) -> Identify:
+        if self.anonymous_id == self.customer_id:
+            raise ValueError("anonymous_id: must not equal customer_id")
+        return self
+
+
+# The events that fold into a customer's state; identify events join states instead.
 Event = Touchpoint | Purchase | Survey | Share
+Incoming = Event | Identify
 
 
 class ErasureRequest(BaseModel):
@@ -238,9 +256,10 @@ class ErasureRequest(BaseModel):
     requested_at: Timestamp
 
 
-EVENT_MODELS: dict[str, type[Touchpoint] | type[Purchase] | type[Survey] | type[Share]] = {
+EVENT_MODELS: dict[str, type[Touchpoint] | type[Purchase] | type[Survey] | type[Share] | type[Identify]] = {
     "touchpoint": Touchpoint,
     "purchase": Purchase,
     "survey": Survey,
     "share": Share,
+    "identify": Identify,
 }

@@ -30,7 +30,7 @@ from journey.erasure import ErasureRecord, Pending, decode_record, encode_record
 from journey.referrals import JoinResult, ShareJoin, forget
 from journey.scoring import ScoringRules
 from schemas.decode import InvalidEvent, parse_event
-from schemas.events import ErasureRequest, Event
+from schemas.events import ErasureRequest, Event, Identify
 from stream.batching import make_current
 from stream.outbox import Outbox, default_partition
 from stream.stores import store_get
@@ -230,6 +230,6 @@ class Eraser:
                 )
             except InvalidEvent:
                 continue
-            if event.customer_id == customer_id:
+            if event.customer_id == customer_id and not isinstance(event, Identify):
                 events.append(event)
         return events

@@ -57,7 +57,7 @@ from journey.referrals import (
 from journey.scoring import ScoringRules, apply_event, ppp_update
 from journey.settings import Settings
 from schemas.decode import InvalidEvent, parse_erasure, parse_event
-from schemas.events import ErasureRequest, Event
+from schemas.events import ErasureRequest, Event, Identify, Incoming
 from stream.batching import JourneyApp, current_record, make_current
 from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
 from stream.connection import kafka_options
@@ -297,7 +297,7 @@ class Pipeline:
                     continue
                 try:
                     if kind == "erasure":
-                        parsed: Event | ErasureRequest = parse_erasure(
+                        parsed: Incoming | ErasureRequest = parse_erasure(
                             record.value or b"", max_bytes=self.config.max_event_bytes
                         )
                     else:
@@ -319,6 +319,8 @@ class Pipeline:
                     continue
                 if isinstance(parsed, ErasureRequest):
                     await self._erase(batch, parsed, origin, key, tp.partition)
+                elif isinstance(parsed, Identify):
+                    self._reject(batch, record, origin, "type: identify events are not taken yet")
                 else:
                     self._score(batch, parsed, origin, key, tp.partition)
         for customer_id, at, share_key, sighting in batch.sightings:

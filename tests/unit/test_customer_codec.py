@@ -149,7 +149,7 @@ def test_a_changelog_written_in_the_third_format_is_still_read(data: st.DataObje
 def test_a_record_of_format_4_written_before_joins_were_kept_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
     fields = msgspec.msgpack.decode(encode_state(state))
-    older = msgspec.msgpack.encode(fields[:-4])  # the array without `joined` and the second moment's
+    older = msgspec.msgpack.encode(fields[:-6])  # without `joined`, the second moment's and identity's
     assert decode_state(older) == without_second_moment(replace(state, joined=set()))
 
 
@@ -158,7 +158,7 @@ def test_a_record_of_format_4_written_before_joins_were_kept_is_still_read(data:
 def test_a_record_of_format_4_written_before_the_second_moment_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
     fields = msgspec.msgpack.decode(encode_state(state))
-    older = msgspec.msgpack.encode(fields[:-3])  # without smot_failures and the two times
+    older = msgspec.msgpack.encode(fields[:-5])  # without smot_failures, the two times and identity's
     assert decode_state(older) == without_second_moment(state)
 
 
@@ -166,6 +166,19 @@ def test_the_second_moment_survives_the_encoding() -> None:
     state = CustomerState("c-1", moments=[0, 0, 3, 0], smot_failures=2, last_failure_us=5, last_good_us=9)
     decoded = decode_state(encode_state(state))
     assert decoded == state and decoded.recovery() == "recovered"
+
+
+@PROFILE
+@given(st.data())
+def test_a_record_of_format_4_written_before_identity_is_still_read(data: st.DataObject) -> None:
+    state = folded(data)
+    fields = msgspec.msgpack.decode(encode_state(state))
+    assert decode_state(msgspec.msgpack.encode(fields[:-2])) == state  # a person of one id
+
+
+def test_a_persons_aliases_and_their_events_survive_the_encoding() -> None:
+    state = CustomerState("c-1", seen={"e-1"}, aliases={"anon-1"}, alias_seen={"anon-1": {"e-1", "e-2"}})
+    assert decode_state(encode_state(state)) == state
 
 
 def test_referral_keys_survive_the_encoding() -> None:
@@ -182,7 +195,7 @@ def test_a_format_from_a_newer_release_is_refused_not_misread() -> None:
     with pytest.raises(ValueError, match="format 5"):
         decode_state(msgspec.msgpack.encode([5, *fields[1:]]))
     with pytest.raises(ValueError, match="cannot read"):
-        decode_state(msgspec.msgpack.encode([5, *fields[1:-6]]))  # a shape this release does not know
+        decode_state(msgspec.msgpack.encode([5, *fields[1:-9]]))  # a shape this release does not know
     newer_json = orjson.dumps([4, *orjson.loads(encode_third_format(CustomerState("c-1")))[1:]])
     with pytest.raises(ValueError, match="format 4"):
         decode_state(newer_json)

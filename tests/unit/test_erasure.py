@@ -148,7 +148,7 @@ def test_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         "erasures.jsonl:2: skipped" in result.stderr
         and "erasures.jsonl:3: skipped: request_id" in result.stderr
     )
-    assert "events erased (1 customers with erasure requests)" in result.stderr
+    assert "events erased (1 ids with erasure horizons)" in result.stderr
     strict = runner.invoke(
         cli, ["replay", str(tmp_path / "events.jsonl"), "--erasures", str(requests), "--strict"]
     )
