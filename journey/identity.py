@@ -162,7 +162,7 @@ def merge_states(
         merged.window_surveys += state.window_surveys
         merged.window_survey_sum = EXACT.add(merged.window_survey_sum, state.window_survey_sum)
         if state.latest_survey is not None and (
-            merged.latest_survey is None or state.latest_survey[:2] > merged.latest_survey[:2]
+            merged.latest_survey is None or state.latest_survey > merged.latest_survey
         ):
             merged.latest_survey = state.latest_survey
         merged.sentiments += state.sentiments

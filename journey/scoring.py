@@ -147,7 +147,9 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
         state.surveys += 1
         score = normalise_score(event.score, event.scale)
         candidate = (at, event.event_id, score)
-        if state.latest_survey is None or candidate[:2] > state.latest_survey[:2]:
+        # Two ids of one person may share an event_id: a tie of time and event_id goes to
+        # the greater score, so that the choice stays a function of the set (README).
+        if state.latest_survey is None or candidate > state.latest_survey:
             state.latest_survey = candidate
         if at >= csat_start:
             heapq.heappush(state.window_surveys, (at, score))
