@@ -11,14 +11,28 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from journey.customer import CustomerState, to_us
+import orjson
+
+from journey.customer import CustomerState, format_us, to_us
 from journey.decimals import EXACT, ZERO
 from journey.decimals import round_cents as _round
 from journey.scoring import ScoringRules, csat_of, fold_windows
 from schemas.events import ErasureRequest, Identify
 
-__all__ = ["IdentifyKey", "Persons", "identify_key", "merge_states", "person_horizons"]
+__all__ = [
+    "IdRecord",
+    "IdentifyKey",
+    "PendingMerge",
+    "Persons",
+    "decode_id_record",
+    "encode_id_record",
+    "identify_key",
+    "merge_states",
+    "merges_message",
+    "person_horizons",
+]
 
 # The order of identify events: occurred_at (microseconds), event_id, customer_id. The least
 # of a person's names its canonical id.
@@ -148,6 +162,10 @@ def merge_states(
     computed again; `version` goes on from the state published under `into`, if any."""
     parts = [state for state in states if state.version]
     merged = CustomerState(into)
+    # A state of version 0 holds referral links whose customer's events are yet to come.
+    for state in states:
+        for share_id, referral in state.referrals.items():
+            merged.referrals.setdefault(share_id, referral)
     if not parts:
         return merged, False
     for state in parts:
@@ -172,8 +190,6 @@ def merge_states(
         merged.recent_sum = EXACT.add(merged.recent_sum, state.recent_sum)
         merged.campaigns |= state.campaigns
         merged.channels |= state.channels
-        for share_id, referral in state.referrals.items():
-            merged.referrals.setdefault(share_id, referral)
         merged.joined |= state.joined
         merged.smot_failures += state.smot_failures
         merged.last_failure_us = _latest(merged.last_failure_us, state.last_failure_us)
@@ -209,3 +225,93 @@ def _latest(one: int | None, other: int | None) -> int | None:
     if other is None:
         return one
     return max(one, other)
+
+
+@dataclass(slots=True)
+class PendingMerge:
+    """A merge whose `merges` message waits for the share joins it asked to rename the
+    merged ids (`awaiting`, by share_id), and the links they retracted so far."""
+
+    merged_ids: list[str]
+    merged_at: int
+    awaiting: set[str]
+    retracted: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IdRecord:
+    """What a worker keeps of one id of a person of several ids (its `persons` table entry).
+
+    An id that stopped being canonical keeps only `to`, the id its person went to, so that
+    its late events, links and lookups follow the person. A canonical id keeps its person:
+    every id (itself included), the identify events that joined them, and its merges whose
+    `merges` message waits for the share joins."""
+
+    to: str | None = None
+    ids: set[str] = field(default_factory=set)
+    # [occurred_at_us, event_id, customer_id, anonymous_id] of each identify event.
+    identifies: list[list[Any]] = field(default_factory=list)
+    pending: dict[str, PendingMerge] = field(default_factory=dict)
+
+    def add_identify(self, identify: list[Any]) -> bool:
+        """Take one identify event; False for one taken before (same customer_id, event_id)."""
+        if any(known[1] == identify[1] and known[2] == identify[2] for known in self.identifies):
+            return False
+        self.identifies.append(list(identify))
+        return True
+
+    def take(self, other: IdRecord) -> None:
+        """Join another person's record into this one."""
+        self.ids |= other.ids
+        for identify in other.identifies:
+            self.add_identify(identify)
+        for merge_id, pending in other.pending.items():
+            self.pending.setdefault(merge_id, pending)
+
+    def canonical(self) -> str | None:
+        """The customer_id of the earliest identify event (None before one)."""
+        if not self.identifies:
+            return None
+        return str(min((at, event_id, customer_id) for at, event_id, customer_id, _ in self.identifies)[2])
+
+
+def encode_id_record(record: IdRecord) -> bytes:
+    if record.to is not None:
+        return orjson.dumps({"to": record.to})
+    return orjson.dumps(
+        {
+            "ids": sorted(record.ids),
+            "identifies": record.identifies,
+            "pending": {
+                merge_id: [p.merged_ids, p.merged_at, sorted(p.awaiting), p.retracted]
+                for merge_id, p in record.pending.items()
+            },
+        }
+    )
+
+
+def decode_id_record(raw: bytes) -> IdRecord:
+    data = orjson.loads(raw)
+    if "to" in data:
+        return IdRecord(to=data["to"])
+    return IdRecord(
+        ids=set(data["ids"]),
+        identifies=data["identifies"],
+        pending={
+            merge_id: PendingMerge(merged_ids, merged_at, set(awaiting), retracted)
+            for merge_id, (merged_ids, merged_at, awaiting, retracted) in data["pending"].items()
+        },
+    )
+
+
+def merges_message(canonical: str, record: IdRecord, pending: PendingMerge) -> dict[str, Any]:
+    """The `merges` message of one merge (SPEC.md, "Identity")."""
+    return {
+        "customer_id": canonical,
+        "merged_ids": sorted(pending.merged_ids),
+        "aliases": sorted(record.ids - {canonical}),
+        "merged_at": format_us(pending.merged_at),
+        "links_retracted": sorted(
+            pending.retracted, key=lambda link: (link["share_id"], link["referrer_id"], link["referred_id"])
+        ),
+    }

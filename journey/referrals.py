@@ -27,6 +27,7 @@ __all__ = [
     "encode_join",
     "forget",
     "join_all",
+    "rename",
     "sighting_for",
 ]
 
@@ -72,9 +73,28 @@ class ShareJoin:
     # Erased customers -> their horizon: a sighting of theirs at or before it, delivered
     # again after the erasure (a redelivery after a crash), stays forgotten.
     forgotten: dict[str, int] = field(default_factory=dict)
+    # Ids that stopped being canonical (SPEC.md, "Identity") -> the id their person went to:
+    # a sighting sent under one before the join heard of the merge is taken as the person's.
+    renamed: dict[str, str] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
-        return self.share is None and not self.touchpoints and not self.linked and not self.forgotten
+        return (
+            self.share is None
+            and not self.touchpoints
+            and not self.linked
+            and not self.forgotten
+            and not self.renamed
+        )
+
+    def person(self, customer_id: str) -> str:
+        """The id a customer's person goes by now, as far as this join has heard."""
+        seen = {customer_id}
+        while customer_id in self.renamed:
+            customer_id = self.renamed[customer_id]
+            if customer_id in seen:  # a person that moved back to an id it had left
+                break
+            seen.add(customer_id)
+        return customer_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +163,8 @@ def apply_sighting(join: ShareJoin, sighting: dict[str, Any]) -> JoinResult:
     """Fold one sighting (from `sighting_for`) into the join of its share_id, in place."""
     if sighting["at"] <= join.forgotten.get(sighting["customer_id"], sighting["at"] - 1):
         return JoinResult([], 0)  # erased
+    if join.renamed:
+        sighting = {**sighting, "customer_id": join.person(sighting["customer_id"])}
     if sighting["kind"] == "share":
         if join.share is not None:
             return JoinResult([], 0)  # the first share with this id wins
@@ -204,6 +226,40 @@ def forget(join: ShareJoin, customer_id: str, horizon_us: int) -> ForgetResult:
     return ForgetResult(retracted, links)
 
 
+def rename(join: ShareJoin, old: list[str], new: str) -> ForgetResult:
+    """The persons of the ids `old` now go by `new` (a merge, SPEC.md "Identity"): in place,
+    the links sent under an old id are retracted, the join renamed, and the links the
+    renamed join makes returned, to be sent once. A person reached by its own share under
+    another id makes no link."""
+    retracted: list[dict[str, str]] = []
+    gone = set(old) - {new}
+    for customer_id in gone:
+        join.renamed[customer_id] = new
+    # A rename that moved a person back to one of these ids leaves no loop behind.
+    join.renamed.pop(new, None)
+    share = join.share
+    if share is not None and share[0] in gone:
+        retracted += [
+            {"share_id": join.share_id, "referrer_id": share[0], "referred_id": referred}
+            for referred in sorted(join.linked)
+        ]
+        join.linked.clear()
+        join.self_referrals.clear()
+        join.share = (new, *share[1:])
+    else:
+        for referred in sorted(gone & join.linked.keys()):
+            assert share is not None  # a link needs its share
+            retracted.append({"share_id": join.share_id, "referrer_id": share[0], "referred_id": referred})
+            del join.linked[referred]
+    for event_id, (referred, at) in list(join.touchpoints.items()):
+        if referred in gone:
+            join.touchpoints[event_id] = (new, at)
+    if join.share is None:
+        return ForgetResult(retracted, [])
+    links, _ = _link_waiting(join)
+    return ForgetResult(retracted, links)
+
+
 def apply_link(state: CustomerState, link: dict[str, Any]) -> bool:
     """Give the referred customer's state the link's referrer and share channel (in place).
     A link is known by its share (one per (share_id, referred_id)): a repeat changes nothing."""
@@ -237,6 +293,7 @@ def encode_join(join: ShareJoin) -> bytes:
             "k": sorted(join.linked.items()),
             "x": sorted(join.self_referrals),
             "f": join.forgotten,
+            "r": join.renamed,
         }
     )
 
@@ -255,4 +312,5 @@ def decode_join(raw: bytes) -> ShareJoin:
         linked=dict(linked),
         self_referrals=set(data["x"]),
         forgotten=data.get("f", {}),
+        renamed=data.get("r", {}),
     )

@@ -253,10 +253,11 @@ def fast_event(raw: bytes, *, expected_type: str | None, currencies: Collection[
     """The event in `raw` when it is plainly valid, else None (then ask the pydantic path)."""
     # Nesting (which the exact path limits) and arrays are never plain: a flat event has
     # one `{` and no `[` (one in a string only sends the message the slow way).
-    if raw.count(b"{") != 1 or b"[" in raw:
-        return None
+    decoder = _DECODERS.get(expected_type)
+    if decoder is None or raw.count(b"{") != 1 or b"[" in raw:
+        return None  # identify events are rare: the pydantic path is fast enough
     try:
-        event = _DECODERS[expected_type].decode(raw)
+        event = decoder.decode(raw)
         return _BUILDERS[type(event)](event, currencies)
     except (msgspec.DecodeError, msgspec.ValidationError, _NotFast, ValueError, ArithmeticError):
         return None

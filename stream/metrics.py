@@ -91,6 +91,7 @@ class JourneyMetrics:
             registry=r,
         )
         self.impact_updates = Counter("journey_impact_updates_total", "Messages sent to impact.", registry=r)
+        self.merges = Counter("journey_merges_total", "Messages sent to merges.", registry=r)
         self.event_lag = Histogram(
             "journey_event_lag_seconds",
             "Receive time minus occurred_at.",

@@ -63,6 +63,7 @@ from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
 from stream.connection import kafka_options
 from stream.erasing import Eraser, ErasureWork, JoinRecords
 from stream.leaders import LeaderBoard
+from stream.merging import IDENTITY_ORIGIN, IdentityWork, Merger
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
 from stream.stores import store_get
@@ -147,6 +148,8 @@ class _Batch:
     # What erasures changed, to leave with the customers' states in one request (see
     # `_store_customers`).
     erasure: ErasureWork = field(default_factory=ErasureWork)
+    # What identify events and identity messages changed (`stream.merging`), likewise.
+    identity: IdentityWork = field(default_factory=IdentityWork)
     # Whether the batch's updates leave with their customers' states (`_one_leader`): then
     # they wait here, per customer in version order, instead of in `out`.
     joint: bool = False
@@ -166,6 +169,38 @@ class _Batch:
                 self.out.add(topic, key, value)
         self.updates.clear()
         self.joint = False
+
+
+class _Host:
+    """The batch's states as the merger (`stream.merging.StateHost`) reads and changes them."""
+
+    __slots__ = ("batch", "pipeline")
+
+    def __init__(self, pipeline: Pipeline, batch: _Batch) -> None:
+        self.pipeline = pipeline
+        self.batch = batch
+
+    def state(self, customer_id: str) -> CustomerState:
+        return self.pipeline._state(self.batch, customer_id)  # noqa: SLF001  # the pipeline's own helper
+
+    def replace(self, state: CustomerState, partition: int) -> None:
+        self.state(state.customer_id)  # its contribution before, noted
+        self.batch.states[state.customer_id] = state
+        self.batch.changed[partition].add(state.customer_id)
+
+    def publish(self, state: CustomerState) -> None:
+        update = ppp_update(state)
+        key = state.customer_id.encode("utf-8")
+        self.batch.update(
+            self.pipeline.config.names.ppp_updates, state.customer_id, key, orjson.dumps(update)
+        )
+        self.batch.tally.update_sent(update["csat"], update["ppp"])
+
+    def tombstone(self, customer_id: str) -> None:
+        topic = self.pipeline.config.names.ppp_updates
+        # After the updates before it, as an erasure's (`Pipeline._erase`).
+        self.batch.updates_apart(topic)
+        self.batch.out.add(topic, customer_id.encode("utf-8"), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +239,10 @@ class Pipeline:
         self.eraser = Eraser(
             self.erasures, names, settings.rules, kafka_options(settings), settings.max_event_bytes
         )
+        # The ids of persons of several ids (`journey.identity.IdRecord`): a canonical id's
+        # person, or where an id that stopped being canonical went.
+        self.persons = self._table(app, "persons", "raw", partitions)
+        self.merger = Merger(self.persons, names, settings.rules)
         # The stores themselves, as the handlers write them (`data[key]`, see `_ingest`).
         self._held_customer = store_get(self.customers)
         self._held_join = store_get(self.shares)
@@ -232,7 +271,7 @@ class Pipeline:
         # an agent; added to the conductor so that the consumer subscribes to them.
         app.topics.add(self.inputs)
         app.batch_handlers.update(dict.fromkeys(self.inputs.topics, self._ingest))
-        self._origins = {**names.inputs, names.erasures: "erasure"}
+        self._origins = {**names.inputs, names.erasures: "erasure", IDENTITY_ORIGIN: "identity"}
         app.topics.add(self.share_joins)
         app.batch_handlers[names.share_joins] = self._join_shares
         app.topics.add(self.impact_changes)
@@ -295,6 +334,11 @@ class Pipeline:
                 if kind is None:
                     self._reject(batch, record, origin, f"{ORIGIN_HEADER} header names no input topic")
                     continue
+                if kind == "identity" and rekeyed:
+                    person = bytes(record.key).decode("utf-8")
+                    message = orjson.loads(record.value)
+                    self.merger.handle(batch.identity, _Host(self, batch), person, message, tp.partition)
+                    continue
                 try:
                     if kind == "erasure":
                         parsed: Incoming | ErasureRequest = parse_erasure(
@@ -320,13 +364,30 @@ class Pipeline:
                 if isinstance(parsed, ErasureRequest):
                     await self._erase(batch, parsed, origin, key, tp.partition)
                 elif isinstance(parsed, Identify):
-                    self._reject(batch, record, origin, "type: identify events are not taken yet")
+                    self.merger.identify(batch.identity, _Host(self, batch), parsed, tp.partition)
+                    batch.tally.event(origin, "processed")
                 else:
-                    self._score(batch, parsed, origin, key, tp.partition)
+                    # A forwarded event comes keyed by the id of the person it is for.
+                    person = (
+                        bytes(record.key).decode("utf-8") if rekeyed and record.key else parsed.customer_id
+                    )
+                    to = self.merger.pointer(batch.identity, person, tp.partition)
+                    if to is not None:
+                        # The id stopped being canonical: its person is elsewhere now.
+                        batch.out.add(
+                            names.rekeyed,
+                            to.encode("utf-8"),
+                            record.value,
+                            headers=[(ORIGIN_HEADER, origin.encode())],
+                        )
+                        continue
+                    self._score(batch, parsed, origin, person, tp.partition)
         for customer_id, at, share_key, sighting in batch.sightings:
             if at > batch.horizons.get(customer_id, at - 1):
                 batch.out.add(names.share_joins, share_key, sighting)
-        if self._completing is not None and (batch.erasure or (batch.joint and not self._joint_before)):
+        if self._completing is not None and (
+            batch.erasure or batch.identity.messages or (batch.joint and not self._joint_before)
+        ):
             # The forgets below must reach the share joins after every sighting of the
             # erased customers sent before: the last batch's are sent when it completes.
             # And updates that leave with their states must not overtake the last batch's,
@@ -375,6 +436,10 @@ class Pipeline:
             # The store itself, as `_ingest` writes it: Table.get's hooks cost 5% of a busy worker.
             held: bytes | None = self._held_customer(customer_id)
             state = CustomerState(customer_id) if held is None else decode_state(held)
+            if held is None:
+                ids = self.merger.ids_of(batch.identity, customer_id)
+                if ids:
+                    state.aliases = ids - {customer_id}
             batch.before[customer_id] = contribution(state)
         batch.states[customer_id] = state
         horizon = self.eraser.horizon(customer_id)
@@ -413,11 +478,16 @@ class Pipeline:
         deliveries: list[Awaitable[Any]] = []
         if batch.erasure:
             await self.eraser.add_to(chunk, batch.erasure, batch.current)
+        if batch.identity:
+            merges = await self.merger.add_to(chunk, batch.identity, batch.current)
+            if merges:
+                self.metrics.merges.inc(merges)
+        leaving = batch.erasure.erased | batch.identity.absorbed
         for partition, customer_ids in batch.changed.items():
             current = batch.current[partition]
             make_current(current)
-            # The erased first: in the request that takes the erasures' records.
-            for customer_id in sorted(customer_ids, key=batch.erasure.erased.__contains__, reverse=True):
+            # The erased and the absorbed first: in the request that takes their records.
+            for customer_id in sorted(customer_ids, key=leaving.__contains__, reverse=True):
                 state = batch.states[customer_id]
                 gone = state.version == 0 and not state.referrals
                 encoded = None if gone else encode_state(state)
@@ -505,10 +575,12 @@ class Pipeline:
         batch.out.add(self.config.names.dead_letters, record.key, orjson.dumps(letter))
         batch.tally.event(origin, "invalid")
 
-    def _score(self, batch: _Batch, event: Event, origin: str, key: bytes, partition: int) -> None:
+    def _score(self, batch: _Batch, event: Event, origin: str, customer_id: str, partition: int) -> None:
+        """Fold an event into the state of its person, `customer_id` (its own id, or the
+        canonical id it was forwarded to)."""
         tally = batch.tally
         tally.lags[origin].append(max(0.0, (batch.received - event.occurred_at).total_seconds()))
-        customer_id = event.customer_id
+        key = customer_id.encode("utf-8")
         state = self._state(batch, customer_id)
         if batch.horizons and customer_id in batch.horizons:
             at = to_us(event.occurred_at)
@@ -536,6 +608,8 @@ class Pipeline:
             tally.update_sent(update["csat"], update["ppp"])
         sighting = sighting_for(event)
         if sighting is not None:
+            # Links are between persons (SPEC.md, "Identity").
+            sighting["customer_id"] = customer_id
             # Duplicates too: the join is idempotent, and a crash may have lost the first.
             batch.sightings.append(
                 (customer_id, sighting["at"], sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
@@ -548,7 +622,18 @@ class Pipeline:
         if kind == "forgotten":
             self.eraser.answer(batch.erasure, message, partition)
             return
+        referred = self.config.names.referred
+        if kind == "renamed":
+            to = self.merger.answer(batch.identity, message, partition)
+            if to is not None:  # the person went on
+                batch.out.add(referred, to.encode("utf-8"), orjson.dumps({**message, "customer_id": to}))
+            return
         customer_id = message["referred_id"]
+        to = self.merger.pointer(batch.identity, customer_id, partition)
+        if to is not None:
+            # A link for an id that stopped being canonical: its person's now.
+            batch.out.add(referred, to.encode("utf-8"), orjson.dumps({**message, "referred_id": to}))
+            return
         state = self._state(batch, customer_id)
         if kind == "unlink":
             if state.referrals.pop(message["share_id"], None) is not None:
@@ -559,6 +644,10 @@ class Pipeline:
         # erasure reaches it, so it never counts. (Its time is read only for an erased customer.)
         horizon = batch.horizons.get(customer_id)
         if horizon is not None and to_us(datetime.fromisoformat(message["discovered_at"])) <= horizon:
+            return
+        # A link forwarded from an id that stopped being canonical may come after the share
+        # join retracted it: one naming the person itself as referrer is a self-referral now.
+        if message["referrer_id"] == customer_id or message["referrer_id"] in state.aliases:
             return
         # A link delivered again changes nothing; its referrer and share channel become the
         # customer's impact keys.
@@ -624,6 +713,8 @@ class Pipeline:
                 out: JoinRecords = []
                 if sighting["kind"] == "forget":
                     result = self.eraser.forget_in_join(join, sighting, referred_partitions, out)
+                elif sighting["kind"] == "rename":
+                    result = self.merger.rename_in_join(join, sighting, referred_partitions, out)
                 else:
                     result = apply_sighting(join, sighting)
                 if join.is_empty():

@@ -16,6 +16,7 @@ INPUT_TOPICS: dict[str, str] = {
     "purchases": "purchase",
     "surveys": "survey",
     "shares": "share",
+    "identities": "identify",
 }
 
 _TOPIC_OF_TYPE = {kind: topic for topic, kind in INPUT_TOPICS.items()}
@@ -76,6 +77,11 @@ class TopicNames:
         return self.public("erasure-log")
 
     @property
+    def merges(self) -> str:
+        """What each identity merge did, out (SPEC.md, "Identity"), keyed by the canonical id."""
+        return self.public("merges")
+
+    @property
     def rekeyed(self) -> str:
         """Events that arrived under the wrong key or partition, re-keyed by customer_id."""
         return f"{self.prefix}{self.app_id}-rekeyed"
@@ -104,7 +110,7 @@ class TopicNames:
     def changelogs(self) -> list[str]:
         return [
             f"{self.prefix}{self.app_id}-{table}-changelog"
-            for table in ("customers", "shares", "impact", "erasures")
+            for table in ("customers", "shares", "impact", "erasures", "persons")
         ]
 
     @property
@@ -129,6 +135,7 @@ class TopicNames:
             self.impact,
             self.leaders,
             self.erasure_log,
+            self.merges,
             self.dead_letters,
         ]
 

@@ -48,7 +48,7 @@ def build_worker(
     names = TopicNames(settings.topic_prefix, settings.app_id)
     impact = ImpactView()
     leaders = LeadersView()
-    register_views(app, pipeline.customers, metrics, impact, leaders, settings.web_token)
+    register_views(app, pipeline.customers, metrics, impact, leaders, settings.web_token, pipeline.persons)
     # A fetch waits at the broker for this long when nothing is new (the embedded broker
     # waits it out even when something is): how stale an answer can be.
     views = {**kafka_options(settings), "fetch_max_wait_ms": IMPACT_VIEW_WAIT_MS}

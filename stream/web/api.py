@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from journey.customer import RECOVERY_KEYS, decode_state
+from journey.identity import decode_id_record
 from journey.impact import DIMENSIONS
 from journey.leaders import LEADERS
 from journey.recovery import second_moment
@@ -23,7 +25,7 @@ from stream.leaders import LeadersView
 from stream.metrics import JourneyMetrics
 from stream.silence import seconds_since_a_broker_answered
 
-__all__ = ["MAX_TOP", "Answers", "held_state", "register_api"]
+__all__ = ["MAX_TOP", "Answers", "held_state", "person_of", "register_api"]
 
 MAX_TOP = 1000
 # A worker hears from a broker at least every heartbeat (a second): this long without an
@@ -99,14 +101,52 @@ def held_state(customers: Any, customer_id: str) -> dict[str, Any] | None:
     return state.view()
 
 
-def register_api(app: faust.App, customers: Any, metrics: JourneyMetrics, answers: Answers) -> None:
-    """`GET /customers/{id}` (asks the owning worker), `GET /customers?top=N`, `GET /impact...`
-    and `GET /circle` (from this worker's view of every partition), `/health`, `/metrics`."""
+def person_of(persons: Any, customer_id: str) -> str | None:
+    """Where the person of an id that stopped being canonical went (SPEC.md, "Identity"),
+    from this worker's `persons` table; None for any other id."""
+    held: bytes | None = None if persons is None else persons.get(customer_id)
+    return None if held is None else decode_id_record(held).to
+
+
+# How many ids a lookup follows before it gives up: a person moves rarely, and a chain
+# longer than this is a merge still on its way.
+_MOST_HOPS = 8
+
+
+async def _ask_owner(
+    app: faust.App, customers: Any, web: View, request: Request, customer_id: str
+) -> Response:
+    """`GET /customers/{customer_id}` as its owner answers it, passing the caller's headers
+    (the token) on: an alias's lookup goes on to its person's canonical id."""
+    router: Any = app.router
+    try:
+        owner = router.key_store(customers.name, customer_id)
+    except KeyError:
+        return web.json({"error": "no worker owns that customer yet; try again"}, status=503)
+    url = owner.with_path(f"/customers/{quote(customer_id, safe='')}")
+    headers = {name: value for name, value in request.headers.items() if name.lower() == "authorization"}
+    async with app.http_client.get(url, headers=headers) as response:
+        return web.text(await response.text(), content_type=response.content_type, status=response.status)
+
+
+def register_api(
+    app: faust.App, customers: Any, metrics: JourneyMetrics, answers: Answers, persons: Any = None
+) -> None:
+    """`GET /customers/{id}` (asks the owning worker; an alias answers its person's state),
+    `GET /customers?top=N`, `GET /impact...` and `GET /circle` (from this worker's view of
+    every partition), `/health`, `/metrics`."""
 
     @app.page("/customers/{customer_id}")
     @app.table_route(table=customers, match_info="customer_id")
     async def customer(web: View, request: Request, customer_id: str) -> Response:
         state = held_state(customers, customer_id)
+        hops = 0
+        while state is None and hops < _MOST_HOPS and (to := person_of(persons, customer_id)) is not None:
+            hops += 1
+            if to in customers:  # held here: no request needed
+                customer_id, state = to, held_state(customers, to)
+                continue
+            return await _ask_owner(app, customers, web, request, to)
         if state is None:
             return web.json({"error": f"unknown customer {customer_id!r}"}, status=404)
         return web.json(state)

@@ -19,7 +19,7 @@ from stream.impact_view import ImpactView
 from stream.leaders import LeadersView
 from stream.metrics import JourneyMetrics
 from stream.web.access import COOKIE, Access
-from stream.web.api import Answers, held_state, register_api
+from stream.web.api import Answers, held_state, person_of, register_api
 from stream.web.live import LiveFeed
 from stream.web.page import DIMENSION_TITLES, render_card, render_page, render_sections, render_sign_in
 
@@ -63,10 +63,11 @@ def register_views(
     impact: ImpactView,
     leaders: LeadersView,
     token: SecretStr | None = None,
+    persons: Any = None,
 ) -> None:
     answers = Answers(impact, leaders)
     access = Access(token)
-    register_api(app, customers, metrics, answers)
+    register_api(app, customers, metrics, answers, persons)
     assets = _assets()
     # An asset's URL changes with its content, so that it can be cached for long.
     versions = {name: hashlib.sha256(body).hexdigest()[:12] for name, body in assets.items()}
@@ -94,6 +95,9 @@ def register_views(
             except SameNode:
                 pass
         state = None if customer_id is None else held_state(customers, customer_id)
+        if customer_id is not None and state is None and (to := person_of(persons, customer_id)) is not None:
+            # An alias: the page of its person, under the canonical id.
+            return cast(Response, _see_other(f"/?customer={quote(to, safe='')}"))
         # An unknown customer is a message on the page, which itself was found: 200.
         card = render_card(customer_id, state)
         body = render_page(feed.sections(), card, asset=asset_url, signed_in=not access.open)

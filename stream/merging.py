@@ -1,0 +1,391 @@
+"""Identity in a worker (SPEC.md, "Identity"): identify events, persons' states coming
+together on the canonical id's partition, and the `merges` message once the share joins
+have renamed the merged ids.
+
+    identities ──► ingest (C's partition) ─► link ─► the person of C ─┬─ A already in it: settle
+                                                                       └─► pull (A's partition)
+    pull ─► the person of A ─► absorb: its record and state ─► the person of C
+    absorb ─► merge_states ─► customers table, ppp-updates ─► rename ─► share-joins
+                └─ an earlier identify names another id: the whole person moves there (absorb)
+    share-joins: rename ─► referral-links (links made again), referred: unlink, renamed
+    renamed ─► Merger.answer ─► merges (when every join has answered)
+
+Every message between partitions goes on the re-keying topic, keyed by the id it is for,
+so that it keeps its place among the events forwarded to that id: an id that stopped being
+canonical keeps a pointer (`IdRecord.to`), and whatever reaches it later (events, links,
+messages, lookups) follows the pointer. What decides lives in the core (`journey.identity`,
+`journey.referrals.rename`); this module moves it through topics and tables, and the
+pipeline sends a batch's `IdentityWork` in the request that takes the states it changed.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import faust
+import orjson
+
+from journey.customer import CustomerState, decode_state, encode_state, to_us
+from journey.identity import (
+    IdRecord,
+    PendingMerge,
+    decode_id_record,
+    encode_id_record,
+    merge_states,
+    merges_message,
+)
+from journey.referrals import JoinResult, ShareJoin, rename
+from journey.scoring import ScoringRules
+from schemas.events import Identify
+from stream.batching import make_current
+from stream.erasing import JoinRecords
+from stream.outbox import Outbox, default_partition
+from stream.stores import store_get
+from stream.topics import TopicNames
+
+__all__ = ["IDENTITY_ORIGIN", "IdentityWork", "Merger", "StateHost"]
+
+# The origin header of identity messages on the re-keying topic.
+IDENTITY_ORIGIN = "journey-identity"
+
+
+class StateHost(Protocol):
+    """What the merger needs of the pipeline's batch: customers' states, as the batch holds them."""
+
+    def state(self, customer_id: str) -> CustomerState: ...
+
+    def replace(self, state: CustomerState, partition: int) -> None: ...
+
+    def publish(self, state: CustomerState) -> None: ...
+
+    def tombstone(self, customer_id: str) -> None: ...
+
+
+@dataclass(slots=True)
+class IdentityWork:
+    """What one input batch did to persons: id records by partition, identity messages
+    (keyed by the id they are for), renames for the share joins, and `merges` messages."""
+
+    records: defaultdict[int, dict[str, IdRecord]] = field(default_factory=lambda: defaultdict(dict))
+    messages: list[tuple[bytes, bytes]] = field(default_factory=list)
+    renames: list[tuple[bytes, bytes]] = field(default_factory=list)
+    merges: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Ids whose state left for another partition: stored first, with the records.
+    absorbed: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.messages or self.renames or self.merges)
+
+
+def _now_us() -> int:
+    return to_us(datetime.now(UTC))
+
+
+class Merger:
+    """A worker's persons: its `persons` table and what it sends."""
+
+    def __init__(self, table: Any, names: TopicNames, rules: ScoringRules) -> None:
+        self.table = table  # id -> encoded IdRecord (a Faust table, raw values)
+        self._held = store_get(table)
+        self.names = names
+        self.rules = rules
+
+    # -- reading
+
+    def record(self, work: IdentityWork, customer_id: str, partition: int) -> IdRecord | None:
+        record = work.records[partition].get(customer_id)
+        if record is None:
+            held: bytes | None = self._held(customer_id)
+            record = None if held is None else decode_id_record(held)
+        return record
+
+    def pointer(self, work: IdentityWork, customer_id: str, partition: int) -> str | None:
+        """Where the person of an id that stopped being canonical went, or None."""
+        if not work.records and not self.table.data:
+            return None  # no person of several ids on this worker: the common case, cheap
+        record = self.record(work, customer_id, partition)
+        return None if record is None else record.to
+
+    def ids_of(self, work: IdentityWork, customer_id: str) -> set[str] | None:
+        """Every id of the person whose canonical id is `customer_id`, or None."""
+        if not work.records and not self.table.data:
+            return None
+        for records in work.records.values():
+            if customer_id in records:
+                return records[customer_id].ids or None
+        held: bytes | None = self._held(customer_id)
+        return None if held is None else decode_id_record(held).ids or None
+
+    def resolve_held(self, customer_id: str) -> str | None:
+        """The id a lookup of `customer_id` goes on to (from the table alone), or None."""
+        held: bytes | None = self._held(customer_id)
+        return None if held is None else decode_id_record(held).to
+
+    # -- messages
+
+    def _send(self, work: IdentityWork, to: str, message: dict[str, Any]) -> None:
+        work.messages.append((to.encode("utf-8"), orjson.dumps(message)))
+
+    def identify(self, work: IdentityWork, host: StateHost, event: Identify, partition: int) -> None:
+        """An identify event on its customer_id's partition: the person of that id takes it."""
+        identify = [to_us(event.occurred_at), event.event_id, event.customer_id, event.anonymous_id]
+        self.handle(work, host, event.customer_id, {"kind": "link", "identify": identify}, partition)
+
+    def handle(
+        self, work: IdentityWork, host: StateHost, customer_id: str, message: dict[str, Any], partition: int
+    ) -> None:
+        """An identity message for `customer_id`, on its partition."""
+        kind = message["kind"]
+        record = self.record(work, customer_id, partition)
+        if record is not None and record.to is not None:
+            if not (kind == "absorb" and customer_id in message["ids"]):
+                self._send(work, record.to, message)  # the person went on: follow it
+                return
+            record = None  # the person moves back to this id (an earlier identify names it)
+        if record is None:
+            record = IdRecord(ids={customer_id})
+        if kind == "link":
+            self._link(work, host, customer_id, record, message, partition)
+        elif kind == "pull":
+            self._pull(work, host, customer_id, record, message, partition)
+        elif kind == "absorb":
+            self._absorb(work, host, customer_id, record, message, partition)
+
+    def _link(
+        self,
+        work: IdentityWork,
+        host: StateHost,
+        here: str,
+        record: IdRecord,
+        message: dict[str, Any],
+        partition: int,
+    ) -> None:
+        identify = message["identify"]
+        if not record.add_identify(identify):
+            return  # taken before
+        work.records[partition][here] = record
+        other = identify[3] if identify[3] not in record.ids else identify[2]
+        if other not in record.ids:
+            # The other id's person joins this one: it sends itself here.
+            self._send(work, other, {"kind": "pull", "to": here, "cause": identify[1]})
+        self._settle(work, host, here, record, identify[1], partition)
+
+    def _pull(
+        self,
+        work: IdentityWork,
+        host: StateHost,
+        here: str,
+        record: IdRecord,
+        message: dict[str, Any],
+        partition: int,
+    ) -> None:
+        to = message["to"]
+        if to in record.ids:
+            return  # one person already (a redelivery, or two identify events racing)
+        self._leave(work, host, here, record, to, [here], message["cause"], partition)
+
+    def _leave(
+        self,
+        work: IdentityWork,
+        host: StateHost,
+        here: str,
+        record: IdRecord,
+        to: str,
+        merged_ids: list[str],
+        cause: str,
+        partition: int,
+        state: CustomerState | None = None,
+    ) -> None:
+        """This id's person (record and state) goes to `to`; this id keeps a pointer."""
+        state = host.state(here) if state is None else state
+        held = state.version > 0 or bool(state.referrals)
+        self._send(
+            work,
+            to,
+            {
+                "kind": "absorb",
+                "from": here,
+                "merged_ids": merged_ids,
+                "cause": cause,
+                "ids": sorted(record.ids),
+                "record": base64.b64encode(encode_id_record(record)).decode("ascii"),
+                "state": base64.b64encode(encode_state(state)).decode("ascii") if held else None,
+            },
+        )
+        work.records[partition][here] = IdRecord(to=to)
+        if host.state(here).version > 0:
+            host.tombstone(here)
+        host.replace(CustomerState(here), partition)
+        work.absorbed.add(here)
+
+    def _absorb(
+        self,
+        work: IdentityWork,
+        host: StateHost,
+        here: str,
+        record: IdRecord,
+        message: dict[str, Any],
+        partition: int,
+    ) -> None:
+        source = message["from"]
+        if source in record.ids and source != here:
+            return  # absorbed before (a redelivery)
+        record.take(decode_id_record(base64.b64decode(message["record"])))
+        record.ids.add(here)
+        parts = [host.state(here)]
+        if message["state"] is not None:
+            parts.append(decode_state(base64.b64decode(message["state"])))
+        merged_ids = [customer_id for customer_id in message["merged_ids"] if customer_id != here]
+        canonical = record.canonical() or here
+        merged, updated = merge_states(here, parts, self.rules, cause=(message["cause"], "identify"))
+        merged.aliases = record.ids - {here}
+        if canonical != here:
+            # An earlier identify names another id of the person: all of it moves there.
+            work.records[partition][here] = record
+            self._leave(
+                work, host, here, record, canonical, [*merged_ids, here], message["cause"], partition, merged
+            )
+            return
+        work.records[partition][here] = record
+        host.replace(merged, partition)
+        if updated:
+            host.publish(merged)
+        self._merged(work, here, record, merged_ids, parts[1:], partition)
+
+    def _settle(
+        self,
+        work: IdentityWork,
+        host: StateHost,
+        here: str,
+        record: IdRecord,
+        cause: str,
+        partition: int,
+    ) -> None:
+        """After an identify joined the record: if its earliest now names another id, the
+        person moves there (this id stops being canonical)."""
+        canonical = record.canonical() or here
+        if canonical != here:
+            self._leave(work, host, here, record, canonical, [here], cause, partition)
+            return
+        state = host.state(here)
+        if state.aliases != record.ids - {here} and state.version > 0:
+            state.aliases = record.ids - {here}
+            host.replace(state, partition)
+
+    def _merged(
+        self,
+        work: IdentityWork,
+        here: str,
+        record: IdRecord,
+        merged_ids: list[str],
+        absorbed: list[CustomerState],
+        partition: int,
+    ) -> None:
+        """A merge is done here: the share joins rename the merged ids, then `merges` says so."""
+        if not merged_ids:
+            return
+        shares = sorted({share_id for state in absorbed for share_id in state.joined})
+        merge_id = f"{here}<{','.join(sorted(merged_ids))}@{_now_us()}"
+        pending = PendingMerge(sorted(merged_ids), _now_us(), set(shares))
+        for share_id in shares:
+            message = {
+                "kind": "rename",
+                "share_id": share_id,
+                "old": merged_ids,
+                "new": here,
+                "merge": merge_id,
+            }
+            work.renames.append((share_id.encode("utf-8"), orjson.dumps(message)))
+        if shares:
+            record.pending[merge_id] = pending
+        else:
+            work.merges.append((here.encode("utf-8"), orjson.dumps(merges_message(here, record, pending))))
+        work.records[partition][here] = record
+
+    def answer(self, work: IdentityWork, answer: dict[str, Any], partition: int) -> str | None:
+        """A share join has renamed a merge's ids: once every join has, `merges` goes out.
+        Returns where to forward the answer if the person went on, else None."""
+        here = answer["customer_id"]
+        record = self.record(work, here, partition)
+        if record is not None and record.to is not None:
+            return record.to
+        pending = None if record is None else record.pending.get(answer["merge"])
+        if record is None or pending is None or answer["share_id"] not in pending.awaiting:
+            return None  # an answer delivered again
+        pending.awaiting.discard(answer["share_id"])
+        pending.retracted += answer["retracted"]
+        if not pending.awaiting:
+            del record.pending[answer["merge"]]
+            work.merges.append((here.encode("utf-8"), orjson.dumps(merges_message(here, record, pending))))
+        work.records[partition][here] = record
+        return None
+
+    def rename_in_join(
+        self, join: ShareJoin, message: dict[str, Any], referred_partitions: int, out: JoinRecords
+    ) -> JoinResult:
+        """The merged ids leave a share join for their canonical id: each retracted link is
+        taken back from its referred person and the merge hears what was retracted. Links
+        made again are the caller's to send, as new ones."""
+        renamed = rename(join, message["old"], message["new"])
+        referred = self.names.referred
+
+        def send(to: str, body: dict[str, Any]) -> None:
+            key = to.encode("utf-8")
+            out.append((referred, default_partition(key, referred_partitions), key, orjson.dumps(body)))
+
+        for link in renamed.retracted:
+            # To the referred person as the join knows it now, before any link made again.
+            to = join.person(link["referred_id"])
+            send(to, {"kind": "unlink", "share_id": link["share_id"], "referred_id": to})
+        answer = {
+            "kind": "renamed",
+            "merge": message["merge"],
+            "customer_id": message["new"],
+            "share_id": join.share_id,
+            "retracted": renamed.retracted,
+        }
+        send(message["new"], answer)
+        return JoinResult(renamed.links, 0)
+
+    async def add_to(
+        self, chunk: Outbox, work: IdentityWork, current: Mapping[int, faust.EventT[Any]]
+    ) -> int:
+        """The records and messages of a batch, into the request that takes the states they
+        changed (`current`: Faust's current event of each partition). Returns the number
+        of `merges` messages."""
+        names = self.names
+        changelog = self.table.changelog_topic.get_topic_name()
+        await chunk.partition_count(changelog)
+        for partition, records in work.records.items():
+            make_current(current[partition])
+            for customer_id, record in records.items():
+                encoded = encode_id_record(record)
+                self.table.data[customer_id] = encoded
+                chunk.add(changelog, customer_id.encode("utf-8"), encoded, partition)
+        topics: list[tuple[str, list[tuple[bytes, bytes]]]] = [
+            (names.rekeyed, work.messages),
+            (names.share_joins, work.renames),
+            (names.merges, work.merges),
+        ]
+        for topic, messages in topics:
+            if messages:
+                count = await chunk.partition_count(topic)
+                for key, value in messages:
+                    headers = (
+                        [("journey-topic", IDENTITY_ORIGIN.encode())] if topic == names.rekeyed else None
+                    )
+                    chunk.add(topic, key, value, default_partition(key, count), headers=headers)
+        return len(work.merges)
+
+
+def identity_message(raw: bytes) -> dict[str, Any]:
+    message: dict[str, Any] = orjson.loads(raw)
+    return message
+
+
+IsPerson = Callable[[str], bool]
