@@ -73,9 +73,11 @@ class ShareJoin:
     # Erased customers -> their horizon: a sighting of theirs at or before it, delivered
     # again after the erasure (a redelivery after a crash), stays forgotten.
     forgotten: dict[str, int] = field(default_factory=dict)
-    # Ids that stopped being canonical (SPEC.md, "Identity") -> the id their person went to:
-    # a sighting sent under one before the join heard of the merge is taken as the person's.
-    renamed: dict[str, str] = field(default_factory=dict)
+    # Ids of persons of several ids (SPEC.md, "Identity") -> (the id their person goes by,
+    # the version of the person's record that said so): a sighting sent under an id before
+    # the join heard of its merge is taken as the person's, and of two renames arriving in
+    # either order the newer wins (a person's record only grows).
+    renamed: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return (
@@ -90,8 +92,8 @@ class ShareJoin:
         """The id a customer's person goes by now, as far as this join has heard."""
         seen = {customer_id}
         while customer_id in self.renamed:
-            customer_id = self.renamed[customer_id]
-            if customer_id in seen:  # a person that moved back to an id it had left
+            customer_id = self.renamed[customer_id][0]
+            if customer_id in seen:  # canonical itself (or a loop, which a newer rename ends)
                 break
             seen.add(customer_id)
         return customer_id
@@ -226,34 +228,35 @@ def forget(join: ShareJoin, customer_id: str, horizon_us: int) -> ForgetResult:
     return ForgetResult(retracted, links)
 
 
-def rename(join: ShareJoin, old: list[str], new: str) -> ForgetResult:
-    """The persons of the ids `old` now go by `new` (a merge, SPEC.md "Identity"): in place,
-    the links sent under an old id are retracted, the join renamed, and the links the
-    renamed join makes returned, to be sent once. A person reached by its own share under
-    another id makes no link."""
+def rename(join: ShareJoin, ids: list[str], new: str, version: int) -> ForgetResult:
+    """The person of `ids` goes by `new` (a merge, SPEC.md "Identity"; `version` grows with
+    the person's record): in place, the links sent under an id the person no longer goes by
+    are retracted, the join's records renamed, and the links the renamed join makes
+    returned, to be sent once. A person reached by its own share under another id makes no
+    link. Renames may arrive in any order and more than once: the newest one wins."""
+    for customer_id in ids:
+        known = join.renamed.get(customer_id)
+        if known is None or version > known[1]:
+            join.renamed[customer_id] = (new, version)
     retracted: list[dict[str, str]] = []
-    gone = set(old) - {new}
-    for customer_id in gone:
-        join.renamed[customer_id] = new
-    # A rename that moved a person back to one of these ids leaves no loop behind.
-    join.renamed.pop(new, None)
     share = join.share
-    if share is not None and share[0] in gone:
+    if share is not None and join.person(share[0]) != share[0]:
         retracted += [
             {"share_id": join.share_id, "referrer_id": share[0], "referred_id": referred}
             for referred in sorted(join.linked)
         ]
         join.linked.clear()
         join.self_referrals.clear()
-        join.share = (new, *share[1:])
-    else:
-        for referred in sorted(gone & join.linked.keys()):
-            assert share is not None  # a link needs its share
-            retracted.append({"share_id": join.share_id, "referrer_id": share[0], "referred_id": referred})
-            del join.linked[referred]
+        join.share = (join.person(share[0]), *share[1:])
+    elif share is not None:
+        for referred in sorted(join.linked):
+            if join.person(referred) != referred:
+                retracted.append(
+                    {"share_id": join.share_id, "referrer_id": share[0], "referred_id": referred}
+                )
+                del join.linked[referred]
     for event_id, (referred, at) in list(join.touchpoints.items()):
-        if referred in gone:
-            join.touchpoints[event_id] = (new, at)
+        join.touchpoints[event_id] = (join.person(referred), at)
     if join.share is None:
         return ForgetResult(retracted, [])
     links, _ = _link_waiting(join)
@@ -312,5 +315,5 @@ def decode_join(raw: bytes) -> ShareJoin:
         linked=dict(linked),
         self_referrals=set(data["x"]),
         forgotten=data.get("f", {}),
-        renamed=data.get("r", {}),
+        renamed={customer_id: (new, version) for customer_id, (new, version) in data.get("r", {}).items()},
     )

@@ -292,12 +292,15 @@ class Merger:
         shares = sorted({share_id for state in absorbed for share_id in state.joined})
         merge_id = f"{here}<{','.join(sorted(merged_ids))}@{_now_us()}"
         pending = PendingMerge(sorted(merged_ids), _now_us(), set(shares))
+        # A person's record only grows: its size orders two renames of one id.
+        version = len(record.ids) + len(record.identifies)
         for share_id in shares:
             message = {
                 "kind": "rename",
                 "share_id": share_id,
-                "old": merged_ids,
+                "ids": sorted(record.ids),
                 "new": here,
+                "version": version,
                 "merge": merge_id,
             }
             work.renames.append((share_id.encode("utf-8"), orjson.dumps(message)))
@@ -331,7 +334,7 @@ class Merger:
         """The merged ids leave a share join for their canonical id: each retracted link is
         taken back from its referred person and the merge hears what was retracted. Links
         made again are the caller's to send, as new ones."""
-        renamed = rename(join, message["old"], message["new"])
+        renamed = rename(join, message["ids"], message["new"], message["version"])
         referred = self.names.referred
 
         def send(to: str, body: dict[str, Any]) -> None:
