@@ -8,8 +8,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.events import ErasureRequest, Purchase, Share, Survey, Touchpoint
-from schemas.outputs import CustomerState, DeadLetter, ErasureLogEntry, ImpactEntry, PppUpdate, ReferralLink
+from schemas.events import ErasureRequest, Identify, Purchase, Share, Survey, Touchpoint
+from schemas.outputs import (
+    CustomerState,
+    DeadLetter,
+    ErasureLogEntry,
+    ImpactEntry,
+    MergeEntry,
+    PppUpdate,
+    ReferralLink,
+)
 
 __all__ = ["SCHEMAS", "export_schemas", "schema_of"]
 
@@ -22,12 +30,17 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     "purchase.json": (Purchase, "A purchase or refund event, topic `purchases`."),
     "survey.json": (Survey, "A survey answer, topic `surveys`. The score must lie in its scale."),
     "share.json": (Share, "A share event (UMOT), topic `shares`."),
+    "identify.json": (
+        Identify,
+        "An identify event, topic `identities`: `customer_id` and `anonymous_id` are one person.",
+    ),
     "erasure-request.json": (
         ErasureRequest,
         "A request to erase a customer's events up to `requested_at`, topic `erasures`"
         " (and the lines of `journey replay --erasures`).",
     ),
     "erasure-log.json": (ErasureLogEntry, "A message on `erasure-log`, keyed by customer_id."),
+    "merge.json": (MergeEntry, "A message on `merges`, keyed by the canonical customer_id."),
     "ppp-update.json": (PppUpdate, "A message on `ppp-updates`, keyed by customer_id."),
     "referral-link.json": (ReferralLink, "A message on `referral-links`, keyed by referrer_id."),
     "impact-entry.json": (ImpactEntry, "A message on `impact`, keyed by dimension/key."),

@@ -16,6 +16,7 @@ __all__ = [
     "DeadLetter",
     "ErasureLogEntry",
     "ImpactEntry",
+    "MergeEntry",
     "Moments",
     "PppUpdate",
     "ReferralLink",
@@ -111,7 +112,7 @@ class CustomerState(BaseModel):
     recovery: Literal["smooth", "recovered", "unrecovered"] | None = Field(
         description="null without a SMOT touchpoint; recovered when the latest good SMOT is after the latest failure"
     )
-    aliases: list[str] = Field(description="the person's other ids, sorted ([] until identity is built)")
+    aliases: list[str] = Field(description="the person's other ids, sorted ([] for a person of one id)")
 
 
 class ImpactEntry(BaseModel):
@@ -156,4 +157,18 @@ class ErasureLogEntry(BaseModel):
     requested_at: str
     done_at: str
     events_erased: int = Field(ge=0)
+    links_retracted: list[RetractedLink]
+
+
+class MergeEntry(BaseModel):
+    """One message on `merges`, keyed by the canonical customer_id: ids that stopped being
+    canonical because their person joined another or an earlier identify arrived (SPEC.md,
+    "Identity"), and the links sent under them that are taken back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(description="the person's canonical id")
+    merged_ids: list[str] = Field(description="the ids that stopped being canonical, sorted")
+    aliases: list[str] = Field(description="all of the person's aliases now, sorted")
+    merged_at: str
     links_retracted: list[RetractedLink]

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from schemas.events import Event
+from schemas.events import Incoming
 
 __all__ = ["event_json", "json_number"]
 
@@ -18,7 +18,7 @@ def json_number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def event_json(event: Event) -> bytes:
+def event_json(event: Incoming) -> bytes:
     """The JSON of an event as a producer sends it, `type` included."""
     data: dict[str, Any] = event.model_dump(exclude_none=True)
     data["occurred_at"] = event.occurred_at.isoformat().replace("+00:00", "Z")

@@ -16,8 +16,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.events import Event
-from schemas.outputs import PppUpdate, ReferralLink
+from schemas.events import Incoming
+from schemas.outputs import MergeEntry, PppUpdate, ReferralLink
 from schemas.wire import event_json
 from stream.connection import start_client
 from stream.tail import read_topic
@@ -49,7 +49,7 @@ class JourneyProducer:
     ) -> None:
         await self._producer.stop()
 
-    async def send(self, event: Event) -> None:
+    async def send(self, event: Incoming) -> None:
         """Send one event and wait until the broker has it."""
         topic = self._names.for_type(event.type)
         await self._producer.send_and_wait(topic, event_json(event), key=event.customer_id.encode())
@@ -89,3 +89,10 @@ class JourneyConsumer:
         async with contextlib.aclosing(self._records(self._names.referral_links)) as records:
             async for record in records:
                 yield ReferralLink.model_validate_json(record.value)
+
+    async def merges(self) -> AsyncIterator[MergeEntry]:
+        """What each identity merge did: the ids that stopped being canonical, the person's
+        aliases, and the links retracted (SPEC.md, "Identity")."""
+        async with contextlib.aclosing(self._records(self._names.merges)) as records:
+            async for record in records:
+                yield MergeEntry.model_validate_json(record.value)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from schemas.outputs import MergeEntry
 from tests.fixtures.broker import ON_BOTH_BROKERS, make_env
 from tests.integration.helpers import metric_sum, metric_values, publish_conformance, wait_for_states
 from tests.integration.test_recovery import wait_for_processed
@@ -56,6 +57,8 @@ async def _check_identity_stream(env: Any, workers: list[Any], fx: Any, *, kille
     standing, merges = await _links_standing(env, len(fx.expected_links))
     assert standing == Counter(_triple(link) for link in fx.expected_links)  # each exactly once
     # Every id that is an alias now stopped being canonical in some merge, said on `merges`.
+    for merge in merges:
+        MergeEntry.model_validate(merge)  # as the typed client reads them
     merged = {customer_id for merge in merges for customer_id in merge["merged_ids"]}
     assert set(aliases) <= merged
     assert all(set(m["aliases"]) >= set(m["merged_ids"]) - {m["customer_id"]} for m in merges)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from journey.customer import CustomerState
 from journey.event_files import read_erasure_file, read_event_file
 from journey.identity import Persons, merge_states, person_horizons
-from journey.referrals import join_all
+from journey.referrals import ShareJoin, apply_sighting, join_all, rename
 from journey.replay import people_of, replay, replay_file
 from journey.scoring import ScoringRules, apply_event
 from schemas.decode import InvalidEvent, parse_event
@@ -230,3 +231,54 @@ def test_a_merge_goes_on_from_the_canonical_ids_version() -> None:
     # Joined under a canonical id that had no state: a new key, version 1.
     fresh, updated = merge_states("c-9", [anonymous], RULES)
     assert updated and fresh.version == 1 and fresh.previous_ppp is None
+
+
+def _join_with_link() -> tuple[ShareJoin, list[dict[str, Any]]]:
+    join = ShareJoin("s-1")
+    links = apply_sighting(
+        join,
+        {
+            "kind": "share",
+            "share_id": "s-1",
+            "customer_id": "c-56",
+            "channel": "review",
+            "at": 1,
+            "event_id": "e-1",
+        },
+    ).links
+    links += apply_sighting(
+        join, {"kind": "zmot", "share_id": "s-1", "customer_id": "c-53", "at": 2, "event_id": "e-2"}
+    ).links
+    return join, links
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_renames_in_either_order_leave_the_newest_person(newest_first: bool) -> None:
+    """c-56 joins c-43 (version 3), then that person joins c-44 (version 7): the join ends
+    with c-44 as referrer whichever rename comes first, and the links sent minus those
+    retracted are exactly that one link."""
+    join, sent = _join_with_link()
+    renames = [(["c-43", "c-56"], "c-43", 3), (["c-43", "c-44", "c-56", "anon-5"], "c-44", 7)]
+    retracted: list[dict[str, str]] = []
+    for ids, new, version in renames[::-1] if newest_first else renames:
+        result = rename(join, ids, new, version)
+        retracted += result.retracted
+        sent += result.links
+    standing = Counter(_triple(link) for link in sent)
+    standing.subtract(_triple(link) for link in retracted)
+    assert +standing == Counter({("s-1", "c-44", "c-53"): 1})
+    assert join.share is not None and join.share[0] == "c-44"
+    # A sighting sent under an old id is the person's; a repeated rename changes nothing.
+    assert join.person("c-56") == "c-44"
+    assert rename(join, *renames[0]).retracted == []
+
+
+def test_a_person_reached_by_its_own_share_under_another_id_makes_no_link() -> None:
+    join, _ = _join_with_link()
+    result = rename(join, ["c-53", "c-56"], "c-53", 2)
+    assert result.retracted == [{"share_id": "s-1", "referrer_id": "c-56", "referred_id": "c-53"}]
+    assert result.links == [] and join.linked == {}
+
+
+def _triple(link: dict[str, Any]) -> tuple[str, str, str]:
+    return (link["share_id"], link["referrer_id"], link["referred_id"])

@@ -66,3 +66,25 @@ def test_output_examples_validate(impact_conformance: Any, recovery_conformance:
         message = {name: value for name, value in entry.items() if name in published}
         assert validator("impact-entry.json").is_valid({**message, "version": 1})
         assert not validator("impact-entry.json").is_valid({**message, "version": 1, "mean_ppp": 1.0})
+
+
+def test_identity_events_and_states_validate(identity_conformance: Any) -> None:
+    identifies = [json.loads(line) for line in identity_conformance.raw_lines if b'"identify"' in line]
+    assert len(identifies) >= 20
+    for event in identifies:
+        errors = list(validator("identify.json").iter_errors(event))
+        assert errors == [], (event, [e.message for e in errors])
+    assert not validator("identify.json").is_valid({**identifies[0], "anonymous_id": ""})
+    for state in identity_conformance.expected_states.values():
+        assert validator("customer-state.json").is_valid(
+            {**state, "version": 1, "smot_failures": 0, "recovery": None}
+        )
+    merge = {
+        "customer_id": "c-1",
+        "merged_ids": ["anon-1"],
+        "aliases": ["anon-1"],
+        "merged_at": "2026-03-01T10:00:00Z",
+        "links_retracted": [{"share_id": "s-1", "referrer_id": "c-9", "referred_id": "anon-1"}],
+    }
+    assert validator("merge.json").is_valid(merge)
+    assert not validator("merge.json").is_valid({**merge, "merged_ids": "anon-1"})
