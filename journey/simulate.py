@@ -27,6 +27,10 @@ _SHARE_CHANNELS = ("social", "review", "word_of_mouth", "email")
 _SCALES = ("1-10", "0-10", "1-5")
 
 
+# One simulated customer in this many researches anonymously until its first purchase.
+_ANONYMOUS_EVERY = 20
+
+
 @dataclass(frozen=True, slots=True)
 class _Campaign:
     """How a campaign's customers behave: added to the chance of buying after the first
@@ -83,6 +87,9 @@ class JourneySimulator:
         self._shares: list[str] = []
         self._orders: dict[int, list[tuple[str, str, str]]] = {}
         self._campaigns: dict[int, str] = {}
+        # Customers still anonymous: their research and first impressions come under a
+        # device id until their first purchase identifies them (SPEC.md, "Identity").
+        self._anonymous: set[int] = set()
 
     @property
     def customers_started(self) -> int:
@@ -99,6 +106,8 @@ class JourneySimulator:
             return
         customer = self._next_customer
         self._next_customer += 1
+        if customer % _ANONYMOUS_EVERY == _ANONYMOUS_EVERY // 2:
+            self._anonymous.add(customer)
         if via_share is None and self.random.random() < 0.7:
             self._campaigns[customer] = self.random.choice(sorted(_CAMPAIGNS))
         self._schedule(customer, "zmot", self.random.uniform(0, 6), via_share)
@@ -108,10 +117,15 @@ class JourneySimulator:
         return {
             "type": event_type,
             "event_id": f"{self.prefix}-ev-{self._events}",
-            "customer_id": f"{self.prefix}-{customer:06d}",
+            "customer_id": self._id_of(customer, event_type),
             "occurred_at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             **fields,
         }
+
+    def _id_of(self, customer: int, event_type: str) -> str:
+        if customer in self._anonymous and event_type != "identify":
+            return f"{self.prefix}-anon-{customer:06d}"
+        return f"{self.prefix}-{customer:06d}"
 
     def _sentiment(self, mood: float) -> float:
         return round(max(-1.0, min(1.0, self.random.gauss(mood, 0.3))), 3)
@@ -153,7 +167,15 @@ class JourneySimulator:
             amount = f"{r.choice(_PRICES) * r.uniform(0.5, 3):.2f}"
             self._orders.setdefault(c, []).append((order, amount, currency))
             self._schedule(c, "smot", r.uniform(2, 240))
-            return [self._event("purchase", c, at, order_id=order, amount=amount, currency=currency)]
+            identified = []
+            if c in self._anonymous:
+                # The first purchase says who the visitor was.
+                identified = [self._event("identify", c, at, anonymous_id=self._id_of(c, "touchpoint"))]
+                self._anonymous.discard(c)
+            return [
+                *identified,
+                self._event("purchase", c, at, order_id=order, amount=amount, currency=currency),
+            ]
         if step.stage == "smot":
             # The second moment: one customer in ten is served badly again and again (the
             # customers the model warns about); a failure has a sentiment below 0 and its

@@ -122,18 +122,24 @@ def test_unreachable_broker_is_one_line() -> None:
 
 def test_simulate_writes_replayable_journeys(tmp_path: Path) -> None:
     out = tmp_path / "sim.jsonl"
-    result = journey("simulate", "--customers", "30", "--seed", "3", "--out", str(out))
+    result = journey("simulate", "--customers", "60", "--seed", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in out.read_text().splitlines()]
     kinds = {e["type"] for e in events}
-    assert kinds == {"touchpoint", "purchase", "survey", "share"}
+    assert kinds == {"touchpoint", "purchase", "survey", "share", "identify"}
     assert any(e.get("referral_share_id") for e in events)
     again = tmp_path / "again.jsonl"
-    journey("simulate", "--customers", "30", "--seed", "3", "--out", str(again))
+    journey("simulate", "--customers", "60", "--seed", "3", "--out", str(again))
     assert again.read_bytes() == out.read_bytes()
     replayed = journey("replay", "--strict", str(out))
     assert replayed.returncode == 0, replayed.stderr
-    assert len(replayed.stdout.splitlines()) >= 30
+    states = [json.loads(line) for line in replayed.stdout.splitlines()]
+    assert len(states) >= 50
+    # Some people researched anonymously and were identified at their first purchase: the
+    # person's state holds the anonymous touchpoints and the purchase together.
+    identified = [s for s in states if s["aliases"]]
+    assert identified and all(s["purchases"] and s["moments"]["zmot"] for s in identified)
+    assert not any(s["customer_id"].startswith("c-anon-") and s["purchases"] for s in states)
 
 
 def test_replay_impact_prints_the_expected_entries(impact_conformance: Any) -> None:
