@@ -469,6 +469,8 @@ def render_card(customer_id: str | None, state: Mapping[str, Any] | None) -> str
                 ),
             ),
             ("Recovery", _recovery(entry, state.get("recovery"))),
+            # The person's other ids (SPEC.md, "Identity"); any of them finds this card.
+            ("Also known as", _words(entry, "aliases", state.get("aliases", []))),
             ("Version", figure(entry, "version", state["version"], count(state["version"]))),
         ]
         items = "".join(f"<div><dt>{label}</dt><dd>{value}</dd></div>" for label, value in rows)

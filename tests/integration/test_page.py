@@ -317,3 +317,42 @@ async def test_the_page_shows_the_second_moment(
     assert card[(entry, "recovery")] == "unrecovered"
     assert "Unrecovered" in await page.locator(".card").inner_text()
     assert problems.none(), problems
+
+
+async def test_the_page_finds_a_person_by_any_of_its_ids(
+    broker: Any, tmp_path: Any, identity_conformance: Any, chromium: Any
+) -> None:
+    """The `identity/` set through a worker: looking up an anonymous id on the page shows the
+    person's card, under its canonical id, with every alias; `journey tail merges` prints
+    the merges."""
+    from tests.fixtures.broker import make_env
+
+    fx = identity_conformance
+    env = await make_env(broker, tmp_path, fx.events_path.parent / "fx.json")
+    worker = env.worker()
+    try:
+        await publish_conformance(env, fx)
+        await wait_for_states(worker, fx.expected_states)
+        person = max(fx.expected_states.values(), key=lambda state: len(state["aliases"]))
+        alias = person["aliases"][-1]
+        context = await chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        problems = PageProblems().watch(page)
+        await page.goto(worker.url + "/")
+        await page.fill("#customer", alias)
+        await page.click(".lookup button")
+        await page.wait_for_selector(".card")
+        card = await _figures(page)
+        entry = f"customer/{person['customer_id']}"
+        assert card[(entry, "aliases")] == person["aliases"]
+        assert card[(entry, "ppp")] == person["ppp"]
+        text = await page.locator(".card").inner_text()
+        assert f"Customer {person['customer_id']}" in text and alias in text
+        assert problems.none(), problems
+
+        tailed = journey(env.env, "tail", "merges", "--from-beginning", "--limit", "3")
+        assert tailed.returncode == 0, tailed.stderr
+        merges = [json.loads(line) for line in tailed.stdout.decode().splitlines()]
+        assert len(merges) == 3 and all(m["merged_ids"] and "links_retracted" in m for m in merges)
+    finally:
+        worker.kill()
