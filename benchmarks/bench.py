@@ -78,11 +78,18 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def workload(count: int) -> list[dict[str, Any]]:
+def workload(count: int, *, identity: bool = True) -> list[dict[str, Any]]:
+    """The simulator's journeys; with `identity`, one customer in twenty researches under a
+    device id and is identified at its first purchase (about 4% of people are merged)."""
     currencies = sorted(load_rates(RATES, "USD").rates)
-    return list(
-        JourneySimulator(seed=42, customers=count // 6, currencies=currencies, prefix="b").events(count)
+    simulator = JourneySimulator(
+        seed=42,
+        customers=count // 6,
+        currencies=currencies,
+        prefix="b",
+        anonymous_every=20 if identity else 0,
     )
+    return list(simulator.events(count))
 
 
 async def produce(kafka: dict[str, Any], messages: list[tuple[str, bytes, bytes]]) -> None:
@@ -644,6 +651,11 @@ async def main() -> None:
         default="tansu",
         help="the embedded broker, or one Apache Kafka node (from `make kafka`'s jars)",
     )
+    parser.add_argument(
+        "--without-identity",
+        action="store_true",
+        help="a workload without anonymous histories and identify events (the baseline of identity's cost)",
+    )
     parser.add_argument("--passthrough", nargs=3, help=argparse.SUPPRESS)  # RawPipeline's process
     parser.add_argument("--raw-throughput", nargs=3, help=argparse.SUPPRESS)  # raw_passthrough's
     parser.add_argument("--replay-rates", type=Path, help=argparse.SUPPRESS)  # replay_rate's
@@ -661,8 +673,13 @@ async def main() -> None:
         return
 
     log(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    events = workload(args.events)
-    log(f"workload: {len(events)} simulated events of {len({e['customer_id'] for e in events})} customers")
+    identity = not args.without_identity
+    events = workload(args.events, identity=identity)
+    identified = sum(1 for e in events if e["type"] == "identify")
+    log(
+        f"workload: {len(events)} simulated events of {len({e['customer_id'] for e in events})} ids, "
+        f"{identified} identify events"
+    )
     with tempfile.TemporaryDirectory() as directory, start_broker(args.broker, Path(directory)) as broker:
         tmp = Path(directory)
         log(f"broker: {args.broker} ({broker.url})")
@@ -696,7 +713,7 @@ async def main() -> None:
         loaded, generator = await saturation(
             broker,
             kafka,
-            workload(int(overload * (SATURATION_WARMUP + args.saturation_seconds))),
+            workload(int(overload * (SATURATION_WARMUP + args.saturation_seconds)), identity=identity),
             overload,
             tmp,
             linger_ms=args.linger_ms,
@@ -709,7 +726,7 @@ async def main() -> None:
             f"{saturated:,.0f} is the latency stage's load"
         )
         offered = saturated / 2
-        measured = workload(int(offered * (1.0 + args.latency_seconds)))
+        measured = workload(int(offered * (1.0 + args.latency_seconds)), identity=identity)
         p99s: dict[str, float] = {}
         for pipeline in (RawPipeline(broker, tmp), JourneyPipeline(broker, tmp)):
             p50, p99, samples, windows, cpu = await latency(

@@ -130,6 +130,8 @@ def log_message(request_id: str, customer_id: str, pending: Pending, done_at_us:
     return {
         "request_id": request_id,
         "customer_id": customer_id,
+        # The ids the request reached: a person of one id here (README, "Not built yet").
+        "ids": [customer_id],
         "requested_at": format_us(pending.requested_at),
         "done_at": format_us(done_at_us),
         "events_erased": pending.events_erased,

@@ -73,6 +73,7 @@ class JourneySimulator:
         start: datetime | None = None,
         duplicate_rate: float = 0.01,
         prefix: str = "c",
+        anonymous_every: int = _ANONYMOUS_EVERY,
     ) -> None:
         self.random = random.Random(seed)
         self.max_customers = customers
@@ -90,6 +91,7 @@ class JourneySimulator:
         # Customers still anonymous: their research and first impressions come under a
         # device id until their first purchase identifies them (SPEC.md, "Identity").
         self._anonymous: set[int] = set()
+        self._anonymous_every = anonymous_every  # 0: every customer is known from the start
 
     @property
     def customers_started(self) -> int:
@@ -106,7 +108,8 @@ class JourneySimulator:
             return
         customer = self._next_customer
         self._next_customer += 1
-        if customer % _ANONYMOUS_EVERY == _ANONYMOUS_EVERY // 2:
+        every = self._anonymous_every
+        if every and customer % every == every // 2:
             self._anonymous.add(customer)
         if via_share is None and self.random.random() < 0.7:
             self._campaigns[customer] = self.random.choice(sorted(_CAMPAIGNS))

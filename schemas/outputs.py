@@ -154,6 +154,7 @@ class ErasureLogEntry(BaseModel):
 
     request_id: str
     customer_id: str
+    ids: list[str] = Field(description="every id of the person the request reached, sorted")
     requested_at: str
     done_at: str
     events_erased: int = Field(ge=0)

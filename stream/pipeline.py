@@ -71,6 +71,10 @@ from stream.topics import ORIGIN_HEADER, TopicNames, origin_of
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
 
+_PERSON_ERASURE = (
+    'customer_id: the id belongs to a person of several ids (SPEC.md, "Identity"), whose '
+    "erasure this release does not carry out yet; send the request again after upgrading"
+)
 # A dead letter must itself fit in a Kafka message (1 MB by default): longer values are cut.
 DEAD_LETTER_VALUE_LIMIT = 262_144
 # Room kept in a chunk for one impact change record (`encode_change`), added at its end,
@@ -362,8 +366,17 @@ class Pipeline:
                     )
                     continue
                 if isinstance(parsed, ErasureRequest):
+                    if self.merger.record(batch.identity, parsed.customer_id, tp.partition) is not None:
+                        # Not carried out rather than half done: the request stays on
+                        # dead-letters, to be sent again to a release that does it (README).
+                        self._reject(batch, record, origin, _PERSON_ERASURE)
+                        continue
                     await self._erase(batch, parsed, origin, key, tp.partition)
                 elif isinstance(parsed, Identify):
+                    horizon = self.eraser.horizon(parsed.customer_id)
+                    if horizon is not None and to_us(parsed.occurred_at) <= horizon:
+                        batch.tally.event(origin, "erased")
+                        continue
                     self.merger.identify(batch.identity, _Host(self, batch), parsed, tp.partition)
                     batch.tally.event(origin, "processed")
                 else:
@@ -372,6 +385,11 @@ class Pipeline:
                         bytes(record.key).decode("utf-8") if rekeyed and record.key else parsed.customer_id
                     )
                     to = self.merger.pointer(batch.identity, person, tp.partition)
+                    if to is not None and person == parsed.customer_id:
+                        horizon = self.eraser.horizon(person)
+                        if horizon is not None and to_us(parsed.occurred_at) <= horizon:
+                            batch.tally.event(origin, "erased")  # the id's own erasure
+                            continue
                     if to is not None:
                         # The id stopped being canonical: its person is elsewhere now.
                         batch.out.add(
@@ -582,7 +600,8 @@ class Pipeline:
         tally.lags[origin].append(max(0.0, (batch.received - event.occurred_at).total_seconds()))
         key = customer_id.encode("utf-8")
         state = self._state(batch, customer_id)
-        if batch.horizons and customer_id in batch.horizons:
+        # An alias's event was held to its own id's erasure on that id's partition.
+        if batch.horizons and customer_id in batch.horizons and event.customer_id == customer_id:
             at = to_us(event.occurred_at)
             if at <= batch.horizons[customer_id]:
                 # Erased before it came: as if it had never been sent (SPEC.md, "Erasure").

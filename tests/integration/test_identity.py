@@ -138,3 +138,35 @@ async def test_two_workers_and_a_sigkill_in_the_middle_of_merges(
     finally:
         for worker in env.workers:
             worker.kill()
+
+
+@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
+async def test_an_erasure_of_a_person_of_several_ids_is_refused_not_half_done(
+    broker: Any, tmp_path: Any, identity_conformance: Any
+) -> None:
+    """Not built yet in the stream (README): the request goes to dead-letters with the reason,
+    and the person's state stays whole."""
+    fx = identity_conformance
+    env = await make_env(broker, tmp_path, fx.events_path.parent / "fx.json")
+    try:
+        worker = env.worker()
+        await publish_conformance(env, fx)
+        await wait_for_states(worker, fx.expected_states)
+        person = next(state for state in fx.expected_states.values() if state["aliases"])
+        alias = person["aliases"][0]
+        request = {"request_id": "r-alias", "customer_id": alias, "requested_at": "2031-01-01T00:00:00Z"}
+        await env.produce([(env.names.erasures, alias.encode(), json.dumps(request).encode())])
+        deadline = time.monotonic() + 30
+        letters: list[dict[str, Any]] = []
+        while not letters and time.monotonic() < deadline:
+            letters = [
+                json.loads(r.value)
+                for r in await env.read_topic(env.names.dead_letters)
+                if b"r-alias" in (r.value or b"")
+            ]
+            await asyncio.sleep(0.3)
+        assert letters and "person of several ids" in letters[0]["error"]
+        await wait_for_states(worker, {person["customer_id"]: person})
+    finally:
+        for worker in env.workers:
+            worker.kill()

@@ -77,6 +77,7 @@ def test_a_request_erases_asks_every_join_and_logs_once_all_have_answered() -> N
         2,
         retracted,
     )
+    assert log["ids"] == ["c-1"]
     assert not work.records[0]["c-1"].pending
 
 
