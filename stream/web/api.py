@@ -113,6 +113,15 @@ def person_of(persons: Any, customer_id: str) -> str | None:
 _MOST_HOPS = 8
 
 
+def _owned_here(app: faust.App, customers: Any, customer_id: str) -> bool:
+    router: Any = app.router
+    try:
+        owner = router.key_store(customers.name, customer_id)
+    except KeyError:
+        return False
+    return bool(router._urlident(owner) == router._urlident(app.conf.canonical_url))  # noqa: SLF001  # Faust's own test
+
+
 async def _ask_owner(
     app: faust.App, customers: Any, web: View, request: Request, customer_id: str
 ) -> Response:
@@ -143,10 +152,9 @@ def register_api(
         hops = 0
         while state is None and hops < _MOST_HOPS and (to := person_of(persons, customer_id)) is not None:
             hops += 1
-            if to in customers:  # held here: no request needed
-                customer_id, state = to, held_state(customers, to)
-                continue
-            return await _ask_owner(app, customers, web, request, to)
+            if not _owned_here(app, customers, to):
+                return await _ask_owner(app, customers, web, request, to)
+            customer_id, state = to, held_state(customers, to)  # held here: no request needed
         if state is None:
             return web.json({"error": f"unknown customer {customer_id!r}"}, status=404)
         return web.json(state)
