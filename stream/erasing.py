@@ -31,9 +31,8 @@ from journey.referrals import JoinResult, ShareJoin, forget
 from journey.scoring import ScoringRules
 from schemas.decode import InvalidEvent, parse_event
 from schemas.events import ErasureRequest, Event, Identify
-from stream.batching import make_current
 from stream.outbox import Outbox, default_partition
-from stream.stores import store_get
+from stream.stores import store_get, store_records
 from stream.tail import read_partitions
 from stream.topics import TopicNames, origin_of
 
@@ -167,14 +166,7 @@ class Eraser:
         """The records, forgets and log messages of a batch, into the request that takes
         the erased customers' states (`current`: Faust's current event of each partition)."""
         names = self.names
-        changelog = self.table.changelog_topic.get_topic_name()
-        await chunk.partition_count(changelog)
-        for partition, records in work.records.items():
-            make_current(current[partition])
-            for customer_id, record in records.items():
-                encoded = encode_record(record)
-                self.table.data[customer_id] = encoded
-                chunk.add(changelog, customer_id.encode("utf-8"), encoded, partition)
+        await store_records(chunk, self.table, work.records, encode_record, current)
         joins = await chunk.partition_count(names.share_joins)
         for key, message in work.forgets:
             chunk.add(names.share_joins, key, message, default_partition(key, joins))

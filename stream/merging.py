@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -42,10 +42,9 @@ from journey.identity import (
 from journey.referrals import JoinResult, ShareJoin, rename
 from journey.scoring import ScoringRules
 from schemas.events import Identify
-from stream.batching import make_current
 from stream.erasing import JoinRecords
 from stream.outbox import Outbox, default_partition
-from stream.stores import store_get
+from stream.stores import store_get, store_records
 from stream.topics import TopicNames
 
 __all__ = ["IDENTITY_ORIGIN", "IdentityWork", "Merger", "StateHost"]
@@ -80,6 +79,22 @@ class IdentityWork:
 
     def __bool__(self) -> bool:
         return bool(self.records or self.messages or self.renames or self.merges)
+
+
+@dataclass(slots=True)
+class _Here:
+    """An identity message being handled: the batch's work and states, the id it is for,
+    that id's record (as this batch has it) and partition."""
+
+    work: IdentityWork
+    host: StateHost
+    id: str
+    record: IdRecord
+    partition: int
+
+    def keep(self) -> None:
+        """The record changed: it is stored with the batch."""
+        self.work.records[self.partition][self.id] = self.record
 
 
 def _now_us() -> int:
@@ -147,150 +162,90 @@ class Merger:
                 self._send(work, record.to, message)  # the person went on: follow it
                 return
             record = None  # the person moves back to this id (an earlier identify names it)
-        if record is None:
-            record = IdRecord(ids={customer_id})
+        here = _Here(work, host, customer_id, record or IdRecord(ids={customer_id}), partition)
         if kind == "link":
-            self._link(work, host, customer_id, record, message, partition)
+            self._link(here, message["identify"])
         elif kind == "pull":
-            self._pull(work, host, customer_id, record, message, partition)
+            if message["to"] not in here.record.ids:  # else one person already (a redelivery)
+                self._leave(here, message["to"], [here.id], message["cause"])
         elif kind == "absorb":
-            self._absorb(work, host, customer_id, record, message, partition)
+            self._absorb(here, message)
 
-    def _link(
-        self,
-        work: IdentityWork,
-        host: StateHost,
-        here: str,
-        record: IdRecord,
-        message: dict[str, Any],
-        partition: int,
-    ) -> None:
-        identify = message["identify"]
+    def _link(self, here: _Here, identify: list[Any]) -> None:
+        record = here.record
         if not record.add_identify(identify):
             return  # taken before
-        work.records[partition][here] = record
+        here.keep()
         other = identify[3] if identify[3] not in record.ids else identify[2]
         if other not in record.ids:
             # The other id's person joins this one: it sends itself here.
-            self._send(work, other, {"kind": "pull", "to": here, "cause": identify[1]})
-        self._settle(work, host, here, record, identify[1], partition)
-
-    def _pull(
-        self,
-        work: IdentityWork,
-        host: StateHost,
-        here: str,
-        record: IdRecord,
-        message: dict[str, Any],
-        partition: int,
-    ) -> None:
-        to = message["to"]
-        if to in record.ids:
-            return  # one person already (a redelivery, or two identify events racing)
-        self._leave(work, host, here, record, to, [here], message["cause"], partition)
+            self._send(here.work, other, {"kind": "pull", "to": here.id, "cause": identify[1]})
+        canonical = record.canonical() or here.id
+        if canonical != here.id:
+            # This identify is the person's earliest: it names another of its ids.
+            self._leave(here, canonical, [here.id], identify[1])
+            return
+        state = here.host.state(here.id)
+        if state.version > 0 and state.aliases != record.ids - {here.id}:
+            state.aliases = record.ids - {here.id}
+            here.host.replace(state, here.partition)
 
     def _leave(
-        self,
-        work: IdentityWork,
-        host: StateHost,
-        here: str,
-        record: IdRecord,
-        to: str,
-        merged_ids: list[str],
-        cause: str,
-        partition: int,
-        state: CustomerState | None = None,
+        self, here: _Here, to: str, merged_ids: list[str], cause: str, state: CustomerState | None = None
     ) -> None:
         """This id's person (record and state) goes to `to`; this id keeps a pointer."""
-        state = host.state(here) if state is None else state
+        host = here.host
+        state = host.state(here.id) if state is None else state
         held = state.version > 0 or bool(state.referrals)
         self._send(
-            work,
+            here.work,
             to,
             {
                 "kind": "absorb",
-                "from": here,
+                "from": here.id,
                 "merged_ids": merged_ids,
                 "cause": cause,
-                "ids": sorted(record.ids),
-                "record": base64.b64encode(encode_id_record(record)).decode("ascii"),
+                "ids": sorted(here.record.ids),
+                "record": base64.b64encode(encode_id_record(here.record)).decode("ascii"),
                 "state": base64.b64encode(encode_state(state)).decode("ascii") if held else None,
             },
         )
-        work.records[partition][here] = IdRecord(to=to)
-        if host.state(here).version > 0:
-            host.tombstone(here)
-        host.replace(CustomerState(here), partition)
-        work.absorbed.add(here)
+        here.work.records[here.partition][here.id] = IdRecord(to=to)
+        if host.state(here.id).version > 0:
+            host.tombstone(here.id)  # a state was published under this id
+        host.replace(CustomerState(here.id), here.partition)
+        here.work.absorbed.add(here.id)
 
-    def _absorb(
-        self,
-        work: IdentityWork,
-        host: StateHost,
-        here: str,
-        record: IdRecord,
-        message: dict[str, Any],
-        partition: int,
-    ) -> None:
+    def _absorb(self, here: _Here, message: dict[str, Any]) -> None:
+        record, host = here.record, here.host
         source = message["from"]
-        if source in record.ids and source != here:
+        if source in record.ids and source != here.id:
             return  # absorbed before (a redelivery)
         record.take(decode_id_record(base64.b64decode(message["record"])))
-        record.ids.add(here)
-        parts = [host.state(here)]
+        record.ids.add(here.id)
+        here.keep()
+        parts = [host.state(here.id)]
         if message["state"] is not None:
             parts.append(decode_state(base64.b64decode(message["state"])))
-        merged_ids = [customer_id for customer_id in message["merged_ids"] if customer_id != here]
-        canonical = record.canonical() or here
-        merged, updated = merge_states(here, parts, self.rules, cause=(message["cause"], "identify"))
-        merged.aliases = record.ids - {here}
-        if canonical != here:
+        merged_ids = [customer_id for customer_id in message["merged_ids"] if customer_id != here.id]
+        merged, updated = merge_states(here.id, parts, self.rules, cause=(message["cause"], "identify"))
+        merged.aliases = record.ids - {here.id}
+        canonical = record.canonical() or here.id
+        if canonical != here.id:
             # An earlier identify names another id of the person: all of it moves there.
-            work.records[partition][here] = record
-            self._leave(
-                work, host, here, record, canonical, [*merged_ids, here], message["cause"], partition, merged
-            )
+            self._leave(here, canonical, [*merged_ids, here.id], message["cause"], merged)
             return
-        work.records[partition][here] = record
-        host.replace(merged, partition)
+        host.replace(merged, here.partition)
         if updated:
             host.publish(merged)
-        self._merged(work, here, record, merged_ids, parts[1:], partition)
+        if merged_ids:
+            self._merged(here, merged_ids, parts[1:])
 
-    def _settle(
-        self,
-        work: IdentityWork,
-        host: StateHost,
-        here: str,
-        record: IdRecord,
-        cause: str,
-        partition: int,
-    ) -> None:
-        """After an identify joined the record: if its earliest now names another id, the
-        person moves there (this id stops being canonical)."""
-        canonical = record.canonical() or here
-        if canonical != here:
-            self._leave(work, host, here, record, canonical, [here], cause, partition)
-            return
-        state = host.state(here)
-        if state.aliases != record.ids - {here} and state.version > 0:
-            state.aliases = record.ids - {here}
-            host.replace(state, partition)
-
-    def _merged(
-        self,
-        work: IdentityWork,
-        here: str,
-        record: IdRecord,
-        merged_ids: list[str],
-        absorbed: list[CustomerState],
-        partition: int,
-    ) -> None:
+    def _merged(self, here: _Here, merged_ids: list[str], absorbed: list[CustomerState]) -> None:
         """A merge is done here: the share joins rename the merged ids, then `merges` says so."""
-        if not merged_ids:
-            return
+        record = here.record
         shares = sorted({share_id for state in absorbed for share_id in state.joined})
-        merge_id = f"{here}<{','.join(sorted(merged_ids))}@{_now_us()}"
+        merge_id = f"{here.id}<{','.join(sorted(merged_ids))}@{_now_us()}"
         pending = PendingMerge(sorted(merged_ids), _now_us(), set(shares))
         # A person's record only grows: its size orders two renames of one id.
         version = len(record.ids) + len(record.identifies)
@@ -299,16 +254,16 @@ class Merger:
                 "kind": "rename",
                 "share_id": share_id,
                 "ids": sorted(record.ids),
-                "new": here,
+                "new": here.id,
                 "version": version,
                 "merge": merge_id,
             }
-            work.renames.append((share_id.encode("utf-8"), orjson.dumps(message)))
+            here.work.renames.append((share_id.encode("utf-8"), orjson.dumps(message)))
         if shares:
             record.pending[merge_id] = pending
         else:
-            work.merges.append((here.encode("utf-8"), orjson.dumps(merges_message(here, record, pending))))
-        work.records[partition][here] = record
+            message_out = merges_message(here.id, record, pending)
+            here.work.merges.append((here.id.encode("utf-8"), orjson.dumps(message_out)))
 
     def answer(self, work: IdentityWork, answer: dict[str, Any], partition: int) -> str | None:
         """A share join has renamed a merge's ids: once every join has, `merges` goes out.
@@ -362,14 +317,7 @@ class Merger:
         changed (`current`: Faust's current event of each partition). Returns the number
         of `merges` messages."""
         names = self.names
-        changelog = self.table.changelog_topic.get_topic_name()
-        await chunk.partition_count(changelog)
-        for partition, records in work.records.items():
-            make_current(current[partition])
-            for customer_id, record in records.items():
-                encoded = encode_id_record(record)
-                self.table.data[customer_id] = encoded
-                chunk.add(changelog, customer_id.encode("utf-8"), encoded, partition)
+        await store_records(chunk, self.table, work.records, encode_id_record, current)
         topics: list[tuple[str, list[tuple[bytes, bytes]]]] = [
             (names.rekeyed, work.messages),
             (names.share_joins, work.renames),
@@ -384,11 +332,3 @@ class Merger:
                     )
                     chunk.add(topic, key, value, default_partition(key, count), headers=headers)
         return len(work.merges)
-
-
-def identity_message(raw: bytes) -> dict[str, Any]:
-    message: dict[str, Any] = orjson.loads(raw)
-    return message
-
-
-IsPerson = Callable[[str], bool]

@@ -5,9 +5,11 @@ links sent minus retracted, and the `merges` messages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +21,17 @@ from tests.integration.helpers import metric_sum, metric_values, publish_conform
 from tests.integration.test_recovery import wait_for_processed
 
 pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def _deployment(broker: Any, tmp_path: Any, fx: Any) -> AsyncIterator[Any]:
+    """A deployment's topics for the `identity/` set; its workers are killed at the end."""
+    env = await make_env(broker, tmp_path, fx.events_path.parent / "fx.json")
+    try:
+        yield env
+    finally:
+        for worker in env.workers:
+            worker.kill()
 
 
 def _triple(link: dict[str, Any]) -> tuple[str, str, str]:
@@ -84,14 +97,10 @@ async def test_persons_come_together_on_one_worker(
     broker: Any, tmp_path: Any, identity_conformance: Any
 ) -> None:
     fx = identity_conformance
-    env = await make_env(broker, tmp_path, fx.events_path.parent / "fx.json")
-    try:
+    async with _deployment(broker, tmp_path, fx) as env:
         worker = env.worker()
         await publish_conformance(env, fx)
         await _check_identity_stream(env, [worker], fx)
-    finally:
-        for worker in env.workers:
-            worker.kill()
 
 
 def _lines(fx: Any, identify: bool) -> list[bytes]:
@@ -105,17 +114,13 @@ async def test_late_identify_events_join_persons_that_published_states(
     """Every other event first, each id a person of its own with its updates and links out;
     then the identify events, twice: the final states, links and impact are the same."""
     fx = identity_conformance
-    env = await make_env(broker, tmp_path, fx.events_path.parent / "fx.json")
-    try:
+    async with _deployment(broker, tmp_path, fx) as env:
         worker = env.worker()
         others, identifies = _lines(fx, False), _lines(fx, True)
         await publish_conformance(env, SimpleNamespace(raw_lines=others))
         await wait_for_processed(worker, len(set(others)) - 80, deadline_s=90)
         await publish_conformance(env, SimpleNamespace(raw_lines=identifies + identifies))
         await _check_identity_stream(env, [worker], fx)
-    finally:
-        for worker in env.workers:
-            worker.kill()
 
 
 @pytest.mark.parametrize("broker", ["tansu"], indirect=True)
@@ -125,8 +130,7 @@ async def test_two_workers_and_a_sigkill_in_the_middle_of_merges(
     """Identify events first, then the events, all of it twice, through two workers; one is
     SIGKILLed while persons are coming together and started again."""
     fx = identity_conformance
-    env = await make_env(broker, tmp_path, fx.events_path.parent / "fx.json")
-    try:
+    async with _deployment(broker, tmp_path, fx) as env:
         first, second = env.worker(), env.worker()
         lines = _lines(fx, True) + _lines(fx, False)
         rest = await publish_conformance(env, SimpleNamespace(raw_lines=lines + lines), split=len(lines) // 2)
@@ -135,9 +139,6 @@ async def test_two_workers_and_a_sigkill_in_the_middle_of_merges(
         await env.produce(rest)
         restarted = env.worker()
         await _check_identity_stream(env, [restarted, second], fx, killed=True)
-    finally:
-        for worker in env.workers:
-            worker.kill()
 
 
 @pytest.mark.parametrize("broker", ["tansu"], indirect=True)
@@ -147,8 +148,7 @@ async def test_an_erasure_of_a_person_of_several_ids_is_refused_not_half_done(
     """Not built yet in the stream (README): the request goes to dead-letters with the reason,
     and the person's state stays whole."""
     fx = identity_conformance
-    env = await make_env(broker, tmp_path, fx.events_path.parent / "fx.json")
-    try:
+    async with _deployment(broker, tmp_path, fx) as env:
         worker = env.worker()
         await publish_conformance(env, fx)
         await wait_for_states(worker, fx.expected_states)
@@ -167,6 +167,3 @@ async def test_an_erasure_of_a_person_of_several_ids_is_refused_not_half_done(
             await asyncio.sleep(0.3)
         assert letters and "person of several ids" in letters[0]["error"]
         await wait_for_states(worker, {person["customer_id"]: person})
-    finally:
-        for worker in env.workers:
-            worker.kill()
