@@ -117,18 +117,27 @@ async def wait_for_states(
 
 
 def latest_by_key(records: list[Any]) -> dict[str, dict[str, Any]]:
+    """The latest update of each key; a tombstone (an id that stopped being canonical, or an
+    erasure) removes the key until a later update."""
     latest: dict[str, dict[str, Any]] = {}
     for record in records:
-        value = json.loads(record.value)
         key = record.key.decode()
+        if record.value is None:
+            latest.pop(key, None)
+            continue
+        value = json.loads(record.value)
         if key not in latest or value["version"] >= latest[key]["version"]:
             latest[key] = value
     return latest
 
 
 def versions_by_key(records: list[Any]) -> dict[str, list[int]]:
+    """The versions of each key since its last tombstone, in topic order."""
     versions: dict[str, list[int]] = defaultdict(list)
     for record in records:
+        if record.value is None:
+            versions[record.key.decode()] = []
+            continue
         versions[record.key.decode()].append(json.loads(record.value)["version"])
     return versions
 

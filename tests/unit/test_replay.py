@@ -33,8 +33,12 @@ BAD_LINES = [
 ]
 
 
-def write_events(path: Path, count: int, seed: int) -> None:
-    events = JourneySimulator(seed=seed, customers=count // 6, currencies=sorted(RATES.rates)).events(count)
+def write_events(path: Path, count: int, seed: int, *, identity: bool = True) -> None:
+    """Simulated journeys (with `identity`, some identified from an anonymous id), bad lines among them."""
+    simulator = JourneySimulator(
+        seed=seed, customers=count // 6, currencies=sorted(RATES.rates), anonymous_every=20 if identity else 0
+    )
+    events = simulator.events(count)
     lines = [json.dumps(event).encode() for event in events]
     chooser = random.Random(seed)
     for bad in BAD_LINES:
@@ -56,11 +60,12 @@ def test_jobs_split_by_customer_and_agree_with_one_process(tmp_path: Path) -> No
     customers: list[dict[str, Any]] = [orjson.loads(line) for line in one.lines]
     assert [c["customer_id"] for c in customers] == sorted(c["customer_id"] for c in customers)
     assert len(customers) > 900
+    assert sum(1 for c in customers if c["aliases"]) > 10  # persons of two ids, split alike
 
 
 def test_split_replay_equals_the_fold_of_the_core(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    write_events(path, 600, seed=9)
+    write_events(path, 600, seed=9, identity=False)  # the fold below knows no persons
     result = replay_file(path, RULES, currencies=RATES.rates, jobs=2, parallel_from_bytes=0)
     states: dict[str, CustomerState] = {}
     for line in read_event_file(path, currencies=RATES.rates):
