@@ -187,9 +187,14 @@ def start_worker(broker: Broker, prefix: str, port: int, tmp: Path) -> subproces
 
 
 def parse_all(events: list[dict[str, Any]]) -> list[Event]:
-    """The workload as the core sees it (validated), for the stages that need it."""
+    """The workload as the core sees it (validated), for the stages that need it; identify
+    events fold into no state."""
     rates = load_rates(RATES, "USD").rates
-    return [scored(parse_event(json.dumps(e).encode(), expected_type=None, currencies=rates)) for e in events]
+    return [
+        scored(parse_event(json.dumps(e).encode(), expected_type=None, currencies=rates))
+        for e in events
+        if e["type"] != "identify"
+    ]
 
 
 def expected_everyone(events: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
@@ -561,7 +566,9 @@ def serve_replay_rates(path: Path) -> list[float]:
             best = min(best, time.perf_counter() - started)
         rates.append(count / best)
     parsed = [
-        scored(parse_event(line, expected_type=None, currencies=rules.rates)) for line in path.open("rb")
+        scored(parse_event(line, expected_type=None, currencies=rules.rates))
+        for line in path.open("rb")
+        if b'"identify"' not in line
     ]
     with fewer_collections():
         started = time.perf_counter()
