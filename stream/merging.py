@@ -113,7 +113,8 @@ class Merger:
     # -- reading
 
     def record(self, work: IdentityWork, customer_id: str, partition: int) -> IdRecord | None:
-        record = work.records[partition].get(customer_id)
+        changed = work.records.get(partition)  # not [partition]: that would add an empty one
+        record = changed.get(customer_id) if changed else None
         if record is None:
             held: bytes | None = self._held(customer_id)
             record = None if held is None else decode_id_record(held)
@@ -121,15 +122,13 @@ class Merger:
 
     def pointer(self, work: IdentityWork, customer_id: str, partition: int) -> str | None:
         """Where the person of an id that stopped being canonical went, or None."""
-        if not work.records and not self.table.data:
-            return None  # no person of several ids on this worker: the common case, cheap
+        # The store's own get (a dict's for the memory store): asking whether the table is
+        # empty first would count a RocksDB store's keys.
         record = self.record(work, customer_id, partition)
         return None if record is None else record.to
 
     def ids_of(self, work: IdentityWork, customer_id: str) -> set[str] | None:
         """Every id of the person whose canonical id is `customer_id`, or None."""
-        if not work.records and not self.table.data:
-            return None
         for records in work.records.values():
             if customer_id in records:
                 return records[customer_id].ids or None
