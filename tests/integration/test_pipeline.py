@@ -127,7 +127,8 @@ async def test_conformance_events_through_one_worker(journey_env: Any, conforman
     assert metric_sum(values, "journey_events_total", outcome="duplicate") == 50
     assert metric_sum(values, "journey_events_total", outcome="invalid") == len(conformance.bad_messages)
     for topic in INPUT_TOPICS:
-        assert metric_sum(values, "journey_events_total", topic=names.public(topic)) > 0
+        if topic != "identities":  # the base set has no identify event (test_identity.py's has)
+            assert metric_sum(values, "journey_events_total", topic=names.public(topic)) > 0
     assert metric_sum(values, "journey_ppp_updates_total") == len(updates)
     assert metric_sum(values, "journey_referral_links_total") == len(links)
     assert metric_sum(values, "journey_self_referrals_total") == _self_referrals(conformance.events) >= 1
