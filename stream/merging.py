@@ -64,6 +64,8 @@ class StateHost(Protocol):
 
     def tombstone(self, customer_id: str) -> None: ...
 
+    def followed(self, customer_id: str) -> None: ...
+
 
 @dataclass(slots=True)
 class IdentityWork:
@@ -74,8 +76,10 @@ class IdentityWork:
     messages: list[tuple[bytes, bytes]] = field(default_factory=list)
     renames: list[tuple[bytes, bytes]] = field(default_factory=list)
     merges: list[tuple[bytes, bytes]] = field(default_factory=list)
-    # Ids whose state left for another partition: stored first, with the records.
+    # Ids whose state left for another partition, and all whose state a merge changed:
+    # stored first, in the request that takes the records.
     absorbed: set[str] = field(default_factory=set)
+    touched: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.records or self.messages or self.renames or self.merges)
@@ -158,6 +162,7 @@ class Merger:
         record = self.record(work, customer_id, partition)
         if record is not None and record.to is not None:
             if not (kind == "absorb" and customer_id in message["ids"]):
+                host.followed(customer_id)
                 self._send(work, record.to, message)  # the person went on: follow it
                 return
             record = None  # the person moves back to this id (an earlier identify names it)

@@ -191,6 +191,7 @@ class _Host:
         self.state(state.customer_id)  # its contribution before, noted
         self.batch.states[state.customer_id] = state
         self.batch.changed[partition].add(state.customer_id)
+        self.batch.identity.touched.add(state.customer_id)
 
     def publish(self, state: CustomerState) -> None:
         update = ppp_update(state)
@@ -205,6 +206,14 @@ class _Host:
         # After the updates before it, as an erasure's (`Pipeline._erase`).
         self.batch.updates_apart(topic)
         self.batch.out.add(topic, customer_id.encode("utf-8"), None)
+        self.pipeline._live.add(customer_id)  # noqa: SLF001  # the pipeline's own set
+
+    def followed(self, customer_id: str) -> None:
+        """A pointer was followed: the first time since this process took the id over, its
+        tombstone goes out again, as `Pipeline._score` re-sends a current update. A crash
+        can deliver the pointer's record but lose the tombstone, which goes out after it."""
+        if customer_id not in self.pipeline._live:  # noqa: SLF001
+            self.tombstone(customer_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +401,7 @@ class Pipeline:
                             continue
                     if to is not None:
                         # The id stopped being canonical: its person is elsewhere now.
+                        _Host(self, batch).followed(person)
                         batch.out.add(
                             names.rekeyed,
                             to.encode("utf-8"),
@@ -500,46 +510,57 @@ class Pipeline:
             merges = await self.merger.add_to(chunk, batch.identity, batch.current)
             if merges:
                 self.metrics.merges.inc(merges)
-        leaving = batch.erasure.erased | batch.identity.absorbed
-        for partition, customer_ids in batch.changed.items():
-            current = batch.current[partition]
-            make_current(current)
-            # The erased and the absorbed first: in the request that takes their records.
-            for customer_id in sorted(customer_ids, key=leaving.__contains__, reverse=True):
-                state = batch.states[customer_id]
-                gone = state.version == 0 and not state.referrals
-                encoded = None if gone else encode_state(state)
-                key = customer_id.encode("utf-8")
-                updates = batch.updates.pop(customer_id, ())
-                room = chunk.has_room(changelog, partition, key, encoded, limit)
-                if updates:
-                    to = default_partition(key, update_partitions)
-                    room = room and chunk.room_for(updates_topic, to, _size(key, updates), limit)
-                if not room:
-                    deliveries += await self._send_with_changes(chunk, changes)
-                    changes = {}
-                    make_current(current)  # others ran meanwhile
-                if encoded is None:
-                    # Nothing left of the customer (an erasure): a tombstone, so that
-                    # compaction removes the records before it.
-                    self.customers.data.pop(customer_id, None)
-                    self.leaders.discard(partition, customer_id)
-                else:
-                    self.customers.data[customer_id] = encoded
-                    self.leaders.offer(partition, state)
-                chunk.add(changelog, key, encoded, partition)
-                for update in updates:  # after the state: see `_one_leader`
-                    chunk.add(updates_topic, key, update, to)
-                after = contribution(state)
-                for entry in add_change(changes, batch.before[customer_id], after):
-                    entry_key = entry.encode("utf-8")
-                    chunk.reserve(topic, self.partition_for(entry_key), estimate(entry_key, _CHANGE_ROOM))
-                batch.before[customer_id] = after
-                if chunk.largest() > limit - _CHANGES_MARGIN:
-                    # Room for the next customer's new entries on any changes partition.
-                    deliveries += await self._send_with_changes(chunk, changes)
-                    changes = {}
-                    make_current(current)
+        # The customers that erasures and merges changed first, of every partition: in the
+        # request that takes their records (a record without its state, after a crash,
+        # would make the redelivered message a duplicate and lose the state's change).
+        first = batch.erasure.erased | batch.identity.touched
+        order = [
+            (partition, customer_id)
+            for ahead in (True, False)
+            for partition, customer_ids in batch.changed.items()
+            for customer_id in customer_ids
+            if (customer_id in first) == ahead
+        ]
+        current: faust.EventT[Any] | None = None
+        for partition, customer_id in order:
+            if current is not batch.current[partition]:
+                current = batch.current[partition]
+                make_current(current)
+            assert current is not None
+            state = batch.states[customer_id]
+            gone = state.version == 0 and not state.referrals
+            encoded = None if gone else encode_state(state)
+            key = customer_id.encode("utf-8")
+            updates = batch.updates.pop(customer_id, ())
+            room = chunk.has_room(changelog, partition, key, encoded, limit)
+            if updates:
+                to = default_partition(key, update_partitions)
+                room = room and chunk.room_for(updates_topic, to, _size(key, updates), limit)
+            if not room:
+                deliveries += await self._send_with_changes(chunk, changes)
+                changes = {}
+                make_current(current)  # others ran meanwhile
+            if encoded is None:
+                # Nothing left of the customer (an erasure): a tombstone, so that
+                # compaction removes the records before it.
+                self.customers.data.pop(customer_id, None)
+                self.leaders.discard(partition, customer_id)
+            else:
+                self.customers.data[customer_id] = encoded
+                self.leaders.offer(partition, state)
+            chunk.add(changelog, key, encoded, partition)
+            for update in updates:  # after the state: see `_one_leader`
+                chunk.add(updates_topic, key, update, to)
+            after = contribution(state)
+            for entry in add_change(changes, batch.before[customer_id], after):
+                entry_key = entry.encode("utf-8")
+                chunk.reserve(topic, self.partition_for(entry_key), estimate(entry_key, _CHANGE_ROOM))
+            batch.before[customer_id] = after
+            if chunk.largest() > limit - _CHANGES_MARGIN:
+                # Room for the next customer's new entries on any changes partition.
+                deliveries += await self._send_with_changes(chunk, changes)
+                changes = {}
+                make_current(current)
         # Updates of customers whose state did not change (re-sent after a takeover: see
         # `_score`), in the last chunk, so that they keep their place before the next batch's.
         for customer_id, updates in batch.updates.items():
@@ -650,6 +671,7 @@ class Pipeline:
         customer_id = message["referred_id"]
         to = self.merger.pointer(batch.identity, customer_id, partition)
         if to is not None:
+            _Host(self, batch).followed(customer_id)
             # A link for an id that stopped being canonical: its person's now.
             batch.out.add(referred, to.encode("utf-8"), orjson.dumps({**message, "referred_id": to}))
             return
