@@ -161,6 +161,11 @@ def _customer_share(customer_id: str, shares: int) -> int:
     return zlib.crc32(customer_id.encode("utf-8", "surrogatepass")) % shares
 
 
+def _person_share(customer_id: str, shares: int, canonical: Mapping[str, str] | None) -> int:
+    """The share of the person `customer_id` belongs to: by its canonical id."""
+    return _customer_share(canonical.get(customer_id, customer_id) if canonical else customer_id, shares)
+
+
 class _CustomerOnly(msgspec.Struct):
     customer_id: str
 
@@ -176,8 +181,7 @@ def _share_of(raw: bytes, shares: int, max_bytes: int, canonical: Mapping[str, s
     in one process. Decided from the line alone (and the persons, known to every worker),
     so every worker agrees without talking."""
     try:
-        customer_id = _CUSTOMER_ONLY.decode(raw).customer_id
-        return _customer_share(canonical.get(customer_id, customer_id) if canonical else customer_id, shares)
+        return _person_share(_CUSTOMER_ONLY.decode(raw).customer_id, shares, canonical)
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass  # not an object with a string customer_id, or text msgspec refuses
     # Only customer_id is needed, which orjson reads exactly: `parse_json`'s checks of the
@@ -193,7 +197,7 @@ def _share_of(raw: bytes, shares: int, max_bytes: int, canonical: Mapping[str, s
     customer = data.get("customer_id") if isinstance(data, dict) else None
     if not isinstance(customer, str):
         return 0
-    return _customer_share(canonical.get(customer, customer) if canonical else customer, shares)
+    return _person_share(customer, shares, canonical)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,11 @@ class Eraser:
         held: bytes | None = self._held(customer_id)
         return None if held is None else decode_record(held).horizon_us
 
+    def erases(self, customer_id: str, occurred_at: datetime) -> bool:
+        """Whether the customer's own erasures remove an event of it at `occurred_at`."""
+        horizon = self.horizon(customer_id)
+        return horizon is not None and to_us(occurred_at) <= horizon
+
     def record(self, work: ErasureWork, customer_id: str, partition: int) -> ErasureRecord | None:
         """The customer's erasure record, as this batch has changed it."""
         record = work.records[partition].get(customer_id)

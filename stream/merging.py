@@ -45,7 +45,7 @@ from schemas.events import Identify
 from stream.erasing import JoinRecords
 from stream.outbox import Outbox, default_partition
 from stream.stores import store_get, store_records
-from stream.topics import TopicNames
+from stream.topics import ORIGIN_HEADER, TopicNames
 
 __all__ = ["IDENTITY_ORIGIN", "IdentityWork", "Merger", "StateHost"]
 
@@ -76,9 +76,8 @@ class IdentityWork:
     messages: list[tuple[bytes, bytes]] = field(default_factory=list)
     renames: list[tuple[bytes, bytes]] = field(default_factory=list)
     merges: list[tuple[bytes, bytes]] = field(default_factory=list)
-    # Ids whose state left for another partition, and all whose state a merge changed:
-    # stored first, in the request that takes the records.
-    absorbed: set[str] = field(default_factory=set)
+    # Ids whose state a merge changed (those whose state left included): stored first, in
+    # the request that takes the records.
     touched: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
@@ -138,11 +137,6 @@ class Merger:
                 return records[customer_id].ids or None
         held: bytes | None = self._held(customer_id)
         return None if held is None else decode_id_record(held).ids or None
-
-    def resolve_held(self, customer_id: str) -> str | None:
-        """The id a lookup of `customer_id` goes on to (from the table alone), or None."""
-        held: bytes | None = self._held(customer_id)
-        return None if held is None else decode_id_record(held).to
 
     # -- messages
 
@@ -218,7 +212,6 @@ class Merger:
         if host.state(here.id).version > 0:
             host.tombstone(here.id)  # a state was published under this id
         host.replace(CustomerState(here.id), here.partition)
-        here.work.absorbed.add(here.id)
 
     def _absorb(self, here: _Here, message: dict[str, Any]) -> None:
         record, host = here.record, here.host
@@ -249,8 +242,9 @@ class Merger:
         """A merge is done here: the share joins rename the merged ids, then `merges` says so."""
         record = here.record
         shares = sorted({share_id for state in absorbed for share_id in state.joined})
-        merge_id = f"{here.id}<{','.join(sorted(merged_ids))}@{_now_us()}"
-        pending = PendingMerge(sorted(merged_ids), _now_us(), set(shares))
+        now = _now_us()
+        merge_id = f"{here.id}<{','.join(sorted(merged_ids))}@{now}"
+        pending = PendingMerge(sorted(merged_ids), now, set(shares))
         # A person's record only grows: its size orders two renames of one id.
         version = len(record.ids) + len(record.identifies)
         for share_id in shares:
@@ -331,8 +325,6 @@ class Merger:
             if messages:
                 count = await chunk.partition_count(topic)
                 for key, value in messages:
-                    headers = (
-                        [("journey-topic", IDENTITY_ORIGIN.encode())] if topic == names.rekeyed else None
-                    )
+                    headers = [(ORIGIN_HEADER, IDENTITY_ORIGIN.encode())] if topic == names.rekeyed else None
                     chunk.add(topic, key, value, default_partition(key, count), headers=headers)
         return len(work.merges)

@@ -382,8 +382,7 @@ class Pipeline:
                         continue
                     await self._erase(batch, parsed, origin, key, tp.partition)
                 elif isinstance(parsed, Identify):
-                    horizon = self.eraser.horizon(parsed.customer_id)
-                    if horizon is not None and to_us(parsed.occurred_at) <= horizon:
+                    if self.eraser.erases(parsed.customer_id, parsed.occurred_at):
                         batch.tally.event(origin, "erased")
                         continue
                     self.merger.identify(batch.identity, _Host(self, batch), parsed, tp.partition)
@@ -394,11 +393,13 @@ class Pipeline:
                         bytes(record.key).decode("utf-8") if rekeyed and record.key else parsed.customer_id
                     )
                     to = self.merger.pointer(batch.identity, person, tp.partition)
-                    if to is not None and person == parsed.customer_id:
-                        horizon = self.eraser.horizon(person)
-                        if horizon is not None and to_us(parsed.occurred_at) <= horizon:
-                            batch.tally.event(origin, "erased")  # the id's own erasure
-                            continue
+                    if (
+                        to is not None
+                        and person == parsed.customer_id
+                        and self.eraser.erases(person, parsed.occurred_at)
+                    ):
+                        batch.tally.event(origin, "erased")  # the id's own erasure
+                        continue
                     if to is not None:
                         # The id stopped being canonical: its person is elsewhere now.
                         _Host(self, batch).followed(person)
