@@ -84,11 +84,19 @@ async def _check_identity_stream(env: Any, workers: list[Any], fx: Any) -> None:
         assert latest[cid] is not None and round(latest[cid]["ppp"], 2) == round(state["ppp"], 2), cid
     for alias in aliases:
         assert latest.get(alias) is None, alias
-    counted = 0.0
-    for worker in workers:
-        status, text = await asyncio.to_thread(worker.get, "/metrics")
-        counted += metric_sum(metric_values(text), "journey_merges_total")
-    assert counted == len(merges) > 0
+    # The counter and the topic, read again until they agree: a merge whose `merges` message
+    # went out after the topic was read above is counted too.
+    deadline = time.monotonic() + 30
+    while True:
+        counted = 0.0
+        for worker in workers:
+            status, text = await asyncio.to_thread(worker.get, "/metrics")
+            counted += metric_sum(metric_values(text), "journey_merges_total")
+        sent = [r for r in await env.read_topic(env.names.merges) if r.value]
+        if counted == len(sent) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert counted == len(sent) > 0
 
 
 @ON_BOTH_BROKERS
