@@ -118,14 +118,20 @@ def _size(key: bytes, values: list[bytes]) -> int:
     return sum(estimate(key, value) for value in values)
 
 
-def _after(deliveries: list[Awaitable[Any]], previous: asyncio.Future[None] | None) -> asyncio.Future[None]:
+def _after(
+    deliveries: list[Awaitable[Any]], previous: asyncio.Future[None] | None, tables: Outbox | None = None
+) -> asyncio.Future[None]:
     """Done when `deliveries` are acknowledged and the previous batch's completion is done:
-    a handler's batches complete in the order they came (see `BatchHandler`)."""
+    a handler's batches complete in the order they came (see `BatchHandler`). Then
+    `tables` (changelog records held back, see `Pipeline._tables_last`) are sent and
+    acknowledged too."""
 
     async def complete() -> None:
         await delivered(deliveries)
         if previous is not None:
             await previous
+        if tables is not None:
+            await delivered(await tables.send())
 
     return asyncio.ensure_future(complete())
 
@@ -276,6 +282,10 @@ class Pipeline:
         # Whether the last batch's updates left with their states (see `_one_leader`).
         self._joint_before = False
         self._joins_completing: asyncio.Future[None] | None = None
+        # Whether the last batch of joins (of impact changes) sent its table records with
+        # its outputs, rather than after them (see `_tables_last`).
+        self._joins_joint_before = True
+        self._changes_joint_before = True
         # What a chunk of joins may put on one partition: a record batch, less its header.
         self._batch_bytes = int(app.conf.producer_max_batch_size) - 128
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
@@ -583,9 +593,29 @@ class Pipeline:
         updates or neither, and the updates need not wait for the states' acknowledgement
         (which cost about 50 ms of latency at p50, docs/benchmarks.md). On a cluster whose
         leaders differ, a batch's updates wait for its states' acknowledgement."""
+        return await self._led_by_one(
+            outbox, self.customers.changelog_topic.get_topic_name(), self.config.names.ppp_updates
+        )
+
+    async def _tables_last(self, outbox: Outbox, changelog: str, *outputs: str) -> Outbox | None:
+        """Where a table's changelog records go relative to what they caused (`outputs`).
+
+        Where one broker leads every partition of them all, a record and its outputs leave
+        in one produce request (None: add the records to the chunk). Else they would be
+        several requests, and a worker killed between them kept a join's record but lost
+        its links (6 referral keys missing after a broker and a worker were SIGKILLed
+        together on the three-node cluster): the records wait in the Outbox returned, sent
+        once the outputs are acknowledged (`_after`). A crash between the two then sends
+        the outputs again on redelivery, and loses none (README, "Tested on Apache Kafka")."""
+        if await self._led_by_one(outbox, changelog, *outputs):
+            return None
+        return self._outbox()
+
+    async def _led_by_one(self, outbox: Outbox, *topics: str) -> bool:
+        """Whether one broker leads every partition of `topics`."""
         cluster = outbox.producer.client.cluster
         leaders = set()
-        for topic in (self.customers.changelog_topic.get_topic_name(), self.config.names.ppp_updates):
+        for topic in topics:
             for partition in range(await outbox.partition_count(topic)):
                 leaders.add(cluster.leader_for_partition(TopicPartition(topic, partition)))
         return len(leaders) == 1 and None not in leaders and -1 not in leaders
@@ -728,9 +758,11 @@ class Pipeline:
         worker delivers both or neither: sent apart, a crash lost a link or (awaited the
         other way round) repeated one. The joins of a batch go out in chunks, each one
         request (`send_together`): a chunk takes joins while every partition's records
-        stay within one record batch. Across several brokers a chunk is several requests;
-        only Kafka transactions close that (README). One join whose own records overflow a
-        batch (a share with hundreds of waiting touchpoints) leaves in several requests.
+        stay within one record batch. Across several brokers a chunk would be several
+        requests: there the links go first and the joins' records once they are
+        acknowledged (`_tables_last`), so a crash repeats a link rather than lose it. One
+        join whose own records overflow a batch (a share with hundreds of waiting
+        touchpoints) leaves in several requests.
         """
         names = self.config.names
         changelog = self.shares.changelog_topic.get_topic_name()
@@ -739,7 +771,11 @@ class Pipeline:
         # Metadata known before queuing: no pause in the middle of a chunk.
         link_partitions = await chunk.partition_count(names.referral_links)
         referred_partitions = await chunk.partition_count(names.referred)
-        await chunk.partition_count(changelog)
+        tables = await self._tables_last(chunk, changelog, names.referral_links, names.referred)
+        if tables is None and self._joins_completing is not None and not self._joins_joint_before:
+            # The last batch's records were held back: this batch's must not overtake them.
+            await self._joins_completing
+        self._joins_joint_before = tables is None
         deliveries: list[Awaitable[Any]] = []
         links = self_referrals = 0
         for tp, records in batches.items():
@@ -761,10 +797,14 @@ class Pipeline:
                     result = apply_sighting(join, sighting)
                 if join.is_empty():
                     self.shares.data.pop(share_id, None)
-                    out.insert(0, (changelog, tp.partition, key, None))
+                    stored = None
                 else:
                     self.shares.data[share_id] = join
-                    out.insert(0, (changelog, tp.partition, key, encode_join(join)))
+                    stored = encode_join(join)
+                if tables is None:
+                    out.insert(0, (changelog, tp.partition, key, stored))
+                else:
+                    tables.add(changelog, key, stored, tp.partition)
                 for link in result.links:
                     referrer = link["referrer_id"].encode("utf-8")
                     partition = default_partition(referrer, link_partitions)
@@ -786,7 +826,7 @@ class Pipeline:
         self.metrics.referral_links.inc(links)
         if self_referrals:
             self.metrics.self_referrals.inc(self_referrals)
-        completing = self._joins_completing = _after(deliveries, self._joins_completing)
+        completing = self._joins_completing = _after(deliveries, self._joins_completing, tables)
         return completing
 
     async def _sum_changes(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
@@ -802,7 +842,10 @@ class Pipeline:
         changelog = self.impact.changelog_topic.get_topic_name()
         chunk = self._outbox()
         impact_partitions = await chunk.partition_count(names.impact)
-        await chunk.partition_count(changelog)
+        tables = await self._tables_last(chunk, changelog, names.impact)
+        if tables is None and self._changes_completing is not None and not self._changes_joint_before:
+            await self._changes_completing  # as in `_join_shares`
+        self._changes_joint_before = tables is None
         currents: dict[int, faust.EventT[Any]] = {}
         changed: dict[str, tuple[int, ImpactEntry]] = {}
         for tp, records in batches.items():
@@ -825,15 +868,15 @@ class Pipeline:
             message = orjson.dumps(entry_message(entry_key, sums, entry.version)) if sums[0] else None
             impact_partition = default_partition(key, impact_partitions)
             if not (
-                chunk.has_room(changelog, partition, key, record, limit)
+                (tables is not None or chunk.has_room(changelog, partition, key, record, limit))
                 and chunk.has_room(names.impact, impact_partition, key, message, limit)
             ):
                 deliveries += await send_together(chunk)
             make_current(currents[partition])
-            chunk.add(changelog, key, record, partition)
+            (chunk if tables is None else tables).add(changelog, key, record, partition)
             chunk.add(names.impact, key, message, impact_partition)
         deliveries += await send_together(chunk)
         if changed:
             self.metrics.impact_updates.inc(len(changed))
-        completing = self._changes_completing = _after(deliveries, self._changes_completing)
+        completing = self._changes_completing = _after(deliveries, self._changes_completing, tables)
         return completing

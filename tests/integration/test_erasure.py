@@ -217,10 +217,13 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
         (l["share_id"], l["referrer_id"], l["referred_id"]) for m in log for l in m["links_retracted"]
     )
     # Links sent and not retracted: exactly those the surviving events make, each once.
-    made = await read_links(env, len(expected["links"]))
-    sent = Counter(
-        (m["share_id"], m["referrer_id"], m["referred_id"]) for m in map(json.loads, (r.value for r in made))
-    )
+    made = [r.value for r in await read_links(env, len(expected["links"]))]
+    if cluster is not None:
+        # Across brokers a crash may send a link again, byte for byte (its join's record
+        # goes once the link is acknowledged: README, "Tested on Apache Kafka"); a link
+        # retracted and made again comes from another touchpoint, so it differs.
+        made = list(dict.fromkeys(made))
+    sent = Counter((m["share_id"], m["referrer_id"], m["referred_id"]) for m in map(json.loads, made))
     sent.subtract(retracted)
     assert all(count >= 0 for count in sent.values()), "a link retracted that was never sent"
     assert set(+sent) == expected["links"] and all(count == 1 for count in (+sent).values())
