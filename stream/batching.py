@@ -120,7 +120,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         return self._seeks_begun != seeks
 
     async def _fetch_again(self, tps: set[TP]) -> None:
-        """Read `tps` again from where the last seek put them, once it has ended."""
+        """Read `tps` again from where the last seek put them (or from the last record
+        read, which the tables' dedupe takes again harmlessly), once any seek has ended."""
         await self._no_seek().wait()
         self.log.info("Reading %d partitions again from where a seek put them", len(tps))
         assigned = self.assignment()
@@ -158,15 +159,24 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 batches: dict[BatchHandler, dict[TP, tuple[int, list[Any]]]] = {}
                 again: set[TP] = set()
                 for tp, batch in records.items():
-                    if not self._flowing(generation):
-                        break
-                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                    handler = handlers.get(tp.topic)
+                    if not self._flowing(generation) or (
+                        active is not None and tp not in active and tp not in self._buffered_partitions
+                    ):
+                        # Fetched but not to be handled now: the position has moved past
+                        # them. Faust drops these and counts on the seek to the committed
+                        # offset after a rebalance, which does not move a partition that
+                        # has nothing committed yet (aiokafka's `seek_to_committed`): a
+                        # takeover of a killed worker's partitions lost every event of them
+                        # (recovery paused the partitions while their first fetch ran). So
+                        # they are read again (changelogs: Faust's recovery seeks those).
+                        if handler is not None:
+                            again.add(tp)
                         continue
                     if acks_enabled(tp.topic) and self._resynced_since(seeks):
                         again.add(tp)  # changelogs are not seeked back: theirs are kept
                         continue
                     monitor.track_tp_end_offset(tp, self.highwater(tp))
-                    handler = handlers.get(tp.topic)
                     if handler is None:
                         if not await self._deliver_each(tp, batch, generation, seeks):
                             again.add(tp)
@@ -177,10 +187,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     if fresh:
                         batches.setdefault(handler, {})[tp] = (self._first_unread(tp, read, fresh), fresh)
                 for handler, by_tp in batches.items():
-                    if not self._flowing(generation):
-                        break
-                    if self._resynced_since(seeks):
-                        again.update(by_tp)
+                    if not self._flowing(generation) or self._resynced_since(seeks):
+                        again.update(by_tp)  # as above
                         continue
                     await self._maybe_commit_every()
                     now = time.monotonic()
