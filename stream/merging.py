@@ -143,6 +143,14 @@ class Merger:
     def _send(self, work: IdentityWork, to: str, message: dict[str, Any]) -> None:
         work.messages.append((to.encode("utf-8"), orjson.dumps(message)))
 
+    def forward_answer(self, work: IdentityWork, to: str, answer: dict[str, Any]) -> None:
+        """A join's answer reached an id whose person went on to `to`, taking the pending
+        merge the answer is for. It follows on the re-keying topic, behind the message
+        that carried the merge: sent on `referred` it could come first, find no such merge
+        and be dropped as a repeat, and the merge never finished (its `merges` message,
+        and the links it retracted, never went out: seen after a takeover)."""
+        self._send(work, to, {**answer, "customer_id": to})
+
     def identify(self, work: IdentityWork, host: StateHost, event: Identify, partition: int) -> None:
         """An identify event on its customer_id's partition: the person of that id takes it."""
         identify = [to_us(event.occurred_at), event.event_id, event.customer_id, event.anonymous_id]
@@ -168,6 +176,9 @@ class Merger:
                 self._leave(here, message["to"], [here.id], message["cause"])
         elif kind == "absorb":
             self._absorb(here, message)
+        elif kind == "renamed":
+            # Forwarded (`forward_answer`), maybe along several pointers: for this id now.
+            self.answer(work, {**message, "customer_id": customer_id}, partition)
 
     def _link(self, here: _Here, identify: list[Any]) -> None:
         record = here.record

@@ -696,8 +696,8 @@ class Pipeline:
         referred = self.config.names.referred
         if kind == "renamed":
             to = self.merger.answer(batch.identity, message, partition)
-            if to is not None:  # the person went on
-                batch.out.add(referred, to.encode("utf-8"), orjson.dumps({**message, "customer_id": to}))
+            if to is not None:  # the person went on: see `Merger.forward_answer`
+                self.merger.forward_answer(batch.identity, to, message)
             return
         customer_id = message["referred_id"]
         to = self.merger.pointer(batch.identity, customer_id, partition)
