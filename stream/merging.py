@@ -66,6 +66,8 @@ class StateHost(Protocol):
 
     def followed(self, customer_id: str) -> None: ...
 
+    def settled(self, customer_id: str) -> None: ...
+
 
 @dataclass(slots=True)
 class IdentityWork:
@@ -228,7 +230,8 @@ class Merger:
         record, host = here.record, here.host
         source = message["from"]
         if source in record.ids and source != here.id:
-            return  # absorbed before (a redelivery)
+            here.host.settled(here.id)  # absorbed before (a redelivery)
+            return
         record.take(decode_id_record(base64.b64decode(message["record"])))
         record.ids.add(here.id)
         here.keep()

@@ -214,6 +214,19 @@ class _Host:
         self.batch.out.add(topic, customer_id.encode("utf-8"), None)
         self.pipeline._live.add(customer_id)  # noqa: SLF001  # the pipeline's own set
 
+    def settled(self, customer_id: str) -> None:
+        """A merge was delivered again: the first time since this process took the person
+        over, its current update goes out again, as `Pipeline._score` does for an event. A
+        crash can deliver the merged state but lose its update (which leaves after the
+        state's acknowledgement once a tombstone is in the batch), and the redelivered
+        merge changes nothing: seen as a person's last update older than its state."""
+        pipeline = self.pipeline
+        if customer_id not in pipeline._live:  # noqa: SLF001
+            state = self.state(customer_id)
+            if state.version > 0:
+                self.publish(state)
+            pipeline._live.add(customer_id)  # noqa: SLF001
+
     def followed(self, customer_id: str) -> None:
         """A pointer was followed: the first time since this process took the id over, its
         tombstone goes out again, as `Pipeline._score` re-sends a current update. A crash
