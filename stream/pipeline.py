@@ -220,18 +220,16 @@ class _Host:
         crash can deliver the merged state but lose its update (which leaves after the
         state's acknowledgement once a tombstone is in the batch), and the redelivered
         merge changes nothing: seen as a person's last update older than its state."""
-        pipeline = self.pipeline
-        if customer_id not in pipeline._live:  # noqa: SLF001
+        if self.pipeline.first_since_takeover(customer_id):
             state = self.state(customer_id)
             if state.version > 0:
                 self.publish(state)
-            pipeline._live.add(customer_id)  # noqa: SLF001
 
     def followed(self, customer_id: str) -> None:
         """A pointer was followed: the first time since this process took the id over, its
         tombstone goes out again, as `Pipeline._score` re-sends a current update. A crash
         can deliver the pointer's record but lose the tombstone, which goes out after it."""
-        if customer_id not in self.pipeline._live:  # noqa: SLF001
+        if self.pipeline.first_since_takeover(customer_id):
             self.tombstone(customer_id)
 
 
@@ -313,6 +311,15 @@ class Pipeline:
         app.topics.add(self.impact_changes)
         app.batch_handlers[names.impact_changes] = self._sum_changes
         self._changes_completing: asyncio.Future[None] | None = None
+
+    def first_since_takeover(self, customer_id: str) -> bool:
+        """Whether this process handles `customer_id` for the first time since it took its
+        partition over (and from now on it has): then what a crash may have lost of the
+        customer's last output (an update, a tombstone) is sent again."""
+        if customer_id in self._live:
+            return False
+        self._live.add(customer_id)
+        return True
 
     async def _forget_live(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # After a rebalance, any customer may have been handled elsewhere in between.
@@ -679,13 +686,11 @@ class Pipeline:
         else:
             tally.event(origin, "processed")
             batch.changed[partition].add(customer_id)
-        if update is None and customer_id not in self._live:
-            # The first event of a customer since this process took it over: the state may
-            # come from a changelog record whose update a crash lost (queued together, only
-            # one delivered). Send the current update again, same version, so that the
-            # latest version is always out; a consumer that has it drops it.
+        if self.first_since_takeover(customer_id) and update is None:
+            # The state may come from a changelog record whose update a crash lost (queued
+            # together, only one delivered). Send the current update again, same version,
+            # so that the latest version is always out; a consumer that has it drops it.
             update = ppp_update(state)
-        self._live.add(customer_id)
         names = self.config.names
         if update is not None:
             batch.update(names.ppp_updates, customer_id, key, orjson.dumps(update))
