@@ -112,6 +112,10 @@ class CustomerState:
     # each of them (an event is told apart by its own customer_id and event_id).
     aliases: set[str] = field(default_factory=set)
     alias_seen: dict[str, set[str]] = field(default_factory=dict)
+    # The number of the latest message from each share's join taken into `referrals` (a
+    # link, or that there is none), kept also for a share that left: the messages of one
+    # join reach a person by several ids, in any order, and the newest must win.
+    referral_seqs: dict[str, int] = field(default_factory=dict)
 
     def seen_of(self, customer_id: str) -> set[str]:
         """The event_ids seen under one of the person's ids (created empty for a new one)."""
@@ -225,6 +229,8 @@ class _Record(msgspec.Struct, array_like=True):
     # Added within format 4 for identity: a record written without them is a person of one id.
     aliases: set[str] = msgspec.field(default_factory=set)
     alias_seen: dict[str, set[str]] = msgspec.field(default_factory=dict)
+    # Added within format 4: a record written without it took no numbered join message yet.
+    referral_seqs: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -275,6 +281,7 @@ def encode_state(state: CustomerState) -> bytes:
             state.last_good_us,
             state.aliases,
             state.alias_seen,
+            state.referral_seqs,
         )
     )
 
@@ -326,6 +333,7 @@ def _decode_record(raw: bytes) -> CustomerState:
         record.last_good_us,
         record.aliases,
         record.alias_seen,
+        record.referral_seqs,
     )
 
 

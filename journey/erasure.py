@@ -122,6 +122,7 @@ def erase_state(
     fresh.version = 1
     fresh.previous_ppp = None
     fresh.referrals = dict(state.referrals)
+    fresh.referral_seqs = dict(state.referral_seqs)
     return fresh, gone
 
 

@@ -144,6 +144,25 @@ def _published_base(into: str, states: Sequence[CustomerState]) -> CustomerState
     return None
 
 
+def _merge_referrals(merged: CustomerState, states: Iterable[CustomerState]) -> None:
+    """Of each share, what the part that took the newest message of its join says
+    (`journey.referrals.take_referral`); of equal numbers (0: links sent before numbering),
+    a link before none, then the greatest, so that the order of the parts does not matter."""
+    best: dict[str, tuple[int, bool, tuple[str, ...]]] = {}
+    for state in states:
+        for share_id in state.referrals.keys() | state.referral_seqs.keys():
+            referral = state.referrals.get(share_id)
+            candidate = (state.referral_seqs.get(share_id, 0), referral is not None, referral or ())
+            known = best.get(share_id)
+            if known is None or candidate > known:
+                best[share_id] = candidate
+    for share_id, (seq, _, taken) in best.items():
+        if seq:
+            merged.referral_seqs[share_id] = seq
+        if taken:
+            merged.referrals[share_id] = (taken[0], taken[1])
+
+
 def merge_states(
     into: str,
     states: Sequence[CustomerState],
@@ -163,9 +182,7 @@ def merge_states(
     parts = [state for state in states if state.version]
     merged = CustomerState(into)
     # A state of version 0 holds referral links whose customer's events are yet to come.
-    for state in states:
-        for share_id, referral in state.referrals.items():
-            merged.referrals.setdefault(share_id, referral)
+    _merge_referrals(merged, states)
     if not parts:
         return merged, False
     for state in parts:

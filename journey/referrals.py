@@ -29,6 +29,7 @@ __all__ = [
     "join_all",
     "rename",
     "sighting_for",
+    "take_referral",
 ]
 
 
@@ -78,6 +79,14 @@ class ShareJoin:
     # the join heard of its merge is taken as the person's, and of two renames arriving in
     # either order the newer wins (a person's record only grows).
     renamed: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # The number of the latest message sent to a referred person (`numbered`): a person
+    # keeps the newest it took of each share (`take_referral`).
+    sent: int = 0
+
+    def numbered(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message to a referred person (a link, or an unlink), numbered after the last."""
+        self.sent += 1
+        return {**message, "seq": self.sent}
 
     def is_empty(self) -> bool:
         return (
@@ -86,6 +95,7 @@ class ShareJoin:
             and not self.linked
             and not self.forgotten
             and not self.renamed
+            and not self.sent  # its numbers go on (`numbered`)
         )
 
     def person(self, customer_id: str) -> str:
@@ -274,6 +284,35 @@ def apply_link(state: CustomerState, link: dict[str, Any]) -> bool:
     return True
 
 
+def take_referral(state: CustomerState, message: dict[str, Any], referral: tuple[str, str] | None) -> bool:
+    """A share join's numbered message to its referred person (in place): the share now
+    gives the person `referral` (referrer_id, share_channel), or none. Messages of one join
+    reach a person under several ids as its ids merge, by several routes, so they may come
+    in any order: the one numbered highest wins, and one not newer changes nothing. A
+    message without a number (sent before numbering) is a link that a repeat leaves alone,
+    or an unlink. Returns whether the state must be stored."""
+    share_id = message["share_id"]
+    seq = message.get("seq")
+    if seq is None:
+        if referral is not None and share_id in state.referrals:
+            return False
+        stored = False
+    elif seq <= state.referral_seqs.get(share_id, 0):
+        return False
+    else:
+        state.referral_seqs[share_id] = seq
+        stored = True
+    if referral is None:
+        if state.referrals.pop(share_id, None) is None:
+            return stored
+    elif state.referrals.get(share_id) == referral:
+        return stored
+    else:
+        state.referrals[share_id] = referral
+    state.entry_keys = None
+    return True
+
+
 def join_all(sightings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The links a list of sightings makes, joined in list order (`journey replay`)."""
     joins: dict[str, ShareJoin] = {}
@@ -297,6 +336,7 @@ def encode_join(join: ShareJoin) -> bytes:
             "x": sorted(join.self_referrals),
             "f": join.forgotten,
             "r": join.renamed,
+            "q": join.sent,
         }
     )
 
@@ -316,4 +356,5 @@ def decode_join(raw: bytes) -> ShareJoin:
         self_referrals=set(data["x"]),
         forgotten=data.get("f", {}),
         renamed={customer_id: (new, version) for customer_id, (new, version) in data.get("r", {}).items()},
+        sent=data.get("q", 0),
     )

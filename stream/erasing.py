@@ -191,7 +191,9 @@ class Eraser:
         referred = self.names.referred
         for link in forgotten.retracted:
             key = link["referred_id"].encode("utf-8")
-            unlink = {"kind": "unlink", "share_id": link["share_id"], "referred_id": link["referred_id"]}
+            unlink = join.numbered(
+                {"kind": "unlink", "share_id": link["share_id"], "referred_id": link["referred_id"]}
+            )
             out.append((referred, default_partition(key, referred_partitions), key, orjson.dumps(unlink)))
         answer = {
             "kind": "forgotten",

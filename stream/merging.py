@@ -207,7 +207,7 @@ class Merger:
         """This id's person (record and state) goes to `to`; this id keeps a pointer."""
         host = here.host
         state = host.state(here.id) if state is None else state
-        held = state.version > 0 or bool(state.referrals)
+        held = state.version > 0 or bool(state.referrals) or bool(state.referral_seqs)
         self._send(
             here.work,
             to,
@@ -309,9 +309,11 @@ class Merger:
             out.append((referred, default_partition(key, referred_partitions), key, orjson.dumps(body)))
 
         for link in renamed.retracted:
-            # To the referred person as the join knows it now, before any link made again.
+            # To the referred person as the join knows it now, unless the join still links
+            # it (a link made again, or one under the id it goes by): numbered, the newest wins.
             to = join.person(link["referred_id"])
-            send(to, {"kind": "unlink", "share_id": link["share_id"], "referred_id": to})
+            if to not in join.linked:
+                send(to, join.numbered({"kind": "unlink", "share_id": link["share_id"], "referred_id": to}))
         answer = {
             "kind": "renamed",
             "merge": message["merge"],

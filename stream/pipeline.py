@@ -49,10 +49,10 @@ from journey.impact import (
 )
 from journey.referrals import (
     ShareJoin,
-    apply_link,
     apply_sighting,
     encode_join,
     sighting_for,
+    take_referral,
 )
 from journey.scoring import ScoringRules, apply_event, ppp_update
 from journey.settings import Settings
@@ -559,7 +559,7 @@ class Pipeline:
                 make_current(current)
             assert current is not None
             state = batch.states[customer_id]
-            gone = state.version == 0 and not state.referrals
+            gone = state.version == 0 and not state.referrals and not state.referral_seqs
             encoded = None if gone else encode_state(state)
             key = customer_id.encode("utf-8")
             updates = batch.updates.pop(customer_id, ())
@@ -725,23 +725,25 @@ class Pipeline:
             batch.out.add(referred, to.encode("utf-8"), orjson.dumps({**message, "referred_id": to}))
             return
         state = self._state(batch, customer_id)
-        if kind == "unlink":
-            if state.referrals.pop(message["share_id"], None) is not None:
-                state.entry_keys = None
-                batch.changed[partition].add(customer_id)
-            return
-        # A link its own touchpoint's erasure overtook: the join retracts it when the
-        # erasure reaches it, so it never counts. (Its time is read only for an erased customer.)
+        referral: tuple[str, str] | None = None
         horizon = batch.horizons.get(customer_id)
-        if horizon is not None and to_us(datetime.fromisoformat(message["discovered_at"])) <= horizon:
-            return
-        # A link forwarded from an id that stopped being canonical may come after the share
-        # join retracted it: one naming the person itself as referrer is a self-referral now.
-        if message["referrer_id"] == customer_id or message["referrer_id"] in state.aliases:
-            return
-        # A link delivered again changes nothing; its referrer and share channel become the
-        # customer's impact keys.
-        if apply_link(state, message):
+        if kind == "unlink":
+            if horizon is not None and state.version == 0 and message["share_id"] not in state.referrals:
+                return  # an erased customer's own link, taken back: nothing to keep of it
+        else:
+            # A link its own touchpoint's erasure overtook: the join retracts it when the
+            # erasure reaches it, so it never counts. (Its time is read only for an erased customer.)
+            if horizon is not None and to_us(datetime.fromisoformat(message["discovered_at"])) <= horizon:
+                return
+            # A link forwarded from an id that stopped being canonical may come after the share
+            # join retracted it: one naming the person itself as referrer is a self-referral
+            # now, which is no referral. Else its referrer and share channel become the
+            # customer's impact keys.
+            referrer = message["referrer_id"]
+            if referrer != customer_id and referrer not in state.aliases:
+                referral = (referrer, message["share_channel"])
+        # A message delivered again, or older than one taken, changes nothing.
+        if take_referral(state, message, referral):
             batch.changed[partition].add(customer_id)
 
     async def _erase(
@@ -813,6 +815,22 @@ class Pipeline:
                     result = self.merger.rename_in_join(join, sighting, referred_partitions, out)
                 else:
                     result = apply_sighting(join, sighting)
+                for link in result.links:
+                    referrer = link["referrer_id"].encode("utf-8")
+                    partition = default_partition(referrer, link_partitions)
+                    out.append((names.referral_links, partition, referrer, orjson.dumps(link)))
+                    # And to the referred customer's partition, in the same request: its keys,
+                    # numbered (`take_referral`) before the join is stored with its count.
+                    referred = link["referred_id"].encode("utf-8")
+                    to_referred = orjson.dumps(join.numbered(link))
+                    out.append(
+                        (
+                            names.referred,
+                            default_partition(referred, referred_partitions),
+                            referred,
+                            to_referred,
+                        )
+                    )
                 if join.is_empty():
                     self.shares.data.pop(share_id, None)
                     stored = None
@@ -823,16 +841,6 @@ class Pipeline:
                     out.insert(0, (changelog, tp.partition, key, stored))
                 else:
                     tables.add(changelog, key, stored, tp.partition)
-                for link in result.links:
-                    referrer = link["referrer_id"].encode("utf-8")
-                    partition = default_partition(referrer, link_partitions)
-                    value = orjson.dumps(link)
-                    out.append((names.referral_links, partition, referrer, value))
-                    # And to the referred customer's partition, in the same request: its keys.
-                    referred = link["referred_id"].encode("utf-8")
-                    out.append(
-                        (names.referred, default_partition(referred, referred_partitions), referred, value)
-                    )
                 if not chunk.fits(out, limit):
                     deliveries += await send_together(chunk)
                     make_current(current)  # others ran meanwhile

@@ -149,7 +149,7 @@ def test_a_changelog_written_in_the_third_format_is_still_read(data: st.DataObje
 def test_a_record_of_format_4_written_before_joins_were_kept_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
     fields = msgspec.msgpack.decode(encode_state(state))
-    older = msgspec.msgpack.encode(fields[:-6])  # without `joined`, the second moment's and identity's
+    older = msgspec.msgpack.encode(fields[:-7])  # without `joined`, the second moment's and identity's
     assert decode_state(older) == without_second_moment(replace(state, joined=set()))
 
 
@@ -158,7 +158,7 @@ def test_a_record_of_format_4_written_before_joins_were_kept_is_still_read(data:
 def test_a_record_of_format_4_written_before_the_second_moment_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
     fields = msgspec.msgpack.decode(encode_state(state))
-    older = msgspec.msgpack.encode(fields[:-5])  # without smot_failures, the two times and identity's
+    older = msgspec.msgpack.encode(fields[:-6])  # without smot_failures, the two times and identity's
     assert decode_state(older) == without_second_moment(state)
 
 
@@ -173,7 +173,17 @@ def test_the_second_moment_survives_the_encoding() -> None:
 def test_a_record_of_format_4_written_before_identity_is_still_read(data: st.DataObject) -> None:
     state = folded(data)
     fields = msgspec.msgpack.decode(encode_state(state))
-    assert decode_state(msgspec.msgpack.encode(fields[:-2])) == state  # a person of one id
+    assert decode_state(msgspec.msgpack.encode(fields[:-3])) == state  # a person of one id
+
+
+@PROFILE
+@given(st.data())
+def test_a_record_of_format_4_written_before_join_messages_were_numbered_is_still_read(
+    data: st.DataObject,
+) -> None:
+    state = folded(data)
+    fields = msgspec.msgpack.decode(encode_state(state))
+    assert decode_state(msgspec.msgpack.encode(fields[:-1])) == state  # no numbered message taken
 
 
 def test_a_persons_aliases_and_their_events_survive_the_encoding() -> None:
@@ -182,7 +192,12 @@ def test_a_persons_aliases_and_their_events_survive_the_encoding() -> None:
 
 
 def test_referral_keys_survive_the_encoding() -> None:
-    state = CustomerState("c-1", campaigns={"été/2026"}, referrals={"s-1": ("c-0", "social")})
+    state = CustomerState(
+        "c-1",
+        campaigns={"été/2026"},
+        referrals={"s-1": ("c-0", "social")},
+        referral_seqs={"s-1": 3, "s-2": 5},
+    )
     assert decode_state(encode_state(state)) == state
 
 

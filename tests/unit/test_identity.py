@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from journey.customer import CustomerState
 from journey.event_files import read_erasure_file, read_event_file
 from journey.identity import Persons, merge_states, person_horizons
-from journey.referrals import ShareJoin, apply_sighting, join_all, rename
+from journey.referrals import ShareJoin, apply_sighting, join_all, rename, take_referral
 from journey.replay import people_of, replay, replay_file
 from journey.scoring import ScoringRules, apply_event
 from schemas.decode import InvalidEvent, parse_event
@@ -282,3 +282,40 @@ def test_a_person_reached_by_its_own_share_under_another_id_makes_no_link() -> N
 
 def _triple(link: dict[str, Any]) -> tuple[str, str, str]:
     return (link["share_id"], link["referrer_id"], link["referred_id"])
+
+
+_REFERRERS = ["c-56", "c-43", "c-44", None]  # None: an unlink
+
+
+@PROFILE
+@given(
+    st.lists(st.sampled_from(_REFERRERS), min_size=1, max_size=6),
+    st.data(),
+)
+def test_a_persons_referral_is_the_newest_message_of_the_join_whatever_the_route(
+    sent: list[str | None], data: st.DataObject
+) -> None:
+    """A join's numbered messages to one person (links of changing referrers, unlinks) reach
+    it under several of its ids, in any order and any number of times, and its parts merge
+    in any order: the person ends with what the last message sent says (the late-identify
+    test once ended with the referrer of the one before: a rename's messages overtaken)."""
+    join = ShareJoin("s-1")
+    messages = [
+        join.numbered({"kind": "link" if referrer else "unlink", "share_id": "s-1", "referrer_id": referrer})
+        for referrer in sent
+    ]
+    repeated = data.draw(st.lists(st.sampled_from(messages), max_size=len(messages)), label="again")
+    delivered = data.draw(st.permutations(messages + repeated), label="delivered")
+    ids = ["anon-6", "c-53", "c-54"]
+    parts = {customer_id: CustomerState(customer_id) for customer_id in ids}
+    for message in delivered:
+        to = parts[data.draw(st.sampled_from(ids), label="route")]
+        referrer = message["referrer_id"]
+        take_referral(to, message, None if referrer is None else (referrer, "social"))
+    order = data.draw(st.permutations(ids), label="merge order")
+    merged = parts[order[0]]
+    for customer_id in order[1:]:
+        merged, _ = merge_states("c-53", [merged, parts[customer_id]], RULES)
+    last = sent[-1]
+    assert merged.referred_by() == ([] if last is None else [last])
+    assert merged.referral_seqs == {"s-1": len(sent)}
