@@ -86,6 +86,21 @@ class Settings(BaseSettings):
             "supports it (Apache Kafka; the embedded broker does not), on requires it, off never."
         ),
     )
+    exactly_once: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description=(
+            "Kafka transactions: a worker's outputs, table records and input offsets commit together "
+            "(read them with isolation_level=read_committed); auto turns them on where the broker runs "
+            "them (Apache Kafka; the embedded broker does not), on requires them, off never."
+        ),
+    )
+    worker_name: str = Field(
+        default="",
+        description=(
+            "Names the worker's transactional producer; unique per running worker, the same after a "
+            "restart (a StatefulSet pod's name). Empty: host name and web port."
+        ),
+    )
     cached_customers: int = Field(
         default=10_000,
         ge=0,
@@ -178,6 +193,12 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return [part.strip() for part in self.broker_url.removeprefix("kafka://").split(",") if part.strip()]
+
+    @property
+    def transactional_id(self) -> str:
+        """The worker's transactional.id (`stream.transactions`): unique per running worker."""
+        name = self.worker_name or f"{socket.gethostname()}-{self.web_port}"
+        return f"{self.topic_prefix}{self.app_id}-{name}"
 
     @property
     def web_url(self) -> str:

@@ -19,16 +19,20 @@ __all__ = ["PRODUCER_BATCH_BYTES", "create_app"]
 PRODUCER_BATCH_BYTES = 262_144
 
 
-def create_app(settings: Settings, *, partitions: int, idempotent: bool = False) -> JourneyApp:
+def create_app(
+    settings: Settings, *, partitions: int, idempotent: bool = False, exactly_once: bool = False
+) -> JourneyApp:
     """A Faust app for one worker; `partitions` is the topics' actual partition count;
-    `idempotent`: whether its producer is (`stream.idempotence`)."""
+    `idempotent`: whether its producer is (`stream.idempotence`); `exactly_once`: whether it
+    commits in Kafka transactions (`stream.transactions`)."""
     register_codecs()
     install_end_offsets_probe()
     install_fetch_wait(settings.fetch_max_wait_ms)
     install_answer_clock()
     return JourneyApp(
         f"{settings.topic_prefix}{settings.app_id}",
-        idempotent_producer=idempotent,
+        idempotent_producer=idempotent or exactly_once,
+        transactional_id=settings.transactional_id if exactly_once else None,
         broker=settings.broker_url,
         broker_credentials=faust_credentials(settings),
         store=settings.store,
@@ -42,15 +46,18 @@ def create_app(settings: Settings, *, partitions: int, idempotent: bool = False)
         # its leader topic serves only `on_leader` timers, which journey has none of.
         topic_allow_declare=False,
         topic_disable_leader=True,
-        # Effects are made exactly-once by event_id dedupe and versioned outputs; the
-        # embedded broker cannot run Kafka transactions (BROKER-NOTES.md).
+        # Effects are made exactly-once by event_id dedupe and versioned outputs; where the
+        # broker runs transactions, journey's own consumer commits in them (Faust's
+        # exactly_once mode keeps a producer per partition and cannot send record batches).
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         # Faust's 60 s default session timeout means half a minute to join or to notice a
         # dead worker; these make both take seconds.
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
-        broker_commit_interval=1.0,
+        # In transactions a commit is what makes outputs visible to read_committed readers:
+        # every tenth of a second, as Kafka Streams does under exactly-once.
+        broker_commit_interval=0.1 if exactly_once else 1.0,
         # Bounds what one fetch hands the batch handler (stream.batching): unbounded, a
         # backlog came as 29,000 messages in one batch, two seconds without a fetch.
         broker_max_poll_records=settings.max_poll_records,

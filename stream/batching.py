@@ -23,20 +23,22 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.streams import _current_event
 from faust.transport import drivers
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
-from mode import ServiceT
+from mode import Service, ServiceT
 from mode.utils.futures import notify
 
 from stream.outbox import default_partition
+from stream.transactions import TRANSACTION_TIMEOUT_MS, RecoveryPastMarkers, Transactions
 
 __all__ = [
     "BatchHandler",
@@ -79,6 +81,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     # over (completions finish in order: see `BatchHandler`).
     _in_flight: asyncio.Future[None] | None = None
     _completing: asyncio.Future[None] | None = None
+    # The completions not done yet, of every handler (see `_commit_tps`).
+    _completions: set[asyncio.Future[None]] | None = None
     # Seeks to the committed offsets begun and ended (see `perform_seek`).
     _seeks_begun = 0
     _seeks_ended = 0
@@ -268,8 +272,21 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         async def run() -> None:
             done = await handler({tp: records for tp, (_, records) in by_tp.items()})
             self._completing = asyncio.ensure_future(complete(done))
+            # Every handler's, not only the last: a commit in transactions waits for all.
+            if self._completions is None:
+                self._completions = set()
+            self._completions.add(self._completing)
+            self._completing.add_done_callback(self._completions.discard)
 
-        self._in_flight = asyncio.ensure_future(run())
+        async def run_in_transaction(transactions: Transactions) -> None:
+            # No commit while a batch is handed out; its completion may go on after.
+            async with transactions.sending():
+                await run()
+
+        transactions = cast(JourneyApp, self.app).transactions
+        self._in_flight = asyncio.ensure_future(
+            run() if transactions is None else run_in_transaction(transactions)
+        )
         await asyncio.shield(self._in_flight)
 
     def _ack_offsets(self, tp: TP, offsets: range) -> None:
@@ -282,6 +299,69 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             self._acked[tp].extend(new)
             self._n_acked += len(new)
         notify(self._waiting_for_ack)
+
+    async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+        """Faust's commit, or in transactions (`stream.transactions`): once no batch is being
+        handed out and the last one's sends are done, the offsets every handled batch reached
+        commit with everything sent since the last commit, in one transaction (also with
+        no new offset: a re-sent update of a redelivered event is in it, and at a rebalance
+        or shutdown nothing may stay open)."""
+        transactions = cast(JourneyApp, self.app).transactions
+        if transactions is None:
+            return await super()._commit_tps(tps, start_new_transaction)
+        async with transactions.lock:
+            # Every batch's sends done (a handler's completion may send its table records
+            # after its links are acknowledged): its offsets then commit with all of them.
+            pending = [*(self._completions or ()), *([self._completing] if self._completing else [])]
+            if pending:
+                await asyncio.wait(pending)
+            for completing in pending:
+                if completing.exception() is not None:
+                    # Sends of the open transaction failed: it cannot commit, and the tables
+                    # already hold what it would have: the worker stops, and starts again
+                    # from the committed offsets and changelogs.
+                    raise cast(BaseException, completing.exception())
+            assignment = self.assignment()
+            # Recomputed: batches acked while waiting are in this transaction too.
+            committable = {
+                tp: offset
+                for tp, offset in self._filter_committable_offsets(list(self._acked)).items()
+                if tp in assignment
+            }
+            await transactions.commit(
+                {TopicPartition(tp.topic, tp.partition): offset for tp, offset in committable.items()}
+            )
+        if committable:
+            self.app.tables.on_commit(committable)
+            self._committed_offset.update(committable)
+            self.app.monitor.on_tp_commit(committable)
+        return bool(committable)
+
+    def caught_up_position(self, tp: TP) -> int | None:
+        """The consumer's position in `tp` when everything read there is committed, else None.
+
+        Past the last record read the position has only skipped transaction markers (topics
+        journey writes in transactions), which no record will ever come for: committed at
+        the last record, such a partition would show a lag of one per marker for good. For
+        the lag gauge only (`stream.lag`): the commit stays at the last record, as a record
+        fetched meanwhile and not handled yet moves the position too."""
+        read = self._read_offset.get(tp)
+        if read is None or self._committed_offset.get(tp) != read + 1:
+            return None
+        # aiokafka's positions (in Faust's consumer thread): no public view of them.
+        subscription = self._thread._ensure_consumer()._subscription.subscription  # noqa: SLF001
+        state = None if subscription is None else subscription.assignment.state_value(tp)
+        return state.position if state is not None and state.has_valid_position else None
+
+    @Service.task
+    async def _recovery_past_markers(self) -> None:
+        # A task of the consumer's: the app's timers start only once recovery has ended.
+        if cast(JourneyApp, self.app).transactions is None:
+            return
+        past = RecoveryPastMarkers()
+        while not self.should_stop:
+            await self.sleep(1.0)
+            await past.tick(cast(Any, self.app.tables).recovery, self.position)
 
     async def wait_empty(self) -> None:
         # A batch's outcome is its own business (a failed one is raised by the next
@@ -298,9 +378,16 @@ class IdempotentCapableProducer(faust_aiokafka.Producer):
     (`stream.idempotence`)."""
 
     def _settings_extra(self) -> Mapping[str, Any]:
+        extra = dict(super()._settings_extra())
         if getattr(self.app, "idempotent_producer", False):
-            return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
-        return super()._settings_extra()
+            extra.update(acks="all", enable_idempotence=True)
+        if getattr(self.app, "transactional_id", None) is not None:
+            extra.update(transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
+        return extra
+
+    def _new_producer(self, transactional_id: str | None = None) -> Any:
+        # Faust passes transactional_id on its own (None outside its exactly_once mode).
+        return super()._new_producer(transactional_id or getattr(self.app, "transactional_id", None))
 
     def key_partition(self, topic: str, key: bytes) -> TP:
         """The partition of `key` in `topic`, as Faust's router asks it to find a table key's
@@ -321,10 +408,24 @@ class _Transport(faust_aiokafka.Transport):
 class JourneyApp(faust.App):
     """A Faust app whose consumer hands batches of `batch_handlers`' topics to them."""
 
-    def __init__(self, *args: Any, idempotent_producer: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        idempotent_producer: bool = False,
+        transactional_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.batch_handlers: dict[str, BatchHandler] = {}
         self.idempotent_producer = idempotent_producer
+        self.transactional_id = transactional_id
         super().__init__(*args, **kwargs)
+        # Exactly-once (`stream.transactions`): the open transaction of the app's producer.
+        self.transactions: Transactions | None = None
+        if transactional_id is not None:
+            self.transactions = Transactions(
+                lambda: cast(Any, self.producer)._ensure_producer(),  # noqa: SLF001  # as Faust reaches it
+                self.conf.id,
+            )
 
     def _new_transport(self) -> Any:
         scheme = str(self.conf.broker_consumer[0].scheme)

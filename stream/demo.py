@@ -47,7 +47,9 @@ def add_demo(worker: Worker, settings: Settings, *, rate: float, seed: int) -> N
 
     @worker.app.task
     async def show_updates() -> None:
-        consumer = AIOKafkaConsumer(names.ppp_updates, **kafka, auto_offset_reset="latest")
+        consumer = AIOKafkaConsumer(
+            names.ppp_updates, **kafka, auto_offset_reset="latest", isolation_level="read_committed"
+        )
         await consumer.start()
         try:
             async for message in consumer:

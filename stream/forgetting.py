@@ -39,7 +39,7 @@ async def send_erasures(
     requests count; a request already logged earlier (a repeated request_id) is not
     logged again and so is not answered."""
     install_end_offsets_probe()
-    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, isolation_level="read_committed")
     await start_client(consumer)
     try:
         tps = await assign_whole(consumer, names.erasure_log)

@@ -164,6 +164,9 @@ class KafkaNode:
                 f"transaction.state.log.replication.factor={replicas}",
                 f"transaction.state.log.min.isr={in_sync}",
                 "transaction.state.log.num.partitions=8",
+                # A killed worker's open transaction is aborted within a second of its
+                # timeout (default: ten), so readers wait for it that much less.
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
                 f"share.coordinator.state.topic.replication.factor={replicas}",
                 f"share.coordinator.state.topic.min.isr={in_sync}",
                 "group.initial.rebalance.delay.ms=0",

@@ -17,7 +17,9 @@ def consumer_lags(consumer: Any, topics: set[str]) -> dict[tuple[str, int], int]
     """End offset minus committed offset for each assigned partition of `topics`.
 
     The end offset is the high watermark of the latest fetch, which is right on the embedded
-    broker, where ListOffsets answers short (BROKER-NOTES.md).
+    broker, where ListOffsets answers short (BROKER-NOTES.md). Where everything read is
+    committed, what lies between the commit and the consumer's position is transaction
+    markers (`BatchingConsumer.caught_up_position`): no lag.
     """
     lags: dict[tuple[str, int], int] = {}
     for tp in consumer.assignment():
@@ -29,7 +31,9 @@ def consumer_lags(consumer: Any, topics: set[str]) -> dict[tuple[str, int], int]
         if highwater is None:
             continue
         committed = consumer._committed_offset.get(tp) or 0  # noqa: SLF001  # Faust keeps it only here
-        lags[(tp.topic, tp.partition)] = max(0, highwater - committed)
+        caught_up = getattr(consumer, "caught_up_position", None)
+        position = caught_up(tp) if caught_up is not None else None
+        lags[(tp.topic, tp.partition)] = max(0, highwater - max(committed, position or 0))
     return lags
 
 

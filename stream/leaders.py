@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import faust
 import orjson
 
 from journey.customer import CustomerState, decode_state
 from journey.leaders import LEADERS, Leaders, ranked
 from journey.recovery import at_risk
+from stream.batching import JourneyApp
 from stream.followed import FollowedTopic
 from stream.outbox import default_partition
 
@@ -122,7 +122,7 @@ class LeaderBoard:
         return out
 
 
-def register_leaders_timer(app: faust.App, board: LeaderBoard, inputs: set[str], topic: str) -> None:
+def register_leaders_timer(app: JourneyApp, board: LeaderBoard, inputs: set[str], topic: str) -> None:
     """Publish each owned partition's top when it changed, at most once a `PUBLISH_INTERVAL`.
 
     A rebuild reads every held customer (about 10 µs each): one that must come again soon
@@ -144,7 +144,12 @@ def register_leaders_timer(app: faust.App, board: LeaderBoard, inputs: set[str],
             await board.rebuild(stale)
             next_rebuild = time.monotonic() + 20 * (time.monotonic() - now)
         for partition, value in board.take_dirty().items():
-            await app.producer.send_and_wait(topic, str(partition).encode("ascii"), value, None, None, None)
+            key = str(partition).encode("ascii")
+            if app.transactions is None:
+                await app.producer.send_and_wait(topic, key, value, None, None, None)
+                continue
+            async with app.transactions.sending():  # shows at the next commit
+                await app.producer.send(topic, key, value, None, None, None)
 
 
 class LeadersView(FollowedTopic):

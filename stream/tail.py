@@ -34,9 +34,11 @@ async def assign_whole(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPart
 async def read_topic(
     kafka: Mapping[str, Any], topic: str, *, from_beginning: bool, follow: bool
 ) -> AsyncGenerator[Any, None]:
-    """Records of every partition of `topic`; without `follow`, stop at the current end."""
+    """Records of every partition of `topic`; without `follow`, stop at the current end.
+    Committed ones only: workers on Apache Kafka write in transactions, and the records of
+    an aborted one are not journey's output (the embedded broker has none to hide)."""
     install_end_offsets_probe()  # "the current end" must be the true one on the embedded broker
-    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**{"isolation_level": "read_committed", **kafka}, enable_auto_commit=False)
     try:
         await consumer.start()
         tps = await assign_whole(consumer, topic)
@@ -64,7 +66,7 @@ async def read_partitions(
     """Records of `partition` of each of `topics`, from the beginning to the end they have
     now (no consumer group): what a worker re-reads to rebuild one customer."""
     install_end_offsets_probe()
-    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**{"isolation_level": "read_committed", **kafka}, enable_auto_commit=False)
     try:
         await consumer.start()
         tps = [TopicPartition(topic, partition) for topic in topics]

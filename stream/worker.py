@@ -23,6 +23,7 @@ from stream.leaders import LeadersView, register_leaders_timer
 from stream.metrics import JourneyMetrics
 from stream.pipeline import Pipeline
 from stream.topics import TopicNames
+from stream.transactions import choose_exactly_once, install_read_committed
 from stream.web import register_views
 
 __all__ = ["IMPACT_VIEW_WAIT_MS", "Worker", "build_worker", "run_worker"]
@@ -40,9 +41,14 @@ class Worker:
 
 
 def build_worker(
-    settings: Settings, *, partitions: int, metrics: JourneyMetrics | None = None, idempotent: bool = False
+    settings: Settings,
+    *,
+    partitions: int,
+    metrics: JourneyMetrics | None = None,
+    idempotent: bool = False,
+    exactly_once: bool = False,
 ) -> Worker:
-    app = create_app(settings, partitions=partitions, idempotent=idempotent)
+    app = create_app(settings, partitions=partitions, idempotent=idempotent, exactly_once=exactly_once)
     metrics = metrics or JourneyMetrics()
     pipeline = Pipeline(app, settings, metrics, partitions=partitions)
     names = TopicNames(settings.topic_prefix, settings.app_id)
@@ -91,7 +97,17 @@ def run_worker(
         "idempotent: a retried send is written once" if idempotent else "not idempotent",
         settings.idempotence,
     )
-    worker = build_worker(settings, partitions=partitions, idempotent=idempotent)
+    exactly_once = loop.run_until_complete(
+        choose_exactly_once(settings.exactly_once, idempotent, kafka_options(settings))
+    )
+    logging.getLogger(__name__).info(
+        "%s (JOURNEY_EXACTLY_ONCE=%s)",
+        f"exactly-once: transactions as {settings.transactional_id}" if exactly_once else "at-least-once",
+        settings.exactly_once,
+    )
+    if exactly_once:
+        install_read_committed()
+    worker = build_worker(settings, partitions=partitions, idempotent=idempotent, exactly_once=exactly_once)
     if extend is not None:
         extend(worker)
     tune_for_throughput()

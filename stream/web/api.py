@@ -203,6 +203,7 @@ def register_api(
         for tp in app.consumer.assignment() if app.consumer else ():
             assigned.setdefault(tp.topic, []).append(tp.partition)
         silence = seconds_since_a_broker_answered()
+        transactions = getattr(app, "transactions", None)
         return web.json(
             {
                 # 200 and "ok" while the worker itself is well, brokers or not: a probe that
@@ -210,6 +211,9 @@ def register_api(
                 "status": "ok",
                 "rebalancing": bool(app.rebalancing),
                 "assigned": {topic: sorted(parts) for topic, parts in sorted(assigned.items())},
+                # Kafka transactions (JOURNEY_EXACTLY_ONCE), and how many committed so far.
+                "processing": "at_least_once" if transactions is None else "exactly_once",
+                "transactions_committed": None if transactions is None else transactions.commits,
                 "broker": {
                     "reachable": silence is not None and silence < BROKER_SILENCE_LIMIT,
                     "last_answer_seconds_ago": None if silence is None else round(silence, 1),

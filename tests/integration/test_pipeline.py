@@ -137,4 +137,12 @@ async def test_conformance_events_through_one_worker(journey_env: Any, conforman
     assert metric_sum(values, "journey_processing_seconds_count") == 550 + len(conformance.bad_messages)
     assert metric_sum(values, "journey_processing_seconds_sum") > 0
     assert metric_sum(values, "journey_consumer_lag") == 0
+    # On Apache Kafka a worker commits in transactions (JOURNEY_EXACTLY_ONCE=auto); the
+    # embedded broker runs none. (What was read above was read committed: `read_topic`.)
+    status, health = worker.get("/health")
+    assert status == 200
+    if env.on_kafka:
+        assert health["processing"] == "exactly_once" and health["transactions_committed"] > 0, health
+    else:
+        assert health["processing"] == "at_least_once" and health["transactions_committed"] is None, health
     assert worker.stop() == 0
