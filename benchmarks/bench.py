@@ -494,6 +494,8 @@ async def latency(
 
     async def read() -> None:
         async for message in consumer:
+            if message.value is None:
+                continue  # a merged id's tombstone (identity traffic): no event of its own
             sent = sent_at.pop(json.loads(message.value)[pipeline.cause_field], None)
             if sent is not None:
                 now = time.perf_counter()
