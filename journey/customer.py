@@ -117,6 +117,11 @@ class CustomerState:
     # join reach a person by several ids, in any order, and the newest must win.
     referral_seqs: dict[str, int] = field(default_factory=dict)
 
+    def holds_anything(self) -> bool:
+        """Whether there is anything to keep of the customer: events folded, or referral
+        links (and the numbers of the joins' messages) waiting for its events."""
+        return self.version > 0 or bool(self.referrals) or bool(self.referral_seqs)
+
     def seen_of(self, customer_id: str) -> set[str]:
         """The event_ids seen under one of the person's ids (created empty for a new one)."""
         if customer_id == self.customer_id:

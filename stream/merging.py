@@ -207,7 +207,7 @@ class Merger:
         """This id's person (record and state) goes to `to`; this id keeps a pointer."""
         host = here.host
         state = host.state(here.id) if state is None else state
-        held = state.version > 0 or bool(state.referrals) or bool(state.referral_seqs)
+        held = state.holds_anything()
         self._send(
             here.work,
             to,

@@ -559,7 +559,7 @@ class Pipeline:
                 make_current(current)
             assert current is not None
             state = batch.states[customer_id]
-            gone = state.version == 0 and not state.referrals and not state.referral_seqs
+            gone = not state.holds_anything()
             encoded = None if gone else encode_state(state)
             key = customer_id.encode("utf-8")
             updates = batch.updates.pop(customer_id, ())
