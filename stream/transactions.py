@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import CoordinatorNotAvailableError, KafkaError
 from aiokafka.structs import TopicPartition
 
 from stream.connection import KafkaSetupError
@@ -34,6 +35,7 @@ __all__ = [
     "RecoveryPastMarkers",
     "Transactions",
     "choose_exactly_once",
+    "install_coordinator_retries",
     "install_read_committed",
 ]
 
@@ -83,7 +85,7 @@ _installed: set[str] = set()
 def install_read_committed() -> None:
     """Every AIOKafkaConsumer created from now on in this process reads committed records only
     (Faust's, whose table recovery and standbys read the changelogs too, and journey's own)."""
-    if _installed:
+    if "read_committed" in _installed:
         return
     _installed.add("read_committed")
     original = AIOKafkaConsumer.__init__
@@ -93,6 +95,31 @@ def install_read_committed() -> None:
         original(self, *topics, **kwargs)
 
     AIOKafkaConsumer.__init__ = __init__
+
+
+def install_coordinator_retries() -> None:
+    """A transactional producer survives a cut connection while it looks up a coordinator.
+
+    aiokafka 0.14's sender retries only some errors of a FindCoordinator request; any other,
+    a connection closed in the middle among them, kills the producer for good ("Unexpected
+    error during batch delivery"), and with it the worker (the cut-connection test, 1 run of 2
+    on one core). Every retriable error now reads as "coordinator not available", which the
+    sender retries after a metadata refresh, as Kafka's Java producer does. The consumer's
+    lookups treat both alike already."""
+    if "coordinator" in _installed:
+        return
+    _installed.add("coordinator")
+    original = AIOKafkaClient.coordinator_lookup
+
+    async def coordinator_lookup(self: AIOKafkaClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(self, *args, **kwargs)
+        except KafkaError as exc:
+            if not exc.retriable or isinstance(exc, CoordinatorNotAvailableError):
+                raise
+            raise CoordinatorNotAvailableError(repr(exc)) from exc
+
+    AIOKafkaClient.coordinator_lookup = coordinator_lookup
 
 
 class Transactions:

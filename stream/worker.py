@@ -23,7 +23,7 @@ from stream.leaders import LeadersView, register_leaders_timer
 from stream.metrics import JourneyMetrics
 from stream.pipeline import Pipeline
 from stream.topics import TopicNames
-from stream.transactions import choose_exactly_once, install_read_committed
+from stream.transactions import choose_exactly_once, install_coordinator_retries, install_read_committed
 from stream.web import register_views
 
 __all__ = ["IMPACT_VIEW_WAIT_MS", "Worker", "build_worker", "run_worker"]
@@ -107,6 +107,7 @@ def run_worker(
     )
     if exactly_once:
         install_read_committed()
+        install_coordinator_retries()
     worker = build_worker(settings, partitions=partitions, idempotent=idempotent, exactly_once=exactly_once)
     if extend is not None:
         extend(worker)

@@ -9,9 +9,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.client import AIOKafkaClient, CoordinationType
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.producer.sender import Sender
 
+from stream import transactions
 from stream.connection import KafkaSetupError
-from stream.transactions import RecoveryPastMarkers, choose_exactly_once
+from stream.transactions import RecoveryPastMarkers, choose_exactly_once, install_coordinator_retries
 
 # Nothing listens here: a probe would fail, so a choice made without one shows.
 _NOWHERE = {"bootstrap_servers": "127.0.0.1:9", "request_timeout_ms": 1000}
@@ -65,3 +69,48 @@ def test_recovery_waits_while_records_are_still_to_come() -> None:
     recovery.active_offsets["tp"] = 7  # a record came meanwhile
     _tick(past, recovery, 10)
     assert recovery.active_offsets["tp"] == 7
+
+
+def _find_coordinator_after_a_cut(monkeypatch: pytest.MonkeyPatch, patched: bool) -> int:
+    """aiokafka's own sender, looking up a group coordinator whose first answer is lost."""
+    lookups: list[str] = []
+
+    async def lookup(self: AIOKafkaClient, kind: Any, key: str) -> int:
+        lookups.append(key)
+        if len(lookups) == 1:
+            raise KafkaConnectionError("Connection at 127.0.0.1:9 closed")
+        return 7
+
+    async def nothing(*args: Any, **kwargs: Any) -> bool:
+        return True
+
+    monkeypatch.setattr(AIOKafkaClient, "coordinator_lookup", lookup)
+    monkeypatch.setattr(transactions, "_installed", set())
+    if patched:
+        install_coordinator_retries()
+
+    async def find() -> int:
+        client = AIOKafkaClient(bootstrap_servers="127.0.0.1:9")
+        monkeypatch.setattr(client, "force_metadata_update", nothing)
+        monkeypatch.setattr(client, "ready", nothing)
+        sender = Sender(
+            client,
+            acks=-1,
+            txn_manager=SimpleNamespace(transactional_id="journey-worker-0"),
+            message_accumulator=None,
+            retry_backoff_ms=1,
+            request_timeout_ms=1000,
+        )
+        return int(await sender._find_coordinator(CoordinationType.GROUP, "journey"))
+
+    return asyncio.run(find())
+
+
+def test_a_connection_cut_while_finding_a_coordinator_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _find_coordinator_after_a_cut(monkeypatch, patched=True) == 7
+
+
+def test_without_the_retry_aiokafka_gives_the_producer_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the retry is for: this error kills the sender routine, and the worker with it.
+    with pytest.raises(KafkaError, match="closed"):
+        _find_coordinator_after_a_cut(monkeypatch, patched=False)
