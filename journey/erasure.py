@@ -64,6 +64,10 @@ class Pending:
     events_erased: int
     awaiting: set[str]
     retracted: list[dict[str, str]] = field(default_factory=list)
+    # A person's erasure (SPEC.md, "Erasure"): the id asked for, and every id it reached.
+    # Empty for a customer of one id, whose request names the record's own key.
+    asked: str = ""
+    ids: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -83,6 +87,7 @@ def encode_record(record: ErasureRecord) -> bytes:
             "r": sorted(record.requests),
             "p": {
                 request_id: [p.requested_at, p.events_erased, sorted(p.awaiting), p.retracted]
+                + ([p.asked, p.ids] if p.ids else [])
                 for request_id, p in record.pending.items()
             },
         }
@@ -95,8 +100,8 @@ def decode_record(raw: bytes) -> ErasureRecord:
         data["h"],
         set(data["r"]),
         {
-            request_id: Pending(at, erased_count, set(awaiting), retracted)
-            for request_id, (at, erased_count, awaiting, retracted) in data["p"].items()
+            request_id: Pending(at, erased_count, set(awaiting), retracted, *person)
+            for request_id, (at, erased_count, awaiting, retracted, *person) in data["p"].items()
         },
     )
 
@@ -130,9 +135,8 @@ def log_message(request_id: str, customer_id: str, pending: Pending, done_at_us:
     """The `erasure-log` message of a request (SPEC.md, "Erasure")."""
     return {
         "request_id": request_id,
-        "customer_id": customer_id,
-        # The ids the request reached: a person of one id here (README, "Not built yet").
-        "ids": [customer_id],
+        "customer_id": pending.asked or customer_id,
+        "ids": sorted(pending.ids) if pending.ids else [customer_id],
         "requested_at": format_us(pending.requested_at),
         "done_at": format_us(done_at_us),
         "events_erased": pending.events_erased,

@@ -269,6 +269,10 @@ class IdRecord:
     # [occurred_at_us, event_id, customer_id, anonymous_id] of each identify event.
     identifies: list[list[Any]] = field(default_factory=list)
     pending: dict[str, PendingMerge] = field(default_factory=dict)
+    # The person this id was part of until its erasure (`stream.person_erasure`): its ids,
+    # the identify events erased with it, and the horizon every id took. A later request
+    # for one of the ids still reaches those that the erased identify events link to it.
+    erased: dict[str, Any] | None = None
 
     def add_identify(self, identify: list[Any]) -> bool:
         """Take one identify event; False for one taken before (same customer_id, event_id)."""
@@ -295,16 +299,17 @@ class IdRecord:
 def encode_id_record(record: IdRecord) -> bytes:
     if record.to is not None:
         return orjson.dumps({"to": record.to})
-    return orjson.dumps(
-        {
-            "ids": sorted(record.ids),
-            "identifies": record.identifies,
-            "pending": {
-                merge_id: [p.merged_ids, p.merged_at, sorted(p.awaiting), p.retracted]
-                for merge_id, p in record.pending.items()
-            },
-        }
-    )
+    held: dict[str, Any] = {
+        "ids": sorted(record.ids),
+        "identifies": record.identifies,
+        "pending": {
+            merge_id: [p.merged_ids, p.merged_at, sorted(p.awaiting), p.retracted]
+            for merge_id, p in record.pending.items()
+        },
+    }
+    if record.erased is not None:
+        held["erased"] = record.erased
+    return orjson.dumps(held)
 
 
 def decode_id_record(raw: bytes) -> IdRecord:
@@ -318,6 +323,7 @@ def decode_id_record(raw: bytes) -> IdRecord:
             merge_id: PendingMerge(merged_ids, merged_at, set(awaiting), retracted)
             for merge_id, (merged_ids, merged_at, awaiting, retracted) in data["pending"].items()
         },
+        erased=data.get("erased"),
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "decode_join",
     "encode_join",
     "forget",
+    "forget_person",
     "join_all",
     "rename",
     "sighting_for",
@@ -82,6 +83,15 @@ class ShareJoin:
     # The number of the latest message sent to a referred person (`numbered`): a person
     # keeps the newest it took of each share (`take_referral`).
     sent: int = 0
+    # The id each sighting came under, where it is not the person it is kept under (a
+    # person of several ids): touchpoints by event_id, and the share's. The erasure of a
+    # person gives each id its sightings back (`forget_person`).
+    origins: dict[str, str] = field(default_factory=dict)
+    share_origin: str | None = None
+
+    def origin(self, event_id: str) -> str:
+        """The id a kept touchpoint came under."""
+        return self.origins.get(event_id) or self.touchpoints[event_id][0]
 
     def numbered(self, message: dict[str, Any]) -> dict[str, Any]:
         """A message to a referred person (a link, or an unlink), numbered after the last."""
@@ -172,20 +182,26 @@ def _link_waiting(join: ShareJoin) -> tuple[list[dict[str, Any]], int]:
 
 
 def apply_sighting(join: ShareJoin, sighting: dict[str, Any]) -> JoinResult:
-    """Fold one sighting (from `sighting_for`) into the join of its share_id, in place."""
-    if sighting["at"] <= join.forgotten.get(sighting["customer_id"], sighting["at"] - 1):
-        return JoinResult([], 0)  # erased
+    """Fold one sighting (from `sighting_for`) into the join of its share_id, in place.
+    `customer_id` is the person the sender knew; `id`, if present, the event's own id."""
+    origin = sighting.get("id") or sighting["customer_id"]
+    for customer_id in {sighting["customer_id"], origin}:
+        if sighting["at"] <= join.forgotten.get(customer_id, sighting["at"] - 1):
+            return JoinResult([], 0)  # erased
     if join.renamed:
         sighting = {**sighting, "customer_id": join.person(sighting["customer_id"])}
     if sighting["kind"] == "share":
         if join.share is not None:
             return JoinResult([], 0)  # the first share with this id wins
         join.share = (sighting["customer_id"], sighting["channel"], sighting["at"], sighting["event_id"])
+        join.share_origin = origin if origin != sighting["customer_id"] else None
         return JoinResult(*_link_waiting(join))
     referred_id, event_id, at = sighting["customer_id"], sighting["event_id"], sighting["at"]
     if event_id in join.touchpoints:
         return JoinResult([], 0)  # the same touchpoint again
     join.touchpoints[event_id] = (referred_id, at)
+    if origin != referred_id:
+        join.origins[event_id] = origin
     if join.share is None:
         return JoinResult([], 0)
     link, selfs = _resolve(join, referred_id, event_id, at)
@@ -208,6 +224,7 @@ def forget(join: ShareJoin, customer_id: str, horizon_us: int) -> ForgetResult:
             for referred in sorted(join.linked)
         ]
         join.share = None
+        join.share_origin = None
         join.linked.clear()
         join.self_referrals.clear()
         share = None
@@ -218,6 +235,7 @@ def forget(join: ShareJoin, customer_id: str, horizon_us: int) -> ForgetResult:
     }
     for event_id in gone:
         del join.touchpoints[event_id]
+        join.origins.pop(event_id, None)
     join.self_referrals -= gone
     made = join.linked.get(customer_id)
     if share is None or made is None or (made and made not in gone):
@@ -257,6 +275,7 @@ def rename(join: ShareJoin, ids: list[str], new: str, version: int) -> ForgetRes
         ]
         join.linked.clear()
         join.self_referrals.clear()
+        join.share_origin = join.share_origin or share[0]
         join.share = (join.person(share[0]), *share[1:])
     elif share is not None:
         for referred in sorted(join.linked):
@@ -266,7 +285,70 @@ def rename(join: ShareJoin, ids: list[str], new: str, version: int) -> ForgetRes
                 )
                 del join.linked[referred]
     for event_id, (referred, at) in list(join.touchpoints.items()):
-        join.touchpoints[event_id] = (join.person(referred), at)
+        person = join.person(referred)
+        if person != referred:
+            join.origins.setdefault(event_id, referred)
+            join.touchpoints[event_id] = (person, at)
+    if join.share is None:
+        return ForgetResult(retracted, [])
+    links, _ = _link_waiting(join)
+    return ForgetResult(retracted, links)
+
+
+def forget_person(join: ShareJoin, ids: list[str], horizon_us: int) -> ForgetResult:
+    """Forget, in place, the sightings of every id of an erased person at or before
+    `horizon_us`, and give each id its later sightings back: the person's identify events
+    are erased with it, so each of its ids is a person of its own again (SPEC.md, "Erasure").
+
+    Afterwards the join is what the surviving sightings make: links whose share or
+    touchpoint is gone, or whose referrer or referred person is now another, are retracted;
+    the links the surviving sightings make are returned, to be sent once."""
+    erased = set(ids)
+    for customer_id in erased:
+        join.forgotten[customer_id] = max(horizon_us, join.forgotten.get(customer_id, horizon_us))
+        join.renamed.pop(customer_id, None)
+    before = join.share
+    linked = dict(join.linked)
+    if before is not None:
+        origin = join.share_origin or before[0]
+        if origin in erased and before[2] <= horizon_us:
+            join.share, join.share_origin = None, None
+        elif origin in erased:
+            person = join.person(origin)
+            join.share = (person, *before[1:])
+            join.share_origin = origin if origin != person else None
+    for event_id, (_, at) in list(join.touchpoints.items()):
+        origin = join.origin(event_id)
+        if origin not in erased:
+            continue
+        if at <= horizon_us:
+            del join.touchpoints[event_id]
+            join.origins.pop(event_id, None)
+        else:
+            person = join.person(origin)
+            join.touchpoints[event_id] = (person, at)
+            if person == origin:
+                join.origins.pop(event_id, None)
+    retracted: list[dict[str, str]] = []
+    if before is not None and (join.share is None or join.share[0] != before[0]):
+        retracted = [
+            {"share_id": join.share_id, "referrer_id": before[0], "referred_id": referred}
+            for referred in sorted(linked)
+        ]
+        join.linked.clear()
+    elif before is not None:
+        persons = {referred for referred, _ in join.touchpoints.values()}
+        for referred, made in sorted(linked.items()):
+            kept = join.touchpoints.get(made) if made else None
+            if (kept is not None and kept[0] == referred) or (not made and referred in persons):
+                continue
+            del join.linked[referred]
+            retracted.append({"share_id": join.share_id, "referrer_id": before[0], "referred_id": referred})
+    join.self_referrals = (
+        set()
+        if join.share is None
+        else {event_id for event_id, (referred, _) in join.touchpoints.items() if referred == join.share[0]}
+    )
     if join.share is None:
         return ForgetResult(retracted, [])
     links, _ = _link_waiting(join)
@@ -337,6 +419,8 @@ def encode_join(join: ShareJoin) -> bytes:
             "f": join.forgotten,
             "r": join.renamed,
             "q": join.sent,
+            "o": join.origins,
+            "so": join.share_origin,
         }
     )
 
@@ -357,4 +441,6 @@ def decode_join(raw: bytes) -> ShareJoin:
         forgotten=data.get("f", {}),
         renamed={customer_id: (new, version) for customer_id, (new, version) in data.get("r", {}).items()},
         sent=data.get("q", 0),
+        origins=data.get("o", {}),
+        share_origin=data.get("so"),
     )

@@ -27,7 +27,7 @@ import orjson
 
 from journey.customer import CustomerState, to_us
 from journey.erasure import ErasureRecord, Pending, decode_record, encode_record, erase_state, log_message
-from journey.referrals import JoinResult, ShareJoin, forget
+from journey.referrals import JoinResult, ShareJoin, forget, forget_person
 from journey.scoring import ScoringRules
 from schemas.decode import InvalidEvent, parse_event
 from schemas.events import ErasureRequest, Event, Identify
@@ -56,8 +56,10 @@ class ErasureWork:
         return bool(self.records)
 
 
-def _log(request_id: str, customer_id: str, pending: Pending) -> bytes:
-    return orjson.dumps(log_message(request_id, customer_id, pending, to_us(datetime.now(UTC))))
+def _log(request_id: str, customer_id: str, pending: Pending) -> tuple[bytes, bytes]:
+    """An `erasure-log` message, keyed by the id the request asked for."""
+    message = log_message(request_id, customer_id, pending, to_us(datetime.now(UTC)))
+    return message["customer_id"].encode("utf-8"), orjson.dumps(message)
 
 
 class Eraser:
@@ -90,14 +92,22 @@ class Eraser:
 
     def record(self, work: ErasureWork, customer_id: str, partition: int) -> ErasureRecord | None:
         """The customer's erasure record, as this batch has changed it."""
-        record = work.records[partition].get(customer_id)
+        changed = work.records.get(partition)  # not [partition]: that would add an empty one
+        record = changed.get(customer_id) if changed else None
         if record is None:
             held: bytes | None = self._held(customer_id)
             record = None if held is None else decode_record(held)
         return record
 
     async def erase(
-        self, work: ErasureWork, request: ErasureRequest, state: CustomerState, partition: int
+        self,
+        work: ErasureWork,
+        request: ErasureRequest,
+        state: CustomerState,
+        partition: int,
+        reached: list[str] | None = None,
+        *,
+        quiet: bool = False,
     ) -> tuple[bool, int, CustomerState | None]:
         """One request on its customer's partition: (whether it is new, the horizon, the
         state that replaces `state`, or None when nothing in it is erased).
@@ -140,15 +150,25 @@ class Eraser:
                     "request_id": request.request_id,
                 }
                 work.forgets.append((share_id.encode("utf-8"), orjson.dumps(message)))
-        if fresh:
+        if fresh and not quiet:  # a quiet request is part of one logged before
             pending = Pending(at, gone, awaiting)
-            if awaiting:
-                record.pending[request.request_id] = pending
-            else:
-                work.logs.append(
-                    (customer_id.encode("utf-8"), _log(request.request_id, customer_id, pending))
-                )
+            if reached is not None and reached != [customer_id]:
+                pending.asked, pending.ids = customer_id, reached
+            self.pend(work, customer_id, request.request_id, pending, partition)
         return fresh, horizon, replacement
+
+    def pend(
+        self, work: ErasureWork, customer_id: str, request_id: str, pending: Pending, partition: int
+    ) -> None:
+        """A request carried out on `customer_id`'s partition: logged at once, or once every
+        share join it asked has answered (`answer`)."""
+        if pending.awaiting:
+            record = self.record(work, customer_id, partition)
+            assert record is not None  # the request's own, taken before
+            record.pending[request_id] = pending
+            work.records[partition][customer_id] = record
+        else:
+            work.logs.append(_log(request_id, customer_id, pending))
 
     def answer(self, work: ErasureWork, answer: dict[str, Any], partition: int) -> None:
         """A share join has forgotten an erased customer: once every join it asked has
@@ -162,7 +182,7 @@ class Eraser:
         pending.retracted += answer["retracted"]
         if not pending.awaiting:
             del record.pending[answer["request_id"]]
-            work.logs.append((customer_id.encode("utf-8"), _log(answer["request_id"], customer_id, pending)))
+            work.logs.append(_log(answer["request_id"], customer_id, pending))
         work.records[partition][customer_id] = record
 
     async def add_to(
@@ -187,7 +207,10 @@ class Eraser:
         it waits for before it logs the erasure. Links made again are the caller's to send,
         as new ones."""
         customer_id = message["customer_id"]
-        forgotten = forget(join, customer_id, message["horizon"])
+        if "ids" in message:  # a person of several ids (`stream.person_erasure`)
+            forgotten = forget_person(join, message["ids"], message["horizon"])
+        else:
+            forgotten = forget(join, customer_id, message["horizon"])
         referred = self.names.referred
         for link in forgotten.retracted:
             key = link["referred_id"].encode("utf-8")

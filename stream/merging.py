@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import faust
 import orjson
 
-from journey.customer import CustomerState, decode_state, encode_state, to_us
+from journey.customer import CustomerState, decode_state, encode_state, format_us, to_us
 from journey.identity import (
     IdRecord,
     PendingMerge,
@@ -47,7 +47,7 @@ from stream.outbox import Outbox, default_partition
 from stream.stores import store_get, store_records
 from stream.topics import ORIGIN_HEADER, TopicNames
 
-__all__ = ["IDENTITY_ORIGIN", "IdentityWork", "Merger", "StateHost"]
+__all__ = ["IDENTITY_ORIGIN", "IdentityWork", "Merger", "StateHost", "reaching"]
 
 # The origin header of identity messages on the re-keying topic.
 IDENTITY_ORIGIN = "journey-identity"
@@ -102,6 +102,22 @@ class _Here:
         self.work.records[self.partition][self.id] = self.record
 
 
+def reaching(customer_id: str, horizon_us: int, identify_id: str) -> dict[str, Any]:
+    """An identify event that came after an erasure of one of its ids, at or before its
+    horizon: it is erased, and the erasure reaches its other id (and that id's person) up
+    to the same horizon (SPEC.md, "Erasure"). Part of a request already logged, it is
+    carried out without an `erasure-log` message of its own ("quiet")."""
+    return {
+        "kind": "erase",
+        "quiet": True,
+        "request": {
+            "request_id": f"identify:{identify_id}:{customer_id}",
+            "customer_id": customer_id,
+            "requested_at": format_us(horizon_us),
+        },
+    }
+
+
 def _now_us() -> int:
     return to_us(datetime.now(UTC))
 
@@ -142,7 +158,8 @@ class Merger:
 
     # -- messages
 
-    def _send(self, work: IdentityWork, to: str, message: dict[str, Any]) -> None:
+    def send(self, work: IdentityWork, to: str, message: dict[str, Any]) -> None:
+        """An identity message for the id `to`, on the re-keying topic."""
         work.messages.append((to.encode("utf-8"), orjson.dumps(message)))
 
     def forward_answer(self, work: IdentityWork, to: str, answer: dict[str, Any]) -> None:
@@ -151,7 +168,7 @@ class Merger:
         that carried the merge: sent on `referred` it could come first, find no such merge
         and be dropped as a repeat, and the merge never finished (its `merges` message,
         and the links it retracted, never went out: seen after a takeover)."""
-        self._send(work, to, {**answer, "customer_id": to})
+        self.send(work, to, {**answer, "customer_id": to})
 
     def identify(self, work: IdentityWork, host: StateHost, event: Identify, partition: int) -> None:
         """An identify event on its customer_id's partition: the person of that id takes it."""
@@ -167,7 +184,7 @@ class Merger:
         if record is not None and record.to is not None:
             if not (kind == "absorb" and customer_id in message["ids"]):
                 host.followed(customer_id)
-                self._send(work, record.to, message)  # the person went on: follow it
+                self.send(work, record.to, message)  # the person went on: follow it
                 return
             record = None  # the person moves back to this id (an earlier identify names it)
         here = _Here(work, host, customer_id, record or IdRecord(ids={customer_id}), partition)
@@ -177,7 +194,8 @@ class Merger:
             if message["to"] not in here.record.ids:  # else one person already (a redelivery)
                 self._leave(here, message["to"], [here.id], message["cause"])
         elif kind == "absorb":
-            self._absorb(here, message)
+            if not self._erased_cause(here, message):
+                self._absorb(here, message)
         elif kind == "renamed":
             # Forwarded (`forward_answer`), maybe along several pointers: for this id now.
             self.answer(work, {**message, "customer_id": customer_id}, partition)
@@ -190,7 +208,8 @@ class Merger:
         other = identify[3] if identify[3] not in record.ids else identify[2]
         if other not in record.ids:
             # The other id's person joins this one: it sends itself here.
-            self._send(here.work, other, {"kind": "pull", "to": here.id, "cause": identify[1]})
+            pull = {"kind": "pull", "to": here.id, "cause": identify[1], "at": identify[0]}
+            self.send(here.work, other, pull)
         canonical = record.canonical() or here.id
         if canonical != here.id:
             # This identify is the person's earliest: it names another of its ids.
@@ -201,6 +220,20 @@ class Merger:
             state.aliases = record.ids - {here.id}
             here.host.replace(state, here.partition)
 
+    def _erased_cause(self, here: _Here, message: dict[str, Any]) -> bool:
+        """A person that was coming here when this id's person was erased, pulled by one of
+        the identify events erased with it: it goes back where it came from, and the erasure
+        reaches it up to the same horizon (the identify linked it within it)."""
+        erased = here.record.erased
+        source = message["from"]
+        if erased is None or source in here.record.ids:
+            return False
+        if message["cause"] not in {identify[1] for identify in erased["identifies"]}:
+            return False
+        self.send(here.work, source, {**message, "from": source, "merged_ids": []})
+        self.send(here.work, source, reaching(source, int(erased["horizon"]), message["cause"]))
+        return True
+
     def _leave(
         self, here: _Here, to: str, merged_ids: list[str], cause: str, state: CustomerState | None = None
     ) -> None:
@@ -208,7 +241,7 @@ class Merger:
         host = here.host
         state = host.state(here.id) if state is None else state
         held = state.holds_anything()
-        self._send(
+        self.send(
             here.work,
             to,
             {

@@ -26,6 +26,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
@@ -63,18 +64,15 @@ from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
 from stream.connection import kafka_options
 from stream.erasing import Eraser, ErasureWork, JoinRecords
 from stream.leaders import LeaderBoard
-from stream.merging import IDENTITY_ORIGIN, IdentityWork, Merger
+from stream.merging import IDENTITY_ORIGIN, IdentityWork, Merger, reaching
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
+from stream.person_erasure import AGAIN_REFUSED, SPLIT_REFUSED, PersonEraser, reach, request_message
 from stream.stores import store_get
 from stream.topics import ORIGIN_HEADER, TopicNames, origin_of
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
 
-_PERSON_ERASURE = (
-    'customer_id: the id belongs to a person of several ids (SPEC.md, "Identity"), whose '
-    "erasure this release does not carry out yet; send the request again after upgrading"
-)
 # A dead letter must itself fit in a Kafka message (1 MB by default): longer values are cut.
 DEAD_LETTER_VALUE_LIMIT = 262_144
 # Room kept in a chunk for one impact change record (`encode_change`), added at its end,
@@ -273,6 +271,7 @@ class Pipeline:
         # person, or where an id that stopped being canonical went.
         self.persons = self._table(app, "persons", "raw", partitions)
         self.merger = Merger(self.persons, names, settings.rules)
+        self.person_eraser = PersonEraser(self.eraser, self.merger, self.partition_for)
         # The stores themselves, as the handlers write them (`data[key]`, see `_ingest`).
         self._held_customer = store_get(self.customers)
         self._held_join = store_get(self.shares)
@@ -380,7 +379,28 @@ class Pipeline:
                 if kind == "identity" and rekeyed:
                     person = bytes(record.key).decode("utf-8")
                     message = orjson.loads(record.value)
-                    self.merger.handle(batch.identity, _Host(self, batch), person, message, tp.partition)
+                    horizon = (
+                        self._horizon(batch, person, tp.partition) if message["kind"] == "pull" else None
+                    )
+                    if horizon is not None and message["at"] <= horizon:
+                        # An identify this id's erasure took: the erasure reaches its other
+                        # id's person, and this id stays where it is.
+                        reach_to = reaching(message["to"], horizon, message["cause"])
+                        self.merger.send(batch.identity, message["to"], reach_to)
+                    elif message["kind"] == "erase":
+                        await self._erase_forwarded(batch, record, person, message, tp.partition)
+                    elif message["kind"] == "erased":
+                        horizon = await self.person_eraser.erased(
+                            batch.erasure,
+                            batch.identity,
+                            person,
+                            message,
+                            tp.partition,
+                            self._restarts(batch),
+                        )
+                        batch.horizons[person] = horizon
+                    else:
+                        self.merger.handle(batch.identity, _Host(self, batch), person, message, tp.partition)
                     continue
                 try:
                     if kind == "erasure":
@@ -405,14 +425,31 @@ class Pipeline:
                     )
                     continue
                 if isinstance(parsed, ErasureRequest):
-                    if self.merger.record(batch.identity, parsed.customer_id, tp.partition) is not None:
-                        # Not carried out rather than half done: the request stays on
-                        # dead-letters, to be sent again to a release that does it (README).
-                        self._reject(batch, record, origin, _PERSON_ERASURE)
-                        continue
-                    await self._erase(batch, parsed, origin, key, tp.partition)
+                    held = self.merger.record(batch.identity, parsed.customer_id, tp.partition)
+                    if held is not None and held.to is not None:
+                        # An id of a person of several ids: the request goes to its canonical id
+                        # (and is counted where it is carried out).
+                        _Host(self, batch).followed(parsed.customer_id)
+                        self.merger.send(batch.identity, held.to, request_message(parsed))
+                    elif held is not None and (len(held.ids) > 1 or held.identifies):
+                        await self._erase_person(
+                            batch, record, parsed, origin, tp.partition, parsed.customer_id
+                        )
+                    else:
+                        reached = [parsed.customer_id] if held is None else reach(held, parsed)
+                        if reached is None:
+                            self._reject(batch, record, origin, AGAIN_REFUSED)
+                            continue
+                        await self._erase(batch, parsed, origin, key, tp.partition, reached)
                 elif isinstance(parsed, Identify):
-                    if self.eraser.erases(parsed.customer_id, parsed.occurred_at):
+                    horizon = self._horizon(batch, parsed.customer_id, tp.partition)
+                    if horizon is not None and to_us(parsed.occurred_at) <= horizon:
+                        # Erased with its customer_id, it takes the erasure to its other id.
+                        self.merger.send(
+                            batch.identity,
+                            parsed.anonymous_id,
+                            reaching(parsed.anonymous_id, horizon, parsed.event_id),
+                        )
                         batch.tally.event(origin, "erased")
                         continue
                     self.merger.identify(batch.identity, _Host(self, batch), parsed, tp.partition)
@@ -423,12 +460,23 @@ class Pipeline:
                         bytes(record.key).decode("utf-8") if rekeyed and record.key else parsed.customer_id
                     )
                     to = self.merger.pointer(batch.identity, person, tp.partition)
-                    if (
-                        to is not None
-                        and person == parsed.customer_id
-                        and self.eraser.erases(person, parsed.occurred_at)
-                    ):
+                    horizon = (
+                        self._horizon(batch, person, tp.partition)
+                        if to is not None and person == parsed.customer_id
+                        else None
+                    )
+                    if horizon is not None and to_us(parsed.occurred_at) <= horizon:
                         batch.tally.event(origin, "erased")  # the id's own erasure
+                        continue
+                    if to is None and person != parsed.customer_id and self._left(batch, person, parsed):
+                        # Forwarded to a person its id has left (the person's erasure gave
+                        # each id its own events back): back to its own id.
+                        batch.out.add(
+                            names.rekeyed,
+                            parsed.customer_id.encode("utf-8"),
+                            record.value,
+                            headers=[(ORIGIN_HEADER, origin.encode())],
+                        )
                         continue
                     if to is not None:
                         # The id stopped being canonical: its person is elsewhere now.
@@ -697,8 +745,10 @@ class Pipeline:
             tally.update_sent(update["csat"], update["ppp"])
         sighting = sighting_for(event)
         if sighting is not None:
-            # Links are between persons (SPEC.md, "Identity").
-            sighting["customer_id"] = customer_id
+            # Links are between persons (SPEC.md, "Identity"); the join keeps the event's own
+            # id too, which the erasure of a person gives its sightings back to.
+            if event.customer_id != customer_id:
+                sighting["customer_id"], sighting["id"] = customer_id, event.customer_id
             # Duplicates too: the join is idempotent, and a crash may have lost the first.
             batch.sightings.append(
                 (customer_id, sighting["at"], sighting["share_id"].encode("utf-8"), orjson.dumps(sighting))
@@ -747,29 +797,133 @@ class Pipeline:
             batch.changed[partition].add(customer_id)
 
     async def _erase(
-        self, batch: _Batch, request: ErasureRequest, origin: str, key: bytes, partition: int
+        self,
+        batch: _Batch,
+        request: ErasureRequest,
+        origin: str,
+        key: bytes,
+        partition: int,
+        reached: list[str] | None = None,
+        *,
+        quiet: bool = False,
     ) -> None:
         """An erasure request on its customer's partition (`stream.erasing`): the customer's
-        new state is stored like any change, after a tombstone on `ppp-updates`."""
+        new state is stored like any change, after a tombstone on `ppp-updates`. `reached`:
+        the ids it reaches, if more than its own (an id of a person erased before)."""
         customer_id = request.customer_id
-        # Its tombstone and updates go after the updates before it, in `out`.
-        batch.updates_apart(self.config.names.ppp_updates)
         state = self._state(batch, customer_id)
-        fresh, horizon, replacement = await self.eraser.erase(batch.erasure, request, state, partition)
+        fresh, horizon, replacement = await self.eraser.erase(
+            batch.erasure, request, state, partition, reached, quiet=quiet
+        )
         batch.horizons[customer_id] = horizon
-        batch.tally.event(origin, "processed" if fresh else "duplicate")
-        names = self.config.names
-        if replacement is not None:
-            batch.states[customer_id] = replacement
-            batch.changed[partition].add(customer_id)
-            batch.out.add(names.ppp_updates, key, None)
-            if replacement.version:
-                batch.out.add(names.ppp_updates, key, orjson.dumps(ppp_update(replacement)))
-        elif state.version == 0:
+        if not quiet:  # part of a request counted before
+            batch.tally.event(origin, "processed" if fresh else "duplicate")
+        if replacement is not None or state.version == 0:
             # Nothing held (erased before, or before its events came): a tombstone all the
             # same, so that every erased customer's key ends in one (and again on a
             # redelivery, as a crash may have lost the first).
-            batch.out.add(names.ppp_updates, key, None)
+            self._restart(batch, customer_id, replacement, partition)
+
+    def _restart(
+        self, batch: _Batch, customer_id: str, replacement: CustomerState | None, partition: int
+    ) -> None:
+        """An erased customer's key: a tombstone on `ppp-updates` (after the updates before
+        it), then the state its later events make, stored like any change, with its update."""
+        names = self.config.names
+        key = customer_id.encode("utf-8")
+        batch.updates_apart(names.ppp_updates)
+        if replacement is not None:
+            self._state(batch, customer_id)  # its contribution before, noted
+            batch.states[customer_id] = replacement
+            batch.changed[partition].add(customer_id)
+            batch.erasure.erased.add(customer_id)
+        batch.out.add(names.ppp_updates, key, None)
+        if replacement is not None and replacement.version:
+            batch.out.add(names.ppp_updates, key, orjson.dumps(ppp_update(replacement)))
+
+    def _restarts(self, batch: _Batch) -> Any:
+        return lambda customer_id, replacement, partition: self._restart(
+            batch, customer_id, replacement, partition
+        )
+
+    def _horizon(self, batch: _Batch, customer_id: str, partition: int) -> int | None:
+        """The id's erasure horizon, with this batch's requests: one earlier in the batch
+        must drop an identify event or a forwarded event later in it."""
+        record = self.eraser.record(batch.erasure, customer_id, partition)
+        return None if record is None else record.horizon_us
+
+    def _left(self, batch: _Batch, person: str, event: Event) -> bool:
+        """Whether an event forwarded to `person` is of an id no longer among its ids."""
+        ids = self.merger.ids_of(batch.identity, person)
+        return ids is None or event.customer_id not in ids
+
+    async def _erase_person(
+        self,
+        batch: _Batch,
+        record: Any,
+        request: ErasureRequest,
+        origin: str,
+        partition: int,
+        canonical: str,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """A request for an id of a person of several ids, on its canonical id's partition
+        (`stream.person_erasure`)."""
+        person = self.merger.record(batch.identity, canonical, partition)
+        assert person is not None
+        outcome, horizon = await self.person_eraser.erase(
+            batch.erasure,
+            batch.identity,
+            request,
+            canonical,
+            person,
+            self._state(batch, canonical),
+            partition,
+            self._restarts(batch),
+            quiet=quiet,
+        )
+        if outcome == "refused":
+            self._reject(batch, record, origin, SPLIT_REFUSED)
+            return
+        batch.horizons[canonical] = horizon
+        if not quiet:
+            batch.tally.event(origin, "processed" if outcome == "erased" else "duplicate")
+
+    async def _erase_forwarded(
+        self, batch: _Batch, record: Any, person: str, message: dict[str, Any], partition: int
+    ) -> None:
+        """A request forwarded along pointers: on to the person, carried out here, or (the
+        person was erased meanwhile) back to the id it asked for."""
+        request = parse_erasure(orjson.dumps(message["request"]))
+        origin = self.config.names.erasures
+        quiet = bool(message.get("quiet"))
+        held = self.merger.record(batch.identity, person, partition)
+        # A refused request's dead letter carries the request, not the message around it.
+        letter = SimpleNamespace(
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=orjson.dumps(message["request"]),
+        )
+        if held is not None and held.to is not None:
+            self.merger.send(batch.identity, held.to, message)
+        elif held is not None and (len(held.ids) > 1 or held.identifies):
+            await self._erase_person(batch, letter, request, origin, partition, person, quiet=quiet)
+        else:
+            erased = self.eraser.record(batch.erasure, person, partition)
+            if erased is not None and request.request_id in erased.requests:
+                batch.tally.event(origin, "duplicate")
+            elif person == request.customer_id:
+                reached = [person] if held is None else reach(held, request)
+                if reached is None:
+                    self._reject(batch, letter, origin, AGAIN_REFUSED)
+                    return
+                await self._erase(
+                    batch, request, origin, person.encode("utf-8"), partition, reached, quiet=quiet
+                )
+            else:
+                self.merger.send(batch.identity, request.customer_id, message)
 
     async def _join_shares(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the share-joins topic: per partition, in offset order.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -163,29 +164,82 @@ async def test_two_workers_and_a_sigkill_in_the_middle_of_merges(
         await _check_identity_stream(env, [restarted, second], fx, killed=True)
 
 
-@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
-async def test_an_erasure_of_a_person_of_several_ids_is_refused_not_half_done(
+async def _erasure_logs(env: Any, count: int, deadline_s: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        logs = [json.loads(r.value) for r in await env.read_topic(env.names.erasure_log) if r.value]
+        if len({log["request_id"] for log in logs}) >= count or time.monotonic() > deadline:
+            return logs
+        await asyncio.sleep(0.3)
+
+
+@ON_BOTH_BROKERS
+async def test_an_erasure_reaches_every_id_of_the_person(
     broker: Any, tmp_path: Any, identity_conformance: Any
 ) -> None:
-    """Not built yet in the stream (README): the request goes to dead-letters with the reason,
-    and the person's state stays whole."""
+    """The set's erasure requests (some for an alias, one twice) after its events: every id
+    of the person is erased, the states equal the set's, the person's ids answer 404 or
+    their own state, and each request is logged once with every id it reached."""
     fx = identity_conformance
     async with _deployment(broker, tmp_path, fx) as env:
         worker = env.worker()
         await publish_conformance(env, fx)
         await wait_for_states(worker, fx.expected_states)
-        person = next(state for state in fx.expected_states.values() if state["aliases"])
-        alias = person["aliases"][0]
-        request = {"request_id": "r-alias", "customer_id": alias, "requested_at": "2031-01-01T00:00:00Z"}
-        await env.produce([(env.names.erasures, alias.encode(), json.dumps(request).encode())])
-        deadline = time.monotonic() + 30
-        letters: list[dict[str, Any]] = []
-        while not letters and time.monotonic() < deadline:
-            letters = [
-                json.loads(r.value)
-                for r in await env.read_topic(env.names.dead_letters)
-                if b"r-alias" in (r.value or b"")
-            ]
-            await asyncio.sleep(0.3)
-        assert letters and "person of several ids" in letters[0]["error"]
-        await wait_for_states(worker, {person["customer_id"]: person})
+        requests = [json.loads(line) for line in fx.erasures_path.read_text().splitlines() if line.strip()]
+        await env.produce(
+            [(env.names.erasures, r["customer_id"].encode(), json.dumps(r).encode()) for r in requests]
+        )
+        after = fx.expected_after_erasures
+        await wait_for_states(worker, after, deadline_s=120)
+        # Ids that were in a person before and are gone now: no state under any of their ids.
+        gone = set(fx.expected_states) - set(after)
+        for customer_id in sorted(gone):
+            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+            assert status == 404, (customer_id, body)
+        unique = {r["request_id"]: r for r in reversed(requests)}
+        logs = await _erasure_logs(env, len(unique))
+        assert sorted(log["request_id"] for log in logs) == sorted(unique)
+        persons = {cid: {cid, *state["aliases"]} for cid, state in fx.expected_states.items()}
+        several = 0
+        for log in logs:
+            asked = unique[log["request_id"]]["customer_id"]
+            assert log["customer_id"] == asked
+            person = next((ids for ids in persons.values() if asked in ids), {asked})
+            assert log["ids"] == sorted(person), log
+            several += len(person) > 1
+        assert several >= 2, "the set erases persons of several ids"
+        letters = [r for r in await env.read_topic(env.names.dead_letters) if b"erasure" in (r.value or b"")]
+        assert not letters
+
+
+@pytest.mark.parametrize("seed", [3, 26])
+@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
+async def test_erasures_anywhere_among_identify_events_end_where_replay_does(
+    broker: Any, tmp_path: Any, identity_conformance: Any, seed: int
+) -> None:
+    """The set's events, identify events and erasure requests in a shuffled order, some
+    twice: a request may come before the identify that links one more id within it, or
+    before the events it erases. The final states are the set's after its erasures."""
+    fx = identity_conformance
+    chooser = random.Random(seed)
+    requests = [line.encode() for line in fx.erasures_path.read_text().splitlines() if line.strip()]
+    lines = list(fx.raw_lines) + chooser.sample(list(fx.raw_lines), 60)
+    chooser.shuffle(lines)
+    stream: list[tuple[str, bytes]] = [("event", line) for line in lines]
+    for request in requests:
+        stream.insert(chooser.randrange(len(stream) + 1), ("erasure", request))
+    async with _deployment(broker, tmp_path, fx) as env:
+        worker = env.worker()
+        messages = []
+        for kind, raw in stream:
+            data = json.loads(raw)
+            topic = env.names.erasures if kind == "erasure" else env.names.for_type(data["type"])
+            messages.append((topic, data["customer_id"].encode(), raw))
+        await env.produce(messages)
+        after = fx.expected_after_erasures
+        await wait_for_states(worker, after, deadline_s=120)
+        for customer_id in sorted(set(fx.expected_states) - set(after)):
+            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+            assert status == 404, json.dumps(body)
+        letters = [json.loads(r.value) for r in await env.read_topic(env.names.dead_letters)]
+        assert not [letter for letter in letters if "erasure" in letter["error"]], letters

@@ -11,7 +11,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from journey.referrals import ShareJoin, apply_sighting, decode_join, encode_join, forget, join_all
+from journey.referrals import (
+    ShareJoin,
+    apply_sighting,
+    decode_join,
+    encode_join,
+    forget,
+    forget_person,
+    join_all,
+    rename,
+)
 
 _CUSTOMERS = ["a", "b", "c", "d"]
 
@@ -122,3 +131,65 @@ def test_a_join_recorded_in_the_older_form_is_read() -> None:
     join = decode_join(older)
     assert join.linked == {"b": ""}
     assert forget(join, "b", 5).retracted == [{"share_id": "s-1", "referrer_id": "a", "referred_id": "b"}]
+
+
+_PERSON = ["a1", "a2"]  # one person: a2 goes by a1 once merged
+
+
+@given(
+    _SIGHTINGS.map(
+        lambda drawn: [
+            {**s, "customer_id": {"a": "a1", "d": "a2"}.get(s["customer_id"], s["customer_id"])}
+            for s in drawn
+        ]
+    ),
+    st.integers(-1, 9),
+    st.randoms(),
+    st.booleans(),
+)
+@settings(max_examples=400, deadline=None)
+def test_a_person_forgotten_gives_each_id_its_later_sightings_back(
+    sightings: list[dict[str, Any]], horizon: int, chooser: random.Random, reencode: bool
+) -> None:
+    """Sightings before a merge, while merged (sent under the person, with their own id), and
+    after the person's erasure (under their own id, the erased ones dropped at the partition):
+    the links sent and not retracted are those the surviving sightings make, each id a person
+    of its own, each link once (`journey.referrals.forget_person`)."""
+    shares: dict[str, str] = {}
+    sightings = [
+        s
+        for s in sightings
+        if s["kind"] != "share" or shares.setdefault(s["share_id"], s["event_id"]) == s["event_id"]
+    ]
+    cuts = sorted(chooser.randint(0, len(sightings)) for _ in range(2))
+    joins: dict[str, ShareJoin] = {}
+    sent: Counter[tuple[str, str, str]] = Counter()
+
+    def join_of(share_id: str) -> ShareJoin:
+        join = joins.setdefault(share_id, ShareJoin(share_id))
+        if reencode:
+            join = joins[share_id] = decode_join(encode_join(join))
+        return join
+
+    def take(links: list[dict[str, Any]], retracted: list[dict[str, str]] = []) -> None:  # noqa: B006
+        sent.update(_pair(link) for link in links)
+        sent.subtract(_pair(link) for link in retracted)
+
+    for s in sightings[: cuts[0]]:
+        take(apply_sighting(join_of(s["share_id"]), s).links)
+    for share_id in list(joins):
+        renamed = rename(join_of(share_id), _PERSON, "a1", 2)
+        take(renamed.links, renamed.retracted)
+    for s in sightings[cuts[0] : cuts[1]]:
+        if s["customer_id"] in _PERSON:
+            s = {**s, "customer_id": "a1", "id": s["customer_id"]}
+        take(apply_sighting(join_of(s["share_id"]), s).links)
+    for share_id in list(joins):
+        forgotten = forget_person(join_of(share_id), _PERSON, horizon)
+        take(forgotten.links, forgotten.retracted)
+    survivors = [s for s in sightings if s["customer_id"] not in _PERSON or s["at"] > horizon]
+    for s in sightings[cuts[1] :]:
+        if s in survivors:
+            take(apply_sighting(join_of(s["share_id"]), s).links)
+    assert all(count in (0, 1) for count in sent.values()), sent
+    assert +sent == Counter(_pair(link) for link in join_all(survivors))

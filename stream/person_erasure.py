@@ -1,0 +1,212 @@
+"""The erasure of a person of several ids (SPEC.md, "Erasure", its last paragraph): a
+request for any id reaches every id of the person, and the identify events that made it one
+are erased with the rest, so that each id is a person of its own again.
+
+    erasures ──► ingest (the asked id's partition) ─► its pointer ─► erase (C's partition)
+    erase ─► PersonEraser.erase: every id's later events read again (its own partition)
+       ├─► C: its horizon, its own later events folded again (or nothing: a tombstone)
+       ├─► every other id: erased ─► PersonEraser.erased (its partition): its horizon, its
+       │      pointer dropped, its own later events folded again
+       └─► every share the person took part in: forget (every id) ─► forget_person
+              ─► referred: forgotten ─► Eraser.answer ─► erasure-log (ids, once all answered)
+
+Built for the person whose identify events are all at or before the request: then nothing
+of it is left joined. A request that would leave part of a person joined (an identify
+after `requested_at`) would split it, which this release does not carry out: it goes to
+`dead-letters` with the reason rather than being half done (README, "Not built yet").
+Forwarded events that reach C for an id the erasure gave back are sent back to the id
+(`Pipeline`), so that each id's later events end in its own state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from journey.customer import CustomerState, to_us
+from journey.erasure import ErasureRecord, Pending, erase_state
+from journey.identity import IdRecord
+from schemas.events import ErasureRequest
+from stream.erasing import Eraser, ErasureWork
+from stream.merging import IdentityWork, Merger
+
+__all__ = [
+    "AGAIN_REFUSED",
+    "SPLIT_REFUSED",
+    "PersonEraser",
+    "Restarts",
+    "reach",
+    "request_message",
+]
+
+SPLIT_REFUSED = (
+    "customer_id: the person of this id has identify events after requested_at, so its "
+    "erasure would split it in two, which this release does not carry out yet (README, "
+    '"Not built yet"); send the request again after upgrading'
+)
+
+AGAIN_REFUSED = (
+    "customer_id: the id was erased with its person before, up to an earlier time; erasing "
+    "the person's ids again up to a later one is not carried out yet (README, \"Not built "
+    'yet"); send the request again after upgrading'
+)
+
+
+def reach(record: IdRecord, request: ErasureRequest) -> list[str] | None:
+    """The ids that a request for an id, once part of an erased person, reaches through the
+    identify events erased with it (those at or before `requested_at`), sorted; None when
+    they would need erasing again to a later time than the person's erasure gave them."""
+    erased = record.erased
+    asked = request.customer_id
+    if erased is None:
+        return [asked]
+    at = to_us(request.requested_at)
+    reached, edges = {asked}, [(i[2], i[3]) for i in erased["identifies"] if int(i[0]) <= at]
+    grew = True
+    while grew:
+        grew = False
+        for one, other in edges:
+            if (one in reached) != (other in reached):
+                reached |= {one, other}
+                grew = True
+    if len(reached) > 1 and at > int(erased["horizon"]):
+        return None
+    return sorted(reached)
+
+
+class Restarts(Protocol):
+    """What the pipeline does with an erased id's state: a tombstone on `ppp-updates`, then
+    the state folded again from its later events (None: nothing left), with its update."""
+
+    def __call__(self, customer_id: str, replacement: CustomerState | None, partition: int) -> None: ...
+
+
+def request_message(request: ErasureRequest) -> dict[str, Any]:
+    """A request, forwarded along the asked id's pointer to its person's canonical id."""
+    return {
+        "kind": "erase",
+        "request": {
+            "request_id": request.request_id,
+            "customer_id": request.customer_id,
+            "requested_at": request.requested_at.isoformat(),
+        },
+    }
+
+
+class PersonEraser:
+    """A worker's part in erasing persons of several ids, on top of its `Eraser` (requests,
+    horizons, joins' answers, `erasure-log`) and `Merger` (persons, pointers)."""
+
+    def __init__(self, eraser: Eraser, merger: Merger, partition_for: Callable[[bytes], int]) -> None:
+        self.eraser = eraser
+        self.merger = merger
+        self.partition_for = partition_for
+
+    def _horizon(self, work: ErasureWork, customer_id: str, request: ErasureRequest, partition: int) -> int:
+        """The id's erasure record takes the request: its horizon, as the id's own."""
+        at = to_us(request.requested_at)
+        record = self.eraser.record(work, customer_id, partition) or ErasureRecord(at)
+        record.requests.add(request.request_id)
+        record.horizon_us = max(record.horizon_us, at)
+        work.records[partition][customer_id] = record
+        return record.horizon_us
+
+    async def erase(
+        self,
+        work: ErasureWork,
+        identity: IdentityWork,
+        request: ErasureRequest,
+        canonical: str,
+        person: IdRecord,
+        state: CustomerState,
+        partition: int,
+        restart: Restarts,
+        *,
+        quiet: bool = False,
+    ) -> tuple[str, int]:
+        """The request on the partition of the person's canonical id: ("refused", 0),
+        ("duplicate", horizon) or ("erased", horizon)."""
+        at = to_us(request.requested_at)
+        known = self.eraser.record(work, canonical, partition)
+        if known is not None and request.request_id in known.requests:
+            return "duplicate", known.horizon_us
+        if any(int(identify[0]) > at for identify in person.identifies):
+            return "refused", 0
+        ids = sorted(person.ids)
+        horizon = self._horizon(work, canonical, request, partition)
+        # Every id's events, read again from its own partition: what survives is folded
+        # again per id, and the count of what went is what the person held less that.
+        later = {
+            customer_id: await self.eraser.later_events(customer_id, self.partition_for(customer_id.encode()))
+            for customer_id in ids
+        }
+        held = len(state.seen) + sum(len(seen) for seen in state.alias_seen.values())
+        kept = {
+            (customer_id, event.event_id)
+            for customer_id, events in later.items()
+            for event in events
+            if to_us(event.occurred_at) > at
+            and event.event_id
+            in (state.seen if customer_id == canonical else state.alias_seen.get(customer_id, ()))
+        }
+        replacement, _ = erase_state(state, horizon, later[canonical], self.eraser.rules)
+        restart(canonical, replacement, partition)
+        # The canonical id is a person of its own now; merges still waiting for their
+        # share joins' answers keep their place, so that their `merges` messages go out.
+        erased = {"ids": ids, "identifies": person.identifies, "horizon": at}
+        identity.records[partition][canonical] = IdRecord(
+            ids={canonical}, pending=person.pending, erased=erased
+        )
+        for customer_id in ids:
+            if customer_id != canonical:
+                message = {
+                    "kind": "erased",
+                    "from": canonical,
+                    "request_id": request.request_id,
+                    "requested_at": request.requested_at.isoformat(),
+                    "person": erased,
+                }
+                identity.messages.append((customer_id.encode("utf-8"), orjson.dumps(message)))
+        awaiting = set(state.joined)
+        for share_id in sorted(awaiting):
+            forget = {
+                "kind": "forget",
+                "share_id": share_id,
+                "customer_id": canonical,
+                "ids": ids,
+                "horizon": at,
+                "request_id": request.request_id,
+            }
+            work.forgets.append((share_id.encode("utf-8"), orjson.dumps(forget)))
+        if not quiet:
+            pending = Pending(at, held - len(kept), awaiting, asked=request.customer_id, ids=ids)
+            self.eraser.pend(work, canonical, request.request_id, pending, partition)
+        return "erased", horizon
+
+    async def erased(
+        self,
+        work: ErasureWork,
+        identity: IdentityWork,
+        customer_id: str,
+        message: dict[str, Any],
+        partition: int,
+        restart: Restarts,
+    ) -> int:
+        """One id of an erased person, on its own partition: it takes the request's horizon,
+        stops pointing at the person, and its later events make its state. Returns the horizon."""
+        request = ErasureRequest(
+            request_id=message["request_id"],
+            customer_id=customer_id,
+            requested_at=message["requested_at"],
+        )
+        horizon = self._horizon(work, customer_id, request, partition)
+        record = self.merger.record(identity, customer_id, partition)
+        if record is not None and record.to == message["from"]:
+            identity.records[partition][customer_id] = IdRecord(ids={customer_id}, erased=message["person"])
+        later = await self.eraser.later_events(customer_id, partition)
+        # Its referral links come from the share joins again, as its touchpoints are given back.
+        replacement, _ = erase_state(CustomerState(customer_id), horizon, later, self.eraser.rules)
+        restart(customer_id, replacement, partition)
+        return horizon
