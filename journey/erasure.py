@@ -68,6 +68,9 @@ class Pending:
     # Empty for a customer of one id, whose request names the record's own key.
     asked: str = ""
     ids: list[str] = field(default_factory=list)
+    # Part of a request logged before (an erasure reaching one more id): logged under its
+    # own request_id only if it took links back, so that every retraction is said.
+    quiet: bool = False
 
 
 @dataclass(slots=True)
@@ -87,7 +90,7 @@ def encode_record(record: ErasureRecord) -> bytes:
             "r": sorted(record.requests),
             "p": {
                 request_id: [p.requested_at, p.events_erased, sorted(p.awaiting), p.retracted]
-                + ([p.asked, p.ids] if p.ids else [])
+                + ([p.asked, p.ids, p.quiet] if p.ids or p.quiet else [])
                 for request_id, p in record.pending.items()
             },
         }

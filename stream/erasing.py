@@ -150,8 +150,8 @@ class Eraser:
                     "request_id": request.request_id,
                 }
                 work.forgets.append((share_id.encode("utf-8"), orjson.dumps(message)))
-        if fresh and not quiet:  # a quiet request is part of one logged before
-            pending = Pending(at, gone, awaiting)
+        if fresh:
+            pending = Pending(at, gone, awaiting, quiet=quiet)
             if reached is not None and reached != [customer_id]:
                 pending.asked, pending.ids = customer_id, reached
             self.pend(work, customer_id, request.request_id, pending, partition)
@@ -167,7 +167,7 @@ class Eraser:
             assert record is not None  # the request's own, taken before
             record.pending[request_id] = pending
             work.records[partition][customer_id] = record
-        else:
+        elif not pending.quiet:
             work.logs.append(_log(request_id, customer_id, pending))
 
     def answer(self, work: ErasureWork, answer: dict[str, Any], partition: int) -> None:
@@ -182,7 +182,8 @@ class Eraser:
         pending.retracted += answer["retracted"]
         if not pending.awaiting:
             del record.pending[answer["request_id"]]
-            work.logs.append(_log(answer["request_id"], customer_id, pending))
+            if pending.retracted or not pending.quiet:
+                work.logs.append(_log(answer["request_id"], customer_id, pending))
         work.records[partition][customer_id] = record
 
     async def add_to(

@@ -21,6 +21,7 @@ pipeline sends a batch's `IdentityWork` in the request that takes the states it 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,16 +103,21 @@ class _Here:
         self.work.records[self.partition][self.id] = self.record
 
 
-def reaching(customer_id: str, horizon_us: int, identify_id: str) -> dict[str, Any]:
-    """An identify event that came after an erasure of one of its ids, at or before its
-    horizon: it is erased, and the erasure reaches its other id (and that id's person) up
-    to the same horizon (SPEC.md, "Erasure"). Part of a request already logged, it is
-    carried out without an `erasure-log` message of its own ("quiet")."""
+def reaching(customer_id: str, horizon_us: int, cause: str) -> dict[str, Any]:
+    """An erasure that reaches one more id up to its horizon (SPEC.md, "Erasure"): an
+    identify event erased with one of its ids takes it to the other one (`cause`
+    "identify:<event_id>"), and a request for an id once part of an erased person takes it
+    to the ids the erased identify events link to it (`cause`: the request_id). Part of a
+    request logged before, it is carried out "quiet": logged under its own request_id only
+    if it takes links back."""
+    request_id = f"{cause}>{customer_id}"
+    if len(request_id) > 128:  # the longest request_id there is
+        request_id = "reach-" + hashlib.sha256(request_id.encode("utf-8")).hexdigest()
     return {
         "kind": "erase",
         "quiet": True,
         "request": {
-            "request_id": f"identify:{identify_id}:{customer_id}",
+            "request_id": request_id,
             "customer_id": customer_id,
             "requested_at": format_us(horizon_us),
         },
@@ -231,7 +237,8 @@ class Merger:
         if message["cause"] not in {identify[1] for identify in erased["identifies"]}:
             return False
         self.send(here.work, source, {**message, "from": source, "merged_ids": []})
-        self.send(here.work, source, reaching(source, int(erased["horizon"]), message["cause"]))
+        cause = f"identify:{message['cause']}"
+        self.send(here.work, source, reaching(source, int(erased["horizon"]), cause))
         return True
 
     def _leave(

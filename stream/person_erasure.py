@@ -33,7 +33,6 @@ from stream.erasing import Eraser, ErasureWork
 from stream.merging import IdentityWork, Merger
 
 __all__ = [
-    "AGAIN_REFUSED",
     "SPLIT_REFUSED",
     "PersonEraser",
     "Restarts",
@@ -47,18 +46,11 @@ SPLIT_REFUSED = (
     '"Not built yet"); send the request again after upgrading'
 )
 
-AGAIN_REFUSED = (
-    "customer_id: the id was erased with its person before, up to an earlier time; erasing "
-    "the person's ids again up to a later one is not carried out yet (README, \"Not built "
-    'yet"); send the request again after upgrading'
-)
 
-
-def reach(record: IdRecord, request: ErasureRequest) -> list[str] | None:
+def reach(record: IdRecord | None, request: ErasureRequest) -> list[str]:
     """The ids that a request for an id, once part of an erased person, reaches through the
-    identify events erased with it (those at or before `requested_at`), sorted; None when
-    they would need erasing again to a later time than the person's erasure gave them."""
-    erased = record.erased
+    identify events erased with it (those at or before `requested_at`), sorted."""
+    erased = None if record is None else record.erased
     asked = request.customer_id
     if erased is None:
         return [asked]
@@ -71,8 +63,6 @@ def reach(record: IdRecord, request: ErasureRequest) -> list[str] | None:
             if (one in reached) != (other in reached):
                 reached |= {one, other}
                 grew = True
-    if len(reached) > 1 and at > int(erased["horizon"]):
-        return None
     return sorted(reached)
 
 
@@ -180,9 +170,8 @@ class PersonEraser:
                 "request_id": request.request_id,
             }
             work.forgets.append((share_id.encode("utf-8"), orjson.dumps(forget)))
-        if not quiet:
-            pending = Pending(at, held - len(kept), awaiting, asked=request.customer_id, ids=ids)
-            self.eraser.pend(work, canonical, request.request_id, pending, partition)
+        pending = Pending(at, held - len(kept), awaiting, asked=request.customer_id, ids=ids, quiet=quiet)
+        self.eraser.pend(work, canonical, request.request_id, pending, partition)
         return "erased", horizon
 
     async def erased(

@@ -67,7 +67,7 @@ from stream.leaders import LeaderBoard
 from stream.merging import IDENTITY_ORIGIN, IdentityWork, Merger, reaching
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
-from stream.person_erasure import AGAIN_REFUSED, SPLIT_REFUSED, PersonEraser, reach, request_message
+from stream.person_erasure import SPLIT_REFUSED, PersonEraser, reach, request_message
 from stream.stores import store_get
 from stream.topics import ORIGIN_HEADER, TopicNames, origin_of
 
@@ -385,7 +385,7 @@ class Pipeline:
                     if horizon is not None and message["at"] <= horizon:
                         # An identify this id's erasure took: the erasure reaches its other
                         # id's person, and this id stays where it is.
-                        reach_to = reaching(message["to"], horizon, message["cause"])
+                        reach_to = reaching(message["to"], horizon, f"identify:{message['cause']}")
                         self.merger.send(batch.identity, message["to"], reach_to)
                     elif message["kind"] == "erase":
                         await self._erase_forwarded(batch, record, person, message, tp.partition)
@@ -436,11 +436,7 @@ class Pipeline:
                             batch, record, parsed, origin, tp.partition, parsed.customer_id
                         )
                     else:
-                        reached = [parsed.customer_id] if held is None else reach(held, parsed)
-                        if reached is None:
-                            self._reject(batch, record, origin, AGAIN_REFUSED)
-                            continue
-                        await self._erase(batch, parsed, origin, key, tp.partition, reached)
+                        await self._erase(batch, parsed, origin, key, tp.partition, reach(held, parsed))
                 elif isinstance(parsed, Identify):
                     horizon = self._horizon(batch, parsed.customer_id, tp.partition)
                     if horizon is not None and to_us(parsed.occurred_at) <= horizon:
@@ -448,7 +444,7 @@ class Pipeline:
                         self.merger.send(
                             batch.identity,
                             parsed.anonymous_id,
-                            reaching(parsed.anonymous_id, horizon, parsed.event_id),
+                            reaching(parsed.anonymous_id, horizon, f"identify:{parsed.event_id}"),
                         )
                         batch.tally.event(origin, "erased")
                         continue
@@ -818,6 +814,12 @@ class Pipeline:
         batch.horizons[customer_id] = horizon
         if not quiet:  # part of a request counted before
             batch.tally.event(origin, "processed" if fresh else "duplicate")
+        for other in reached or ():
+            if fresh and other != customer_id:
+                # Ids the erased identify events of its old person link to it within the
+                # request: each erases its own events up to the same time.
+                message = reaching(other, to_us(request.requested_at), request.request_id)
+                self.merger.send(batch.identity, other, message)
         if replacement is not None or state.version == 0:
             # Nothing held (erased before, or before its events came): a tombstone all the
             # same, so that every erased customer's key ends in one (and again on a
@@ -915,10 +917,7 @@ class Pipeline:
             if erased is not None and request.request_id in erased.requests:
                 batch.tally.event(origin, "duplicate")
             elif person == request.customer_id:
-                reached = [person] if held is None else reach(held, request)
-                if reached is None:
-                    self._reject(batch, letter, origin, AGAIN_REFUSED)
-                    return
+                reached = reach(held, request)
                 await self._erase(
                     batch, request, origin, person.encode("utf-8"), partition, reached, quiet=quiet
                 )

@@ -212,14 +212,15 @@ async def test_an_erasure_reaches_every_id_of_the_person(
         assert not letters
 
 
-@pytest.mark.parametrize("seed", [3, 26])
+@pytest.mark.parametrize(("seed", "workers"), [(3, "one"), (26, "one"), (5, "two"), (7, "killed")])
 @pytest.mark.parametrize("broker", ["tansu"], indirect=True)
 async def test_erasures_anywhere_among_identify_events_end_where_replay_does(
-    broker: Any, tmp_path: Any, identity_conformance: Any, seed: int
+    broker: Any, tmp_path: Any, identity_conformance: Any, seed: int, workers: str
 ) -> None:
     """The set's events, identify events and erasure requests in a shuffled order, some
     twice: a request may come before the identify that links one more id within it, or
-    before the events it erases. The final states are the set's after its erasures."""
+    before the events it erases. Through one worker, two that share the partitions, or one
+    SIGKILLed halfway and started again: the final states are the set's after its erasures."""
     fx = identity_conformance
     chooser = random.Random(seed)
     requests = [line.encode() for line in fx.erasures_path.read_text().splitlines() if line.strip()]
@@ -229,17 +230,24 @@ async def test_erasures_anywhere_among_identify_events_end_where_replay_does(
     for request in requests:
         stream.insert(chooser.randrange(len(stream) + 1), ("erasure", request))
     async with _deployment(broker, tmp_path, fx) as env:
-        worker = env.worker()
+        running = [env.worker()] + ([env.worker()] if workers == "two" else [])
         messages = []
         for kind, raw in stream:
             data = json.loads(raw)
             topic = env.names.erasures if kind == "erasure" else env.names.for_type(data["type"])
             messages.append((topic, data["customer_id"].encode(), raw))
-        await env.produce(messages)
+        half = len(messages) // 2
+        await env.produce(messages[:half] if workers == "killed" else messages)
+        if workers == "killed":
+            await wait_for_processed(running[0], half // 3, deadline_s=90)
+            running[0].kill()
+            await env.produce(messages[half:])
+            running = [env.worker()]
         after = fx.expected_after_erasures
-        await wait_for_states(worker, after, deadline_s=120)
+        for worker in running:
+            await wait_for_states(worker, after, deadline_s=120)
         for customer_id in sorted(set(fx.expected_states) - set(after)):
-            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+            status, body = await asyncio.to_thread(running[-1].get, f"/customers/{customer_id}")
             assert status == 404, json.dumps(body)
         letters = [json.loads(r.value) for r in await env.read_topic(env.names.dead_letters)]
         assert not [letter for letter in letters if "erasure" in letter["error"]], letters
