@@ -251,3 +251,52 @@ async def test_erasures_anywhere_among_identify_events_end_where_replay_does(
             assert status == 404, json.dumps(body)
         letters = [json.loads(r.value) for r in await env.read_topic(env.names.dead_letters)]
         assert not [letter for letter in letters if "erasure" in letter["error"]], letters
+
+
+@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
+async def test_an_erasure_that_would_split_a_person_is_refused_not_half_done(
+    broker: Any, tmp_path: Any, identity_conformance: Any
+) -> None:
+    """Not built yet (README): a request between two identify events of a person would
+    leave the later one joining part of it. It goes to dead-letters with the reason, and the
+    person's state stays whole."""
+    fx = identity_conformance
+
+    def event(kind: str, event_id: str, customer_id: str, day: int, **more: str) -> bytes:
+        at = f"2026-03-{day:02d}T10:00:00Z"
+        return json.dumps(
+            {"type": kind, "event_id": event_id, "customer_id": customer_id, "occurred_at": at, **more}
+        ).encode()
+
+    lines = [
+        event("touchpoint", "t-1", "anon-1", 1, moment="zmot", channel="search"),
+        event("touchpoint", "t-2", "anon-2", 2, moment="fmot", channel="store"),
+        event("identify", "i-1", "cust-1", 3, anonymous_id="anon-1"),
+        event("identify", "i-2", "cust-1", 5, anonymous_id="anon-2"),
+    ]
+    async with _deployment(broker, tmp_path, fx) as env:
+        worker = env.worker()
+        await publish_conformance(env, SimpleNamespace(raw_lines=lines))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, body = await asyncio.to_thread(worker.get, "/customers/anon-2")
+            if status == 200 and body["aliases"] == ["anon-1", "anon-2"]:
+                break
+            await asyncio.sleep(0.3)
+        assert body["customer_id"] == "cust-1" and body["moments"]["zmot"] == 1, body
+        request = {"request_id": "r-split", "customer_id": "anon-1", "requested_at": "2026-03-04T00:00:00Z"}
+        await env.produce([(env.names.erasures, b"anon-1", json.dumps(request).encode())])
+        letters: list[dict[str, Any]] = []
+        while not letters and time.monotonic() < deadline + 30:
+            letters = [
+                json.loads(r.value)
+                for r in await env.read_topic(env.names.dead_letters)
+                if b"r-split" in (r.value or b"")
+            ]
+            await asyncio.sleep(0.3)
+        assert letters and "split it in two" in letters[0]["error"], letters
+        assert json.loads(letters[0]["value"])["request_id"] == "r-split"
+        status, after = await asyncio.to_thread(worker.get, "/customers/cust-1")
+        assert (
+            status == 200 and after["moments"] == body["moments"] and after["aliases"] == ["anon-1", "anon-2"]
+        )
