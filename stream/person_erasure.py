@@ -30,10 +30,11 @@ from journey.erasure import ErasureRecord, Pending, erase_state
 from journey.identity import IdRecord
 from schemas.events import ErasureRequest
 from stream.erasing import Eraser, ErasureWork
-from stream.merging import IdentityWork, Merger
+from stream.merging import IdentityWork, Merger, reaching
 
 __all__ = [
     "SPLIT_REFUSED",
+    "ErasureHost",
     "PersonEraser",
     "Restarts",
     "reach",
@@ -73,9 +74,9 @@ class Restarts(Protocol):
     def __call__(self, customer_id: str, replacement: CustomerState | None, partition: int) -> None: ...
 
 
-def request_message(request: ErasureRequest) -> dict[str, Any]:
+def request_message(request: ErasureRequest, *, quiet: bool = False) -> dict[str, Any]:
     """A request, forwarded along the asked id's pointer to its person's canonical id."""
-    return {
+    message: dict[str, Any] = {
         "kind": "erase",
         "request": {
             "request_id": request.request_id,
@@ -83,6 +84,29 @@ def request_message(request: ErasureRequest) -> dict[str, Any]:
             "requested_at": request.requested_at.isoformat(),
         },
     }
+    if quiet:
+        message["quiet"] = True
+    return message
+
+
+class ErasureHost(Protocol):
+    """What routing a request needs of the pipeline's batch."""
+
+    def state(self, customer_id: str) -> CustomerState: ...
+
+    def restart(self, customer_id: str, replacement: CustomerState | None, partition: int) -> None: ...
+
+    def reject(self, letter: Any, origin: str, error: str) -> None: ...
+
+    def count(self, origin: str, outcome: str) -> None: ...
+
+    def erased_to(self, customer_id: str, horizon: int) -> None: ...
+
+    def followed(self, customer_id: str) -> None: ...
+
+    async def erase_one(
+        self, request: ErasureRequest, origin: str, partition: int, reached: list[str], quiet: bool
+    ) -> bool: ...
 
 
 class PersonEraser:
@@ -102,6 +126,57 @@ class PersonEraser:
         record.horizon_us = max(record.horizon_us, at)
         work.records[partition][customer_id] = record
         return record.horizon_us
+
+    async def route(
+        self,
+        work: ErasureWork,
+        identity: IdentityWork,
+        host: ErasureHost,
+        request: ErasureRequest,
+        letter: Any,
+        at_id: str,
+        partition: int,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """A request on the partition of `at_id`: the id it names, or one it was forwarded to.
+        On along a pointer; carried out for a person of several ids, or for one id (which
+        then reaches the ids an earlier erasure gave back); or, forwarded to a person erased
+        meanwhile, back to the id it names. `letter`: what a refusal's dead letter shows."""
+        origin = self.eraser.names.erasures
+        held = self.merger.record(identity, at_id, partition)
+        if held is not None and held.to is not None:
+            if at_id == request.customer_id:
+                host.followed(at_id)  # counted where it is carried out
+            self.merger.send(identity, held.to, request_message(request, quiet=quiet))
+            return
+        if held is not None and (len(held.ids) > 1 or held.identifies):
+            state = host.state(at_id)
+            outcome, horizon = await self.erase(
+                work, identity, request, at_id, held, state, partition, host.restart, quiet=quiet
+            )
+            if outcome == "refused":
+                host.reject(letter, origin, SPLIT_REFUSED)
+                return
+            host.erased_to(at_id, horizon)
+            if not quiet:
+                host.count(origin, "processed" if outcome == "erased" else "duplicate")
+            return
+        if at_id != request.customer_id:
+            known = self.eraser.record(work, at_id, partition)
+            if known is None or request.request_id not in known.requests:
+                self.merger.send(identity, request.customer_id, request_message(request, quiet=quiet))
+            elif not quiet:
+                host.count(origin, "duplicate")
+            return
+        reached = reach(held, request)
+        if await host.erase_one(request, origin, partition, reached, quiet):
+            for other in reached:
+                if other != at_id:
+                    # The erased identify events of its old person link it within the
+                    # request: each id erases its own events up to the same time.
+                    message = reaching(other, to_us(request.requested_at), request.request_id)
+                    self.merger.send(identity, other, message)
 
     async def erase(
         self,

@@ -67,7 +67,7 @@ from stream.leaders import LeaderBoard
 from stream.merging import IDENTITY_ORIGIN, IdentityWork, Merger, reaching
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
-from stream.person_erasure import SPLIT_REFUSED, PersonEraser, reach, request_message
+from stream.person_erasure import PersonEraser
 from stream.stores import store_get
 from stream.topics import ORIGIN_HEADER, TopicNames, origin_of
 
@@ -231,6 +231,39 @@ class _Host:
             self.tombstone(customer_id)
 
 
+class _Erasures:
+    """The batch as `stream.person_erasure` routes and carries out requests in it."""
+
+    __slots__ = ("batch", "pipeline")
+
+    def __init__(self, pipeline: Pipeline, batch: _Batch) -> None:
+        self.pipeline = pipeline
+        self.batch = batch
+
+    def state(self, customer_id: str) -> CustomerState:
+        return self.pipeline._state(self.batch, customer_id)  # noqa: SLF001  # the pipeline's own helpers
+
+    def restart(self, customer_id: str, replacement: CustomerState | None, partition: int) -> None:
+        self.pipeline._restart(self.batch, customer_id, replacement, partition)  # noqa: SLF001
+
+    def reject(self, letter: Any, origin: str, error: str) -> None:
+        self.pipeline._reject(self.batch, letter, origin, error)  # noqa: SLF001
+
+    def count(self, origin: str, outcome: str) -> None:
+        self.batch.tally.event(origin, outcome)
+
+    def erased_to(self, customer_id: str, horizon: int) -> None:
+        self.batch.horizons[customer_id] = horizon
+
+    def followed(self, customer_id: str) -> None:
+        _Host(self.pipeline, self.batch).followed(customer_id)
+
+    async def erase_one(
+        self, request: ErasureRequest, origin: str, partition: int, reached: list[str], quiet: bool
+    ) -> bool:
+        return await self.pipeline._erase(self.batch, request, origin, partition, reached, quiet)  # noqa: SLF001
+
+
 @dataclass(frozen=True, slots=True)
 class _Config:
     rules: ScoringRules
@@ -388,7 +421,23 @@ class Pipeline:
                         reach_to = reaching(message["to"], horizon, f"identify:{message['cause']}")
                         self.merger.send(batch.identity, message["to"], reach_to)
                     elif message["kind"] == "erase":
-                        await self._erase_forwarded(batch, record, person, message, tp.partition)
+                        # A refused request's dead letter shows the request, not the message.
+                        letter = SimpleNamespace(
+                            partition=record.partition,
+                            offset=record.offset,
+                            key=record.key,
+                            value=orjson.dumps(message["request"]),
+                        )
+                        await self.person_eraser.route(
+                            batch.erasure,
+                            batch.identity,
+                            _Erasures(self, batch),
+                            parse_erasure(letter.value),
+                            letter,
+                            person,
+                            tp.partition,
+                            quiet=bool(message.get("quiet")),
+                        )
                     elif message["kind"] == "erased":
                         horizon = await self.person_eraser.erased(
                             batch.erasure,
@@ -396,7 +445,7 @@ class Pipeline:
                             person,
                             message,
                             tp.partition,
-                            self._restarts(batch),
+                            _Erasures(self, batch).restart,
                         )
                         batch.horizons[person] = horizon
                     else:
@@ -425,18 +474,15 @@ class Pipeline:
                     )
                     continue
                 if isinstance(parsed, ErasureRequest):
-                    held = self.merger.record(batch.identity, parsed.customer_id, tp.partition)
-                    if held is not None and held.to is not None:
-                        # An id of a person of several ids: the request goes to its canonical id
-                        # (and is counted where it is carried out).
-                        _Host(self, batch).followed(parsed.customer_id)
-                        self.merger.send(batch.identity, held.to, request_message(parsed))
-                    elif held is not None and (len(held.ids) > 1 or held.identifies):
-                        await self._erase_person(
-                            batch, record, parsed, origin, tp.partition, parsed.customer_id
-                        )
-                    else:
-                        await self._erase(batch, parsed, origin, key, tp.partition, reach(held, parsed))
+                    await self.person_eraser.route(
+                        batch.erasure,
+                        batch.identity,
+                        _Erasures(self, batch),
+                        parsed,
+                        record,
+                        key.decode(),
+                        tp.partition,
+                    )
                 elif isinstance(parsed, Identify):
                     horizon = self._horizon(batch, parsed.customer_id, tp.partition)
                     if horizon is not None and to_us(parsed.occurred_at) <= horizon:
@@ -797,15 +843,14 @@ class Pipeline:
         batch: _Batch,
         request: ErasureRequest,
         origin: str,
-        key: bytes,
         partition: int,
-        reached: list[str] | None = None,
-        *,
-        quiet: bool = False,
-    ) -> None:
-        """An erasure request on its customer's partition (`stream.erasing`): the customer's
+        reached: list[str],
+        quiet: bool,
+    ) -> bool:
+        """An erasure request for one id, on its partition (`stream.erasing`): the customer's
         new state is stored like any change, after a tombstone on `ppp-updates`. `reached`:
-        the ids it reaches, if more than its own (an id of a person erased before)."""
+        the ids the request reaches (more than its own for an id once part of an erased
+        person). Returns whether the request is new."""
         customer_id = request.customer_id
         state = self._state(batch, customer_id)
         fresh, horizon, replacement = await self.eraser.erase(
@@ -814,17 +859,12 @@ class Pipeline:
         batch.horizons[customer_id] = horizon
         if not quiet:  # part of a request counted before
             batch.tally.event(origin, "processed" if fresh else "duplicate")
-        for other in reached or ():
-            if fresh and other != customer_id:
-                # Ids the erased identify events of its old person link to it within the
-                # request: each erases its own events up to the same time.
-                message = reaching(other, to_us(request.requested_at), request.request_id)
-                self.merger.send(batch.identity, other, message)
         if replacement is not None or state.version == 0:
             # Nothing held (erased before, or before its events came): a tombstone all the
             # same, so that every erased customer's key ends in one (and again on a
             # redelivery, as a crash may have lost the first).
             self._restart(batch, customer_id, replacement, partition)
+        return fresh
 
     def _restart(
         self, batch: _Batch, customer_id: str, replacement: CustomerState | None, partition: int
@@ -843,11 +883,6 @@ class Pipeline:
         if replacement is not None and replacement.version:
             batch.out.add(names.ppp_updates, key, orjson.dumps(ppp_update(replacement)))
 
-    def _restarts(self, batch: _Batch) -> Any:
-        return lambda customer_id, replacement, partition: self._restart(
-            batch, customer_id, replacement, partition
-        )
-
     def _horizon(self, batch: _Batch, customer_id: str, partition: int) -> int | None:
         """The id's erasure horizon, with this batch's requests: one earlier in the batch
         must drop an identify event or a forwarded event later in it."""
@@ -858,71 +893,6 @@ class Pipeline:
         """Whether an event forwarded to `person` is of an id no longer among its ids."""
         ids = self.merger.ids_of(batch.identity, person)
         return ids is None or event.customer_id not in ids
-
-    async def _erase_person(
-        self,
-        batch: _Batch,
-        record: Any,
-        request: ErasureRequest,
-        origin: str,
-        partition: int,
-        canonical: str,
-        *,
-        quiet: bool = False,
-    ) -> None:
-        """A request for an id of a person of several ids, on its canonical id's partition
-        (`stream.person_erasure`)."""
-        person = self.merger.record(batch.identity, canonical, partition)
-        assert person is not None
-        outcome, horizon = await self.person_eraser.erase(
-            batch.erasure,
-            batch.identity,
-            request,
-            canonical,
-            person,
-            self._state(batch, canonical),
-            partition,
-            self._restarts(batch),
-            quiet=quiet,
-        )
-        if outcome == "refused":
-            self._reject(batch, record, origin, SPLIT_REFUSED)
-            return
-        batch.horizons[canonical] = horizon
-        if not quiet:
-            batch.tally.event(origin, "processed" if outcome == "erased" else "duplicate")
-
-    async def _erase_forwarded(
-        self, batch: _Batch, record: Any, person: str, message: dict[str, Any], partition: int
-    ) -> None:
-        """A request forwarded along pointers: on to the person, carried out here, or (the
-        person was erased meanwhile) back to the id it asked for."""
-        request = parse_erasure(orjson.dumps(message["request"]))
-        origin = self.config.names.erasures
-        quiet = bool(message.get("quiet"))
-        held = self.merger.record(batch.identity, person, partition)
-        # A refused request's dead letter carries the request, not the message around it.
-        letter = SimpleNamespace(
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=orjson.dumps(message["request"]),
-        )
-        if held is not None and held.to is not None:
-            self.merger.send(batch.identity, held.to, message)
-        elif held is not None and (len(held.ids) > 1 or held.identifies):
-            await self._erase_person(batch, letter, request, origin, partition, person, quiet=quiet)
-        else:
-            erased = self.eraser.record(batch.erasure, person, partition)
-            if erased is not None and request.request_id in erased.requests:
-                batch.tally.event(origin, "duplicate")
-            elif person == request.customer_id:
-                reached = reach(held, request)
-                await self._erase(
-                    batch, request, origin, person.encode("utf-8"), partition, reached, quiet=quiet
-                )
-            else:
-                self.merger.send(batch.identity, request.customer_id, message)
 
     async def _join_shares(self, batches: Mapping[TP, Sequence[Any]]) -> Awaitable[None]:
         """What one fetch brought from the share-joins topic: per partition, in offset order.
