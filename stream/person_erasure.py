@@ -217,7 +217,8 @@ class PersonEraser:
             in (state.seen if customer_id == canonical else state.alias_seen.get(customer_id, ()))
         }
         replacement, _ = erase_state(state, horizon, later[canonical], self.eraser.rules)
-        restart(canonical, replacement, partition)
+        # Nothing left of it: an empty state, which is stored as a tombstone.
+        restart(canonical, replacement or CustomerState(canonical), partition)
         # The canonical id is a person of its own now; merges still waiting for their
         # share joins' answers keep their place, so that their `merges` messages go out.
         erased = {"ids": ids, "identifies": person.identifies, "horizon": at}
@@ -272,5 +273,5 @@ class PersonEraser:
         later = await self.eraser.later_events(customer_id, partition)
         # Its referral links come from the share joins again, as its touchpoints are given back.
         replacement, _ = erase_state(CustomerState(customer_id), horizon, later, self.eraser.rules)
-        restart(customer_id, replacement, partition)
+        restart(customer_id, replacement or CustomerState(customer_id), partition)
         return horizon

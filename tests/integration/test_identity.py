@@ -19,6 +19,7 @@ import pytest
 from schemas.outputs import MergeEntry
 from tests.fixtures.broker import ON_BOTH_BROKERS, make_env
 from tests.integration.helpers import metric_sum, metric_values, publish_conformance, wait_for_states
+from tests.integration.test_erasure import fully_replicated, leading_node
 from tests.integration.test_recovery import wait_for_processed
 
 pytestmark = pytest.mark.integration
@@ -212,15 +213,26 @@ async def test_an_erasure_reaches_every_id_of_the_person(
         assert not letters
 
 
-@pytest.mark.parametrize(("seed", "workers"), [(3, "one"), (26, "one"), (5, "two"), (7, "killed")])
-@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
+@pytest.mark.parametrize(
+    ("broker", "seed", "workers"),
+    [
+        ("tansu", 3, "one"),
+        ("tansu", 26, "one"),
+        ("tansu", 5, "two"),
+        ("tansu", 7, "killed"),
+        ("cluster", 9, "killed"),
+    ],
+    indirect=["broker"],
+)
 async def test_erasures_anywhere_among_identify_events_end_where_replay_does(
     broker: Any, tmp_path: Any, identity_conformance: Any, seed: int, workers: str
 ) -> None:
     """The set's events, identify events and erasure requests in a shuffled order, some
     twice: a request may come before the identify that links one more id within it, or
     before the events it erases. Through one worker, two that share the partitions, or one
-    SIGKILLed halfway and started again: the final states are the set's after its erasures."""
+    SIGKILLed halfway and started again. On the cluster of three Kafka nodes, the node that
+    leads most of the test's partitions dies with the worker and starts again later. The
+    final states are the set's after its erasures."""
     fx = identity_conformance
     chooser = random.Random(seed)
     requests = [line.encode() for line in fx.erasures_path.read_text().splitlines() if line.strip()]
@@ -240,9 +252,15 @@ async def test_erasures_anywhere_among_identify_events_end_where_replay_does(
         await env.produce(messages[:half] if workers == "killed" else messages)
         if workers == "killed":
             await wait_for_processed(running[0], half // 3, deadline_s=90)
+            node = await leading_node(env) if len(env.bootstrap) == 3 else None
+            if node is not None:
+                env.broker.kill(node)
             running[0].kill()
-            await env.produce(messages[half:])
             running = [env.worker()]
+            await env.produce(messages[half:])
+            if node is not None:
+                await asyncio.to_thread(env.broker.restart, node)
+                await fully_replicated(env, 3, deadline_s=60)
         after = fx.expected_after_erasures
         for worker in running:
             await wait_for_states(worker, after, deadline_s=120)
@@ -251,6 +269,49 @@ async def test_erasures_anywhere_among_identify_events_end_where_replay_does(
             assert status == 404, json.dumps(body)
         letters = [json.loads(r.value) for r in await env.read_topic(env.names.dead_letters)]
         assert not [letter for letter in letters if "erasure" in letter["error"]], letters
+
+
+def _dated(kind: str, event_id: str, customer_id: str, day: int, **more: str) -> bytes:
+    at = f"2026-03-{day:02d}T10:00:00Z"
+    return json.dumps(
+        {"type": kind, "event_id": event_id, "customer_id": customer_id, "occurred_at": at, **more}
+    ).encode()
+
+
+async def _until_person(worker: Any, customer_id: str, aliases: list[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+        if (status == 200 and body["aliases"] == aliases) or time.monotonic() > deadline:
+            assert status == 200 and body["aliases"] == aliases, body
+            return dict(body)
+        await asyncio.sleep(0.3)
+
+
+@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
+async def test_a_person_erased_whole_leaves_nothing_under_any_id(
+    broker: Any, tmp_path: Any, identity_conformance: Any
+) -> None:
+    """A request for the alias, after all of the person's events: both ids answer 404, the
+    canonical id's key ends in a tombstone, and the log counts both ids' events."""
+    lines = [
+        _dated("touchpoint", "t-1", "anon-1", 1, moment="zmot", channel="search"),
+        _dated("touchpoint", "t-2", "cust-1", 2, moment="fmot", channel="store"),
+        _dated("identify", "i-1", "cust-1", 3, anonymous_id="anon-1"),
+    ]
+    async with _deployment(broker, tmp_path, identity_conformance) as env:
+        worker = env.worker()
+        await publish_conformance(env, SimpleNamespace(raw_lines=lines))
+        await _until_person(worker, "anon-1", ["anon-1"])
+        request = {"request_id": "r-1", "customer_id": "anon-1", "requested_at": "2026-03-04T00:00:00Z"}
+        await env.produce([(env.names.erasures, b"anon-1", json.dumps(request).encode())])
+        (log,) = await _erasure_logs(env, 1)
+        assert (log["customer_id"], log["ids"], log["events_erased"]) == ("anon-1", ["anon-1", "cust-1"], 2)
+        for customer_id in ("cust-1", "anon-1"):
+            status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
+            assert status == 404, body
+        latest = {r.key: r.value for r in await env.read_topic(env.names.ppp_updates)}
+        assert latest[b"cust-1"] is None and latest.get(b"anon-1") is None
 
 
 @pytest.mark.parametrize("broker", ["tansu"], indirect=True)
@@ -262,17 +323,11 @@ async def test_an_erasure_that_would_split_a_person_is_refused_not_half_done(
     person's state stays whole."""
     fx = identity_conformance
 
-    def event(kind: str, event_id: str, customer_id: str, day: int, **more: str) -> bytes:
-        at = f"2026-03-{day:02d}T10:00:00Z"
-        return json.dumps(
-            {"type": kind, "event_id": event_id, "customer_id": customer_id, "occurred_at": at, **more}
-        ).encode()
-
     lines = [
-        event("touchpoint", "t-1", "anon-1", 1, moment="zmot", channel="search"),
-        event("touchpoint", "t-2", "anon-2", 2, moment="fmot", channel="store"),
-        event("identify", "i-1", "cust-1", 3, anonymous_id="anon-1"),
-        event("identify", "i-2", "cust-1", 5, anonymous_id="anon-2"),
+        _dated("touchpoint", "t-1", "anon-1", 1, moment="zmot", channel="search"),
+        _dated("touchpoint", "t-2", "anon-2", 2, moment="fmot", channel="store"),
+        _dated("identify", "i-1", "cust-1", 3, anonymous_id="anon-1"),
+        _dated("identify", "i-2", "cust-1", 5, anonymous_id="anon-2"),
     ]
     async with _deployment(broker, tmp_path, fx) as env:
         worker = env.worker()
