@@ -140,22 +140,38 @@ class Eraser:
                 replacement, gone = erase_state(state, horizon, later, self.rules)
             replacement = replacement or CustomerState(customer_id)
             work.erased.add(customer_id)
-            awaiting = set(state.joined)
-            for share_id in sorted(awaiting):
-                message = {
-                    "kind": "forget",
-                    "share_id": share_id,
-                    "customer_id": customer_id,
-                    "horizon": horizon,
-                    "request_id": request.request_id,
-                }
-                work.forgets.append((share_id.encode("utf-8"), orjson.dumps(message)))
+            awaiting = self.ask_joins(work, state, customer_id, horizon, request.request_id)
         if fresh:
             pending = Pending(at, gone, awaiting, quiet=quiet)
             if reached is not None and reached != [customer_id]:
                 pending.asked, pending.ids = customer_id, reached
             self.pend(work, customer_id, request.request_id, pending, partition)
         return fresh, horizon, replacement
+
+    def ask_joins(
+        self,
+        work: ErasureWork,
+        state: CustomerState,
+        customer_id: str,
+        horizon: int,
+        request_id: str,
+        ids: list[str] | None = None,
+    ) -> set[str]:
+        """Every share join the state took part in is asked to forget the customer's
+        sightings up to `horizon` (every id of a person's, with `ids`); returns the shares."""
+        awaiting = set(state.joined)
+        for share_id in sorted(awaiting):
+            message: dict[str, Any] = {
+                "kind": "forget",
+                "share_id": share_id,
+                "customer_id": customer_id,
+                "horizon": horizon,
+                "request_id": request_id,
+            }
+            if ids is not None:
+                message["ids"] = ids
+            work.forgets.append((share_id.encode("utf-8"), orjson.dumps(message)))
+        return awaiting
 
     def pend(
         self, work: ErasureWork, customer_id: str, request_id: str, pending: Pending, partition: int

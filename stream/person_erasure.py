@@ -235,17 +235,7 @@ class PersonEraser:
                     "person": erased,
                 }
                 identity.messages.append((customer_id.encode("utf-8"), orjson.dumps(message)))
-        awaiting = set(state.joined)
-        for share_id in sorted(awaiting):
-            forget = {
-                "kind": "forget",
-                "share_id": share_id,
-                "customer_id": canonical,
-                "ids": ids,
-                "horizon": at,
-                "request_id": request.request_id,
-            }
-            work.forgets.append((share_id.encode("utf-8"), orjson.dumps(forget)))
+        awaiting = self.eraser.ask_joins(work, state, canonical, at, request.request_id, ids)
         pending = Pending(at, held - len(kept), awaiting, asked=request.customer_id, ids=ids, quiet=quiet)
         self.eraser.pend(work, canonical, request.request_id, pending, partition)
         return "erased", horizon
