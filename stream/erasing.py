@@ -72,8 +72,12 @@ class Eraser:
         rules: ScoringRules,
         kafka: Mapping[str, Any],
         max_event_bytes: int,
+        *,
+        stable_ends: bool = False,
     ) -> None:
         self.table = table  # customer_id -> encoded ErasureRecord (a Faust table, raw values)
+        # In transactions, events are read again only up to the last stable offset.
+        self.stable_ends = stable_ends
         self._held = store_get(table)  # the store itself, as `add_to` writes it
         self.names = names
         self.rules = rules
@@ -254,7 +258,8 @@ class Eraser:
         names = self.names
         wanted = customer_id.encode("utf-8")
         events: list[Event] = []
-        async for record in read_partitions(self.kafka, [*names.inputs, names.rekeyed], partition):
+        topics = [*names.inputs, names.rekeyed]
+        async for record in read_partitions(self.kafka, topics, partition, stable=self.stable_ends):
             if record.value is None or wanted not in record.value:
                 continue
             kind = names.inputs.get(origin_of(record, names.rekeyed))

@@ -18,13 +18,14 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.structs import TopicPartition
 
-__all__ = ["fetch_highwaters", "install_end_offsets_probe"]
+__all__ = ["fetch_highwaters", "install_end_offsets_probe", "stable_end_offsets"]
 
 _PROBE_BYTES = 1  # the broker still returns at least one batch and, always, the high watermark
 # Tansu answers a fetch with min_bytes=0 with no partitions at all; with min_bytes=1 at an
 # offset that holds a record it answers at once, so the wait is only a bound.
 _PROBE_WAIT_MS = 100
 _installed = False
+_reported = AIOKafkaConsumer.end_offsets  # aiokafka's own, before the probe wraps it
 
 
 async def fetch_highwaters(
@@ -66,3 +67,15 @@ def install_end_offsets_probe() -> None:
 
     AIOKafkaConsumer.end_offsets = end_offsets  # see the module docstring
     _installed = True
+
+
+async def stable_end_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The broker's own answer, without the probe: on Apache Kafka, for a `read_committed`
+    consumer, the last stable offset. A worker reading topics it writes in transactions
+    must stop there: its own open transaction holds the high watermark ahead until it
+    commits, and the commit waits for the reader (a worker that waited so was fenced after
+    the transaction timeout: the erasure test, CI)."""
+    ends: dict[TopicPartition, int] = await _reported(consumer, partitions)
+    return ends

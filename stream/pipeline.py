@@ -298,7 +298,12 @@ class Pipeline:
         # horizon below which its late events are dropped, kept like the customers.
         self.erasures = self._table(app, "erasures", "raw", partitions)
         self.eraser = Eraser(
-            self.erasures, names, settings.rules, kafka_options(settings), settings.max_event_bytes
+            self.erasures,
+            names,
+            settings.rules,
+            kafka_options(settings),
+            settings.max_event_bytes,
+            stable_ends=app.transactions is not None,
         )
         # The ids of persons of several ids (`journey.identity.IdRecord`): a canonical id's
         # person, or where an id that stopped being canonical went.

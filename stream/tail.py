@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from stream.offsets import install_end_offsets_probe
+from stream.offsets import install_end_offsets_probe, stable_end_offsets
 
 __all__ = ["TopicMissing", "assign_whole", "read_partitions", "read_topic"]
 
@@ -61,10 +61,11 @@ async def read_topic(
 
 
 async def read_partitions(
-    kafka: Mapping[str, Any], topics: list[str], partition: int
+    kafka: Mapping[str, Any], topics: list[str], partition: int, *, stable: bool = False
 ) -> AsyncGenerator[Any, None]:
     """Records of `partition` of each of `topics`, from the beginning to the end they have
-    now (no consumer group): what a worker re-reads to rebuild one customer."""
+    now (no consumer group): what a worker re-reads to rebuild one customer. `stable`: to
+    the last stable offset (`stream.offsets.stable_end_offsets`), for a worker in transactions."""
     install_end_offsets_probe()
     consumer = AIOKafkaConsumer(**{"isolation_level": "read_committed", **kafka}, enable_auto_commit=False)
     try:
@@ -72,7 +73,7 @@ async def read_partitions(
         tps = [TopicPartition(topic, partition) for topic in topics]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await (stable_end_offsets(consumer, tps) if stable else consumer.end_offsets(tps))
         remaining = {tp for tp in tps if ends[tp] > 0}
         for tp in tps:
             if tp not in remaining:
