@@ -258,7 +258,9 @@ class PersonEraser:
         )
         horizon = self._horizon(work, customer_id, request, partition)
         record = self.merger.record(identity, customer_id, partition)
-        if record is not None and record.to == message["from"]:
+        # Whatever id it points at, its pointer leads to the person that was erased (one
+        # that moved on, to another canonical id, left its own pointer behind).
+        if record is not None and record.to is not None:
             identity.records[partition][customer_id] = IdRecord(ids={customer_id}, erased=message["person"])
         later = await self.eraser.later_events(customer_id, partition)
         # Its referral links come from the share joins again, as its touchpoints are given back.
