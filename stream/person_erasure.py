@@ -37,6 +37,7 @@ __all__ = [
     "ErasureHost",
     "PersonEraser",
     "Restarts",
+    "linked_within",
     "reach",
     "request_message",
 ]
@@ -48,15 +49,9 @@ SPLIT_REFUSED = (
 )
 
 
-def reach(record: IdRecord | None, request: ErasureRequest) -> list[str]:
-    """The ids that a request for an id, once part of an erased person, reaches through the
-    identify events erased with it (those at or before `requested_at`), sorted."""
-    erased = None if record is None else record.erased
-    asked = request.customer_id
-    if erased is None:
-        return [asked]
-    at = to_us(request.requested_at)
-    reached, edges = {asked}, [(i[2], i[3]) for i in erased["identifies"] if int(i[0]) <= at]
+def linked_within(asked: str, identifies: list[list[Any]], at: int) -> set[str]:
+    """The ids that the identify events at or before `at` link to `asked` (itself included)."""
+    reached, edges = {asked}, [(str(i[2]), str(i[3])) for i in identifies if int(i[0]) <= at]
     grew = True
     while grew:
         grew = False
@@ -64,7 +59,16 @@ def reach(record: IdRecord | None, request: ErasureRequest) -> list[str]:
             if (one in reached) != (other in reached):
                 reached |= {one, other}
                 grew = True
-    return sorted(reached)
+    return reached
+
+
+def reach(record: IdRecord | None, request: ErasureRequest) -> list[str]:
+    """The ids that a request for an id, once part of an erased person, reaches through the
+    identify events erased with it (those at or before `requested_at`), sorted."""
+    erased = None if record is None else record.erased
+    if erased is None:
+        return [request.customer_id]
+    return sorted(linked_within(request.customer_id, erased["identifies"], to_us(request.requested_at)))
 
 
 class Restarts(Protocol):
@@ -200,6 +204,9 @@ class PersonEraser:
         if any(int(identify[0]) > at for identify in person.identifies):
             return "refused", 0
         ids = sorted(person.ids)
+        # An id an identify event names whose person is still on its way here (pulled, not
+        # absorbed yet) is reached too: the erasure goes to it as a request of its own.
+        reached = sorted(linked_within(request.customer_id, person.identifies, at) | person.ids)
         horizon = self._horizon(work, canonical, request, partition)
         # Every id's events, read again from its own partition: what survives is folded
         # again per id, and the count of what went is what the person held less that.
@@ -221,7 +228,7 @@ class PersonEraser:
         restart(canonical, replacement or CustomerState(canonical), partition)
         # The canonical id is a person of its own now; merges still waiting for their
         # share joins' answers keep their place, so that their `merges` messages go out.
-        erased = {"ids": ids, "identifies": person.identifies, "horizon": at}
+        erased = {"ids": reached, "identifies": person.identifies, "horizon": at}
         identity.records[partition][canonical] = IdRecord(
             ids={canonical}, pending=person.pending, erased=erased
         )
@@ -235,8 +242,11 @@ class PersonEraser:
                     "person": erased,
                 }
                 identity.messages.append((customer_id.encode("utf-8"), orjson.dumps(message)))
+        for customer_id in reached:
+            if customer_id not in person.ids:
+                self.merger.send(identity, customer_id, reaching(customer_id, at, request.request_id))
         awaiting = self.eraser.ask_joins(work, state, canonical, at, request.request_id, ids)
-        pending = Pending(at, held - len(kept), awaiting, asked=request.customer_id, ids=ids, quiet=quiet)
+        pending = Pending(at, held - len(kept), awaiting, asked=request.customer_id, ids=reached, quiet=quiet)
         self.eraser.pend(work, canonical, request.request_id, pending, partition)
         return "erased", horizon
 
