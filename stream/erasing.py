@@ -84,15 +84,14 @@ class Eraser:
         self.kafka = kafka
         self.max_event_bytes = max_event_bytes
 
-    def horizon(self, customer_id: str) -> int | None:
-        """The customer's erasure horizon, if it has one: its events at or before it are dropped."""
+    def horizon(self, customer_id: str, work: ErasureWork | None = None, partition: int = 0) -> int | None:
+        """The customer's erasure horizon, if it has one: its events at or before it are
+        dropped. With `work`, as this batch has it: a request earlier in the batch counts."""
+        if work is not None:
+            record = self.record(work, customer_id, partition)
+            return None if record is None else record.horizon_us
         held: bytes | None = self._held(customer_id)
         return None if held is None else decode_record(held).horizon_us
-
-    def erases(self, customer_id: str, occurred_at: datetime) -> bool:
-        """Whether the customer's own erasures remove an event of it at `occurred_at`."""
-        horizon = self.horizon(customer_id)
-        return horizon is not None and to_us(occurred_at) <= horizon
 
     def record(self, work: ErasureWork, customer_id: str, partition: int) -> ErasureRecord | None:
         """The customer's erasure record, as this batch has changed it."""
@@ -124,15 +123,7 @@ class Eraser:
         erase and is logged once."""
         customer_id = request.customer_id
         at = to_us(request.requested_at)
-        record = self.record(work, customer_id, partition) or ErasureRecord(at)
-        fresh = request.request_id not in record.requests
-        if fresh:
-            # A request_id seen before is a duplicate, whatever time it carries: the first
-            # one counts, as in `journey.erasure.horizons`.
-            record.requests.add(request.request_id)
-            record.horizon_us = max(record.horizon_us, at)
-        horizon = record.horizon_us
-        work.records[partition][customer_id] = record
+        fresh, horizon = self.take(work, customer_id, request, partition)
         replacement: CustomerState | None = None
         gone = 0
         awaiting: set[str] = set()
@@ -151,6 +142,22 @@ class Eraser:
                 pending.asked, pending.ids = customer_id, reached
             self.pend(work, customer_id, request.request_id, pending, partition)
         return fresh, horizon, replacement
+
+    def take(
+        self, work: ErasureWork, customer_id: str, request: ErasureRequest, partition: int
+    ) -> tuple[bool, int]:
+        """The id's erasure record takes a request that reaches it (the id it names, or
+        another id of its person): (whether it is new, the id's horizon now)."""
+        at = to_us(request.requested_at)
+        record = self.record(work, customer_id, partition) or ErasureRecord(at)
+        fresh = request.request_id not in record.requests
+        if fresh:
+            # A request_id seen before is a duplicate, whatever time it carries: the first
+            # one counts, as in `journey.erasure.horizons`.
+            record.requests.add(request.request_id)
+            record.horizon_us = max(record.horizon_us, at)
+        work.records[partition][customer_id] = record
+        return fresh, record.horizon_us
 
     def ask_joins(
         self,

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from journey.customer import CustomerState, to_us
-from journey.erasure import ErasureRecord, Pending, erase_state
+from journey.erasure import Pending, erase_state
 from journey.identity import IdRecord
 from schemas.events import ErasureRequest
 from stream.erasing import Eraser, ErasureWork
@@ -122,15 +122,6 @@ class PersonEraser:
         self.merger = merger
         self.partition_for = partition_for
 
-    def _horizon(self, work: ErasureWork, customer_id: str, request: ErasureRequest, partition: int) -> int:
-        """The id's erasure record takes the request: its horizon, as the id's own."""
-        at = to_us(request.requested_at)
-        record = self.eraser.record(work, customer_id, partition) or ErasureRecord(at)
-        record.requests.add(request.request_id)
-        record.horizon_us = max(record.horizon_us, at)
-        work.records[partition][customer_id] = record
-        return record.horizon_us
-
     async def route(
         self,
         work: ErasureWork,
@@ -207,7 +198,7 @@ class PersonEraser:
         # An id an identify event names whose person is still on its way here (pulled, not
         # absorbed yet) is reached too: the erasure goes to it as a request of its own.
         reached = sorted(linked_within(request.customer_id, person.identifies, at) | person.ids)
-        horizon = self._horizon(work, canonical, request, partition)
+        _, horizon = self.eraser.take(work, canonical, request, partition)
         # Every id's events, read again from its own partition: what survives is folded
         # again per id, and the count of what went is what the person held less that.
         later = {
@@ -266,7 +257,7 @@ class PersonEraser:
             customer_id=customer_id,
             requested_at=message["requested_at"],
         )
-        horizon = self._horizon(work, customer_id, request, partition)
+        _, horizon = self.eraser.take(work, customer_id, request, partition)
         record = self.merger.record(identity, customer_id, partition)
         # Whatever id it points at, its pointer leads to the person that was erased (one
         # that moved on, to another canonical id, left its own pointer behind).

@@ -418,7 +418,9 @@ class Pipeline:
                     person = bytes(record.key).decode("utf-8")
                     message = orjson.loads(record.value)
                     horizon = (
-                        self._horizon(batch, person, tp.partition) if message["kind"] == "pull" else None
+                        self.eraser.horizon(person, batch.erasure, tp.partition)
+                        if message["kind"] == "pull"
+                        else None
                     )
                     if horizon is not None and message["at"] <= horizon:
                         # An identify this id's erasure took: the erasure reaches its other
@@ -489,7 +491,7 @@ class Pipeline:
                         tp.partition,
                     )
                 elif isinstance(parsed, Identify):
-                    horizon = self._horizon(batch, parsed.customer_id, tp.partition)
+                    horizon = self.eraser.horizon(parsed.customer_id, batch.erasure, tp.partition)
                     if horizon is not None and to_us(parsed.occurred_at) <= horizon:
                         # Erased with its customer_id, it takes the erasure to its other id.
                         self.merger.send(
@@ -508,7 +510,7 @@ class Pipeline:
                     )
                     to = self.merger.pointer(batch.identity, person, tp.partition)
                     horizon = (
-                        self._horizon(batch, person, tp.partition)
+                        self.eraser.horizon(person, batch.erasure, tp.partition)
                         if to is not None and person == parsed.customer_id
                         else None
                     )
@@ -887,12 +889,6 @@ class Pipeline:
         batch.out.add(names.ppp_updates, key, None)
         if replacement is not None and replacement.version:
             batch.out.add(names.ppp_updates, key, orjson.dumps(ppp_update(replacement)))
-
-    def _horizon(self, batch: _Batch, customer_id: str, partition: int) -> int | None:
-        """The id's erasure horizon, with this batch's requests: one earlier in the batch
-        must drop an identify event or a forwarded event later in it."""
-        record = self.eraser.record(batch.erasure, customer_id, partition)
-        return None if record is None else record.horizon_us
 
     def _left(self, batch: _Batch, person: str, event: Event) -> bool:
         """Whether an event forwarded to `person` is of an id no longer among its ids."""
