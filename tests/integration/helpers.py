@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -131,6 +132,24 @@ def latest_by_key(records: list[Any]) -> dict[str, dict[str, Any]]:
     return latest
 
 
+def updates_show(expected: dict[str, dict[str, Any]]) -> Callable[[list[Any]], bool]:
+    """Whether `ppp-updates` records end, for every customer of `expected`, in its scores:
+    what `read_until` waits for before a test compares them exactly."""
+
+    def done(records: list[Any]) -> bool:
+        latest = latest_by_key(records)
+        return all(
+            customer_id in latest
+            and all(
+                round(latest[customer_id][name], 2) == round(state[name], 2)
+                for name in ("csat", "cltv", "ppp")
+            )
+            for customer_id, state in expected.items()
+        )
+
+    return done
+
+
 def versions_by_key(records: list[Any]) -> dict[str, list[int]]:
     """The versions of each key since its last tombstone, in topic order."""
     versions: dict[str, list[int]] = defaultdict(list)
@@ -142,6 +161,21 @@ def versions_by_key(records: list[Any]) -> dict[str, list[int]]:
     return versions
 
 
+async def read_until(
+    env: Any, topic: str, done: Callable[[list[Any]], bool], deadline_s: float = 30
+) -> list[Any]:
+    """Every record of `topic`, read again until `done` says they are complete (or the
+    deadline passed). A worker's tables answer over HTTP before the batch's outputs are
+    acknowledged, and with transactions before they commit: a test that has seen every
+    state still waits for the topics to show them, then asserts on what it read."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        records = await env.read_topic(topic)
+        if done(records) or time.monotonic() > deadline:
+            return records
+        await asyncio.sleep(0.5)
+
+
 async def read_links(env: Any, expected: int, deadline_s: float = 60) -> list[Any]:
     """The referral-links records once `expected` have arrived (or the deadline passed).
 
@@ -149,12 +183,9 @@ async def read_links(env: Any, expected: int, deadline_s: float = 60) -> list[An
     has seen every state still has to wait for them; it then compares them exactly, so one
     too many fails as surely as one too few.
     """
-    deadline = time.monotonic() + deadline_s
-    while True:
-        records = await env.read_topic(env.names.referral_links)
-        if len(records) >= expected or time.monotonic() > deadline:
-            return records
-        await asyncio.sleep(0.5)
+    return await read_until(
+        env, env.names.referral_links, lambda records: len(records) >= expected, deadline_s
+    )
 
 
 def impact_answers(worker: WorkerProcess) -> list[dict[str, Any]]:

@@ -24,12 +24,16 @@ from schemas.decode import parse_event
 from schemas.events import ErasureRequest
 from schemas.outputs import ErasureLogEntry
 from tests.fixtures.broker import BROKERS
-from tests.integration.helpers import read_links, wait_for_impact
+from tests.integration.helpers import read_links, read_until, wait_for_impact
 from tests.integration.test_commands import journey
 from tests.integration.test_faults import FX, processed, produce_events, seeded_events
 from tests.unit.test_order_independence import join_all
 
 pytestmark = pytest.mark.integration
+
+
+def _scores(state: dict[str, Any]) -> tuple[float, float, float]:
+    return (state["csat"], state["cltv"], state["ppp"])
 
 
 def _stamp(moment: datetime) -> str:
@@ -276,14 +280,16 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
 
     # No update lost: the latest `ppp-updates` message of every held customer is its state.
     # (The last message of a key in the log: versions start again after an erasure.)
-    final = {r.key.decode(): r.value for r in await env.read_topic(env.names.ppp_updates)}
-    for customer_id, state in states.items():
-        raw = final.get(customer_id)
-        assert raw is not None, customer_id
-        got = json.loads(raw)
-        assert (got["csat"], got["cltv"], got["ppp"]) == (state["csat"], state["cltv"], state["ppp"]), (
-            customer_id
-        )
+    def scores(records: list[Any]) -> dict[str, tuple[float, float, float] | None]:
+        last = {r.key.decode(): r.value for r in records}
+        return {
+            customer_id: None if last.get(customer_id) is None else _scores(json.loads(last[customer_id]))
+            for customer_id in states
+        }
+
+    wanted = {customer_id: _scores(state) for customer_id, state in states.items()}
+    final = scores(await read_until(env, env.names.ppp_updates, lambda records: scores(records) == wanted))
+    assert final == wanted
     if cluster is not None and killed is not None:
         await asyncio.to_thread(cluster.restart, killed)
 

@@ -29,6 +29,8 @@ from tests.integration.helpers import (
     latest_by_key,
     metric_sum,
     metric_values,
+    read_until,
+    updates_show,
     versions_by_key,
     wait_for_impact,
     wait_for_platinum,
@@ -135,7 +137,7 @@ async def wait_until_quiet(
 
 async def check_outputs(env: Any, work: Workload, workers: list[WorkerProcess]) -> None:
     expected, links = work.expected, work.links
-    updates = await env.read_topic(env.names.ppp_updates)
+    updates = await read_until(env, env.names.ppp_updates, updates_show(expected))
     latest = latest_by_key(updates)
     assert set(latest) == set(expected)
     for customer_id, state in expected.items():

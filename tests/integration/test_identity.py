@@ -10,7 +10,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +18,14 @@ import pytest
 
 from schemas.outputs import MergeEntry
 from tests.fixtures.broker import ON_BOTH_BROKERS, make_env
-from tests.integration.helpers import metric_sum, metric_values, publish_conformance, wait_for_states
+from tests.integration.helpers import (
+    metric_sum,
+    metric_values,
+    publish_conformance,
+    read_until,
+    updates_show,
+    wait_for_states,
+)
 from tests.integration.test_erasure import fully_replicated, leading_node
 from tests.integration.test_recovery import wait_for_processed
 
@@ -40,8 +47,13 @@ def _triple(link: dict[str, Any]) -> tuple[str, str, str]:
     return (link["share_id"], link["referrer_id"], link["referred_id"])
 
 
-async def _links_standing(env: Any, expected: int, deadline_s: float = 60) -> tuple[Counter[Any], list[Any]]:
-    """Links sent minus those retracted on `merges`, once they come to `expected`."""
+async def _links_standing(
+    env: Any, expected: int, merged_ids: Collection[str] = (), deadline_s: float = 60
+) -> tuple[Counter[Any], list[Any]]:
+    """Links sent minus those retracted on `merges`, once they come to `expected` and the
+    `merges` messages name every id of `merged_ids`. With transactions, a worker's state
+    answers over HTTP before the transaction that carries its outputs commits, so the
+    outputs are read until they are all there (or the deadline passes)."""
     deadline = time.monotonic() + deadline_s
     while True:
         sent = Counter(_triple(json.loads(r.value)) for r in await env.read_topic(env.names.referral_links))
@@ -51,9 +63,16 @@ async def _links_standing(env: Any, expected: int, deadline_s: float = 60) -> tu
             for link in merge["links_retracted"]:
                 standing[_triple(link)] -= 1
         standing = +standing
-        if sum(standing.values()) == expected or time.monotonic() > deadline:
+        named = {customer_id for merge in merges for customer_id in merge["merged_ids"]}
+        settled = sum(standing.values()) == expected and set(merged_ids) <= named
+        if settled or time.monotonic() > deadline:
             return standing, merges
         await asyncio.sleep(0.5)
+
+
+def _last_values(records: list[Any]) -> dict[bytes, bytes | None]:
+    """The last value of every key (None for a tombstone)."""
+    return {record.key: record.value for record in records}
 
 
 async def _check_identity_stream(env: Any, workers: list[Any], fx: Any, *, killed: bool = False) -> None:
@@ -69,7 +88,7 @@ async def _check_identity_stream(env: Any, workers: list[Any], fx: Any, *, kille
             assert status == 200, (alias, status, body)
             assert body["customer_id"] == canonical and alias in body["aliases"]
 
-    standing, merges = await _links_standing(env, len(fx.expected_links))
+    standing, merges = await _links_standing(env, len(fx.expected_links), set(aliases))
     assert standing == Counter(_triple(link) for link in fx.expected_links)  # each exactly once
     # Every id that is an alias now stopped being canonical in some merge, said on `merges`.
     for merge in merges:
@@ -79,9 +98,11 @@ async def _check_identity_stream(env: Any, workers: list[Any], fx: Any, *, kille
     assert all(set(m["aliases"]) >= set(m["merged_ids"]) - {m["customer_id"]} for m in merges)
     # ppp-updates: the latest message of every person is its state; an absorbed id that
     # had published one ends in a tombstone.
-    latest: dict[str, Any] = {}
-    for record in await env.read_topic(env.names.ppp_updates):
-        latest[record.key.decode()] = None if record.value is None else json.loads(record.value)
+    records = await read_until(env, env.names.ppp_updates, updates_show(expected))
+    latest = {
+        key.decode(): None if value is None else json.loads(value)
+        for key, value in _last_values(records).items()
+    }
     for cid, state in expected.items():
         assert latest[cid] is not None and round(latest[cid]["ppp"], 2) == round(state["ppp"], 2), cid
     for alias in aliases:
@@ -310,7 +331,10 @@ async def test_a_person_erased_whole_leaves_nothing_under_any_id(
         for customer_id in ("cust-1", "anon-1"):
             status, body = await asyncio.to_thread(worker.get, f"/customers/{customer_id}")
             assert status == 404, body
-        latest = {r.key: r.value for r in await env.read_topic(env.names.ppp_updates)}
+        records = await read_until(
+            env, env.names.ppp_updates, lambda rs: _last_values(rs).get(b"cust-1", 1) is None
+        )
+        latest = _last_values(records)
         assert latest[b"cust-1"] is None and latest.get(b"anon-1") is None
 
 

@@ -20,6 +20,8 @@ from tests.integration.helpers import (
     metric_sum,
     metric_values,
     read_links,
+    read_until,
+    updates_show,
     versions_by_key,
     wait_for_states,
 )
@@ -63,13 +65,8 @@ async def test_conformance_events_through_one_worker(journey_env: Any, conforman
     # A state answers over HTTP as soon as the table holds it, a moment before its update is
     # acknowledged: read until every customer's update is there (Kafka is quick enough to
     # show the moment).
-    deadline = time.monotonic() + 30
-    while True:
-        updates = await env.read_topic(names.ppp_updates)
-        latest = latest_by_key(updates)
-        if set(latest) == set(conformance.expected_states) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.5)
+    updates = await read_until(env, names.ppp_updates, updates_show(conformance.expected_states))
+    latest = latest_by_key(updates)
     assert set(latest) == set(conformance.expected_states)
     for customer_id, expected in conformance.expected_states.items():
         message = latest[customer_id]

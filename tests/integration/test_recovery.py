@@ -19,6 +19,8 @@ from tests.integration.helpers import (
     metric_values,
     publish_conformance,
     read_links,
+    read_until,
+    updates_show,
     versions_by_key,
     wait_for_impact,
     wait_for_states,
@@ -53,7 +55,7 @@ async def test_state_survives_sigkill_and_restart(journey_env: Any, conformance:
     restarted = env.worker()
     await wait_for_states(restarted, conformance.expected_states)
 
-    updates = await env.read_topic(env.names.ppp_updates)
+    updates = await read_until(env, env.names.ppp_updates, updates_show(conformance.expected_states))
     latest = latest_by_key(updates)
     for customer_id, expected in conformance.expected_states.items():
         for name in ("csat", "cltv", "ppp"):
