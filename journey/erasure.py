@@ -73,6 +73,11 @@ class Pending:
     quiet: bool = False
 
 
+# The horizon of an id whose record no request erased: one kept only so that a request is
+# known again when it comes back (a person that came apart, SPEC.md "Erasure").
+NOTHING_ERASED = -(2**62)
+
+
 @dataclass(slots=True)
 class ErasureRecord:
     """What a worker remembers of a customer's erasures (its `erasures` table entry): the

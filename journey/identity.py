@@ -28,6 +28,7 @@ __all__ = [
     "Persons",
     "decode_id_record",
     "encode_id_record",
+    "identify_edge",
     "identify_key",
     "merge_states",
     "merges_message",
@@ -288,6 +289,29 @@ class IdRecord:
             self.add_identify(identify)
         for merge_id, pending in other.pending.items():
             self.pending.setdefault(merge_id, pending)
+        if other.erased is not None:
+            self.remember_erased(
+                other.erased["identifies"], int(other.erased["horizon"]), other.erased["ids"]
+            )
+
+    def remember_erased(
+        self, identifies: list[list[Any]], horizon: int, ids: list[str] | None = None
+    ) -> bool:
+        """Keep identify events that an erasure took (and the ids it reached): they still
+        link their ids for any later request at or after their time, as in
+        `person_horizons`. Returns whether any of them is new."""
+        erased = self.erased or {"ids": [], "identifies": [], "horizon": horizon}
+        known = {(str(i[1]), str(i[2])) for i in erased["identifies"]}
+        fresh = [list(i) for i in identifies if (str(i[1]), str(i[2])) not in known]
+        erased["identifies"] = [*erased["identifies"], *fresh]
+        erased["ids"] = sorted(set(erased["ids"]) | set(ids or ()))
+        erased["horizon"] = max(int(erased["horizon"]), horizon)
+        self.erased = erased
+        return bool(fresh)
+
+    def erased_identifies(self) -> list[list[Any]]:
+        """The identify events erasures took that touched this person (see `remember_erased`)."""
+        return [] if self.erased is None else list(self.erased["identifies"])
 
     def canonical(self) -> str | None:
         """The customer_id of the earliest identify event (None before one)."""
@@ -325,6 +349,12 @@ def decode_id_record(raw: bytes) -> IdRecord:
         },
         erased=data.get("erased"),
     )
+
+
+def identify_edge(event: Identify) -> list[Any]:
+    """An identify event as a person's record keeps it: [occurred_at_us, event_id,
+    customer_id, anonymous_id]."""
+    return [to_us(event.occurred_at), event.event_id, event.customer_id, event.anonymous_id]
 
 
 def merges_message(canonical: str, record: IdRecord, pending: PendingMerge) -> dict[str, Any]:

@@ -295,33 +295,38 @@ def rename(join: ShareJoin, ids: list[str], new: str, version: int) -> ForgetRes
     return ForgetResult(retracted, links)
 
 
-def forget_person(join: ShareJoin, ids: list[str], horizon_us: int) -> ForgetResult:
-    """Forget, in place, the sightings of every id of an erased person at or before
-    `horizon_us`, and give each id its later sightings back: the person's identify events
-    are erased with it, so each of its ids is a person of its own again (SPEC.md, "Erasure").
+def forget_person(
+    join: ShareJoin, ids: list[str], horizon_us: int, erased: list[str] | None = None
+) -> ForgetResult:
+    """A person of `ids` comes apart (an erasure, SPEC.md "Erasure"): in place, the sightings
+    of the ids in `erased` (all of `ids` by default) at or before `horizon_us` are forgotten,
+    and each id takes its other sightings back as a person of its own (the identify events
+    that join them again make it a person of several ids again, with their renames).
 
     Afterwards the join is what the surviving sightings make: links whose share or
     touchpoint is gone, or whose referrer or referred person is now another, are retracted;
     the links the surviving sightings make are returned, to be sent once."""
-    erased = set(ids)
-    for customer_id in erased:
+    given = set(ids)
+    gone = given if erased is None else set(erased)
+    for customer_id in gone:
         join.forgotten[customer_id] = max(horizon_us, join.forgotten.get(customer_id, horizon_us))
+    for customer_id in given:
         join.renamed.pop(customer_id, None)
     before = join.share
     linked = dict(join.linked)
     if before is not None:
         origin = join.share_origin or before[0]
-        if origin in erased and before[2] <= horizon_us:
+        if origin in gone and before[2] <= horizon_us:
             join.share, join.share_origin = None, None
-        elif origin in erased:
+        elif origin in given:
             person = join.person(origin)
             join.share = (person, *before[1:])
             join.share_origin = origin if origin != person else None
     for event_id, (_, at) in list(join.touchpoints.items()):
         origin = join.origin(event_id)
-        if origin not in erased:
+        if origin not in given:
             continue
-        if at <= horizon_us:
+        if origin in gone and at <= horizon_us:
             del join.touchpoints[event_id]
             join.origins.pop(event_id, None)
         else:

@@ -26,7 +26,15 @@ import faust
 import orjson
 
 from journey.customer import CustomerState, to_us
-from journey.erasure import ErasureRecord, Pending, decode_record, encode_record, erase_state, log_message
+from journey.erasure import (
+    NOTHING_ERASED,
+    ErasureRecord,
+    Pending,
+    decode_record,
+    encode_record,
+    erase_state,
+    log_message,
+)
 from journey.referrals import JoinResult, ShareJoin, forget, forget_person
 from journey.scoring import ScoringRules
 from schemas.decode import InvalidEvent, parse_event
@@ -144,18 +152,27 @@ class Eraser:
         return fresh, horizon, replacement
 
     def take(
-        self, work: ErasureWork, customer_id: str, request: ErasureRequest, partition: int
+        self,
+        work: ErasureWork,
+        customer_id: str,
+        request: ErasureRequest,
+        partition: int,
+        *,
+        erase: bool = True,
     ) -> tuple[bool, int]:
         """The id's erasure record takes a request that reaches it (the id it names, or
-        another id of its person): (whether it is new, the id's horizon now)."""
+        another id of its person): (whether it is new, the id's horizon now). Without
+        `erase`, the request is only known again (an id of a person that came apart that
+        the request did not reach)."""
         at = to_us(request.requested_at)
-        record = self.record(work, customer_id, partition) or ErasureRecord(at)
+        record = self.record(work, customer_id, partition) or ErasureRecord(at if erase else NOTHING_ERASED)
         fresh = request.request_id not in record.requests
         if fresh:
             # A request_id seen before is a duplicate, whatever time it carries: the first
             # one counts, as in `journey.erasure.horizons`.
             record.requests.add(request.request_id)
-            record.horizon_us = max(record.horizon_us, at)
+            if erase:
+                record.horizon_us = max(record.horizon_us, at)
         work.records[partition][customer_id] = record
         return fresh, record.horizon_us
 
@@ -167,9 +184,11 @@ class Eraser:
         horizon: int,
         request_id: str,
         ids: list[str] | None = None,
+        erased: list[str] | None = None,
     ) -> set[str]:
         """Every share join the state took part in is asked to forget the customer's
-        sightings up to `horizon` (every id of a person's, with `ids`); returns the shares."""
+        sightings up to `horizon`; returns the shares. With `ids`, a person that comes
+        apart: every id takes its sightings back, and those of `erased` up to `horizon` go."""
         awaiting = set(state.joined)
         for share_id in sorted(awaiting):
             message: dict[str, Any] = {
@@ -180,7 +199,7 @@ class Eraser:
                 "request_id": request_id,
             }
             if ids is not None:
-                message["ids"] = ids
+                message["ids"], message["erased"] = ids, erased if erased is not None else ids
             work.forgets.append((share_id.encode("utf-8"), orjson.dumps(message)))
         return awaiting
 
@@ -236,7 +255,7 @@ class Eraser:
         as new ones."""
         customer_id = message["customer_id"]
         if "ids" in message:  # a person of several ids (`stream.person_erasure`)
-            forgotten = forget_person(join, message["ids"], message["horizon"])
+            forgotten = forget_person(join, message["ids"], message["horizon"], message.get("erased"))
         else:
             forgotten = forget(join, customer_id, message["horizon"])
         referred = self.names.referred

@@ -37,6 +37,7 @@ from journey.identity import (
     PendingMerge,
     decode_id_record,
     encode_id_record,
+    identify_edge,
     merge_states,
     merges_message,
 )
@@ -103,17 +104,20 @@ class _Here:
         self.work.records[self.partition][self.id] = self.record
 
 
-def reaching(customer_id: str, horizon_us: int, cause: str) -> dict[str, Any]:
+def reaching(
+    customer_id: str, horizon_us: int, cause: str, identify: list[Any] | None = None
+) -> dict[str, Any]:
     """An erasure that reaches one more id up to its horizon (SPEC.md, "Erasure"): an
     identify event erased with one of its ids takes it to the other one (`cause`
     "identify:<event_id>"), and a request for an id once part of an erased person takes it
     to the ids the erased identify events link to it (`cause`: the request_id). Part of a
     request logged before, it is carried out "quiet": logged under its own request_id only
-    if it takes links back."""
+    if it takes links back. `identify`: the erased identify event that links the two ids,
+    for the reached id to remember (`PersonEraser.remember`)."""
     request_id = f"{cause}>{customer_id}"
     if len(request_id) > 128:  # the longest request_id there is
         request_id = "reach-" + hashlib.sha256(request_id.encode("utf-8")).hexdigest()
-    return {
+    message: dict[str, Any] = {
         "kind": "erase",
         "quiet": True,
         "request": {
@@ -122,6 +126,9 @@ def reaching(customer_id: str, horizon_us: int, cause: str) -> dict[str, Any]:
             "requested_at": format_us(horizon_us),
         },
     }
+    if identify is not None:
+        message["identify"] = identify
+    return message
 
 
 def _now_us() -> int:
@@ -178,7 +185,7 @@ class Merger:
 
     def identify(self, work: IdentityWork, host: StateHost, event: Identify, partition: int) -> None:
         """An identify event on its customer_id's partition: the person of that id takes it."""
-        identify = [to_us(event.occurred_at), event.event_id, event.customer_id, event.anonymous_id]
+        identify = identify_edge(event)
         self.handle(work, host, event.customer_id, {"kind": "link", "identify": identify}, partition)
 
     def handle(
@@ -198,9 +205,9 @@ class Merger:
             self._link(here, message["identify"])
         elif kind == "pull":
             if message["to"] not in here.record.ids:  # else one person already (a redelivery)
-                self._leave(here, message["to"], [here.id], message["cause"])
+                self._leave(here, message["to"], [here.id], message["cause"], puller=message.get("identify"))
         elif kind == "absorb":
-            if not self._erased_cause(here, message):
+            if not self._erased_cause(here, message) and not self._astray(here, message):
                 self._absorb(here, message)
         elif kind == "renamed":
             # Forwarded (`forward_answer`), maybe along several pointers: for this id now.
@@ -214,7 +221,13 @@ class Merger:
         other = identify[3] if identify[3] not in record.ids else identify[2]
         if other not in record.ids:
             # The other id's person joins this one: it sends itself here.
-            pull = {"kind": "pull", "to": here.id, "cause": identify[1], "at": identify[0]}
+            pull = {
+                "kind": "pull",
+                "to": here.id,
+                "cause": identify[1],
+                "at": identify[0],
+                "identify": identify,
+            }
             self.send(here.work, other, pull)
         canonical = record.canonical() or here.id
         if canonical != here.id:
@@ -241,26 +254,52 @@ class Merger:
         self.send(here.work, source, reaching(source, int(erased["horizon"]), cause))
         return True
 
+    def _astray(self, here: _Here, message: dict[str, Any]) -> bool:
+        """A person pulled by an identify event that this person does not hold: it followed
+        the pointer of the id that pulled it, which an erasure has since taken out of this
+        person (the id's own `absorb` came back, or its `erased` message is on its way). It
+        goes back to that id, where the identify event is."""
+        identify = message.get("identify")
+        if identify is None or here.id in (identify[2], identify[3]) or here.id in message["ids"]:
+            return False  # at the id that pulled it, or a person coming back to its own id
+        coming = decode_id_record(base64.b64decode(message["record"])).identifies
+        if any(
+            known[1] == identify[1] and known[2] == identify[2] for known in here.record.identifies + coming
+        ):
+            return False
+        puller = identify[2] if identify[3] in message["ids"] else identify[3]
+        if puller in message["ids"]:
+            return False
+        self.send(here.work, puller, message)
+        return True
+
     def _leave(
-        self, here: _Here, to: str, merged_ids: list[str], cause: str, state: CustomerState | None = None
+        self,
+        here: _Here,
+        to: str,
+        merged_ids: list[str],
+        cause: str,
+        state: CustomerState | None = None,
+        *,
+        puller: list[Any] | None = None,
     ) -> None:
-        """This id's person (record and state) goes to `to`; this id keeps a pointer."""
+        """This id's person (record and state) goes to `to`; this id keeps a pointer.
+        `puller`: the identify event that pulled it, if it did."""
         host = here.host
         state = host.state(here.id) if state is None else state
         held = state.holds_anything()
-        self.send(
-            here.work,
-            to,
-            {
-                "kind": "absorb",
-                "from": here.id,
-                "merged_ids": merged_ids,
-                "cause": cause,
-                "ids": sorted(here.record.ids),
-                "record": base64.b64encode(encode_id_record(here.record)).decode("ascii"),
-                "state": base64.b64encode(encode_state(state)).decode("ascii") if held else None,
-            },
-        )
+        absorb = {
+            "kind": "absorb",
+            "from": here.id,
+            "merged_ids": merged_ids,
+            "cause": cause,
+            "ids": sorted(here.record.ids),
+            "record": base64.b64encode(encode_id_record(here.record)).decode("ascii"),
+            "state": base64.b64encode(encode_state(state)).decode("ascii") if held else None,
+        }
+        if puller is not None:
+            absorb["identify"] = puller
+        self.send(here.work, to, absorb)
         here.work.records[here.partition][here.id] = IdRecord(to=to)
         if host.state(here.id).version > 0:
             host.tombstone(here.id)  # a state was published under this id

@@ -1,19 +1,20 @@
 """The erasure of a person of several ids (SPEC.md, "Erasure", its last paragraph): a
-request for any id reaches every id of the person, and the identify events that made it one
-are erased with the rest, so that each id is a person of its own again.
+request for any id reaches every id that the identify events at or before its time link to
+it, and those identify events are erased with the rest. The person comes apart; its later
+identify events join again what they join.
 
     erasures ──► ingest (the asked id's partition) ─► its pointer ─► erase (C's partition)
     erase ─► PersonEraser.erase: every id's later events read again (its own partition)
-       ├─► C: its horizon, its own later events folded again (or nothing: a tombstone)
-       ├─► every other id: erased ─► PersonEraser.erased (its partition): its horizon, its
-       │      pointer dropped, its own later events folded again
+       ├─► C: its horizon if reached, its own later events folded again (or a tombstone)
+       ├─► every other id: erased ─► PersonEraser.erased (its partition): its horizon if
+       │      reached, its pointer dropped, its own later events folded again
+       ├─► the surviving identify events: link (behind the erased messages) ─► Merger
        └─► every share the person took part in: forget (every id) ─► forget_person
               ─► referred: forgotten ─► Eraser.answer ─► erasure-log (ids, once all answered)
 
-Built for the person whose identify events are all at or before the request: then nothing
-of it is left joined. A request that would leave part of a person joined (an identify
-after `requested_at`) would split it, which this release does not carry out: it goes to
-`dead-letters` with the reason rather than being half done (README, "Not built yet").
+Erased identify events still link their ids for later requests (as `person_horizons` does
+in replay): every id of the person keeps them, and an id passes its horizon along them
+(`reaching`) only when the horizon grew or a link was new to it, so that this ends.
 Forwarded events that reach C for an id the erasure gave back are sent back to the id
 (`Pipeline`), so that each id's later events end in its own state.
 """
@@ -26,14 +27,13 @@ from typing import Any, Protocol
 import orjson
 
 from journey.customer import CustomerState, to_us
-from journey.erasure import Pending, erase_state
+from journey.erasure import NOTHING_ERASED, Pending, erase_state
 from journey.identity import IdRecord
 from schemas.events import ErasureRequest
 from stream.erasing import Eraser, ErasureWork
 from stream.merging import IdentityWork, Merger, reaching
 
 __all__ = [
-    "SPLIT_REFUSED",
     "ErasureHost",
     "PersonEraser",
     "Restarts",
@@ -41,12 +41,6 @@ __all__ = [
     "reach",
     "request_message",
 ]
-
-SPLIT_REFUSED = (
-    "customer_id: the person of this id has identify events after requested_at, so its "
-    "erasure would split it in two, which this release does not carry out yet (README, "
-    '"Not built yet"); send the request again after upgrading'
-)
 
 
 def linked_within(asked: str, identifies: list[list[Any]], at: int) -> set[str]:
@@ -78,8 +72,11 @@ class Restarts(Protocol):
     def __call__(self, customer_id: str, replacement: CustomerState | None, partition: int) -> None: ...
 
 
-def request_message(request: ErasureRequest, *, quiet: bool = False) -> dict[str, Any]:
-    """A request, forwarded along the asked id's pointer to its person's canonical id."""
+def request_message(
+    request: ErasureRequest, *, quiet: bool = False, edge: list[Any] | None = None
+) -> dict[str, Any]:
+    """A request, forwarded along the asked id's pointer to its person's canonical id (with
+    the erased identify event that brought it, if any)."""
     message: dict[str, Any] = {
         "kind": "erase",
         "request": {
@@ -90,6 +87,8 @@ def request_message(request: ErasureRequest, *, quiet: bool = False) -> dict[str
     }
     if quiet:
         message["quiet"] = True
+    if edge is not None:
+        message["identify"] = edge
     return message
 
 
@@ -99,8 +98,6 @@ class ErasureHost(Protocol):
     def state(self, customer_id: str) -> CustomerState: ...
 
     def restart(self, customer_id: str, replacement: CustomerState | None, partition: int) -> None: ...
-
-    def reject(self, letter: Any, origin: str, error: str) -> None: ...
 
     def count(self, origin: str, outcome: str) -> None: ...
 
@@ -128,32 +125,31 @@ class PersonEraser:
         identity: IdentityWork,
         host: ErasureHost,
         request: ErasureRequest,
-        letter: Any,
         at_id: str,
         partition: int,
         *,
         quiet: bool = False,
+        edge: list[Any] | None = None,
     ) -> None:
         """A request on the partition of `at_id`: the id it names, or one it was forwarded to.
         On along a pointer; carried out for a person of several ids, or for one id (which
         then reaches the ids an earlier erasure gave back); or, forwarded to a person erased
-        meanwhile, back to the id it names. `letter`: what a refusal's dead letter shows."""
+        meanwhile, back to the id it names. `edge`: the erased identify event that brought
+        the request here (`reaching`), remembered by the id it reaches."""
         origin = self.eraser.names.erasures
         held = self.merger.record(identity, at_id, partition)
         if held is not None and held.to is not None:
             if at_id == request.customer_id:
                 host.followed(at_id)  # counted where it is carried out
-            self.merger.send(identity, held.to, request_message(request, quiet=quiet))
+            self.merger.send(identity, held.to, request_message(request, quiet=quiet, edge=edge))
             return
         if held is not None and (len(held.ids) > 1 or held.identifies):
             state = host.state(at_id)
             outcome, horizon = await self.erase(
-                work, identity, request, at_id, held, state, partition, host.restart, quiet=quiet
+                work, identity, request, at_id, held, state, partition, host.restart, quiet=quiet, edge=edge
             )
-            if outcome == "refused":
-                host.reject(letter, origin, SPLIT_REFUSED)
-                return
-            host.erased_to(at_id, horizon)
+            if horizon != NOTHING_ERASED:
+                host.erased_to(at_id, horizon)
             if not quiet:
                 host.count(origin, "processed" if outcome == "erased" else "duplicate")
             return
@@ -164,14 +160,36 @@ class PersonEraser:
             elif not quiet:
                 host.count(origin, "duplicate")
             return
-        reached = reach(held, request)
-        if await host.erase_one(request, origin, partition, reached, quiet):
-            for other in reached:
-                if other != at_id:
-                    # The erased identify events of its old person link it within the
-                    # request: each id erases its own events up to the same time.
-                    message = reaching(other, to_us(request.requested_at), request.request_id)
-                    self.merger.send(identity, other, message)
+        learnt = edge is not None and self.remember(
+            identity, at_id, edge, to_us(request.requested_at), partition
+        )
+        held = self.merger.record(identity, at_id, partition)
+        before = self.eraser.horizon(at_id, work, partition)
+        if not await host.erase_one(request, origin, partition, reach(held, request), quiet):
+            return
+        now = self.eraser.horizon(at_id, work, partition)
+        if now is None or held is None or not (learnt or before is None or now > before):
+            return  # nothing new to pass on: what it knows went on before
+        # The erased identify events it knows link it, up to its horizon now, to ids that
+        # the request whose time that is reached too (as in `person_horizons`): each takes
+        # it. Only a horizon that grew or a link newly known is passed on, so it ends.
+        for other in sorted(linked_within(at_id, held.erased_identifies(), now) - {at_id}):
+            self.merger.send(identity, other, reaching(other, now, request.request_id))
+
+    def remember(
+        self, identity: IdentityWork, customer_id: str, edge: list[Any], horizon: int, partition: int
+    ) -> bool:
+        """An id keeps an identify event that an erasure took (it still links the id for
+        later requests); returns whether it is new to it. An id that points at a person of
+        several ids does not: requests for it are carried out by that person (README, "Not
+        built yet")."""
+        record = self.merger.record(identity, customer_id, partition)
+        if record is not None and record.to is not None:
+            return False
+        record = record or IdRecord(ids={customer_id})
+        learnt = record.remember_erased([edge], horizon)
+        identity.records[partition][customer_id] = record
+        return learnt
 
     async def erase(
         self,
@@ -185,44 +203,70 @@ class PersonEraser:
         restart: Restarts,
         *,
         quiet: bool = False,
+        edge: list[Any] | None = None,
     ) -> tuple[str, int]:
-        """The request on the partition of the person's canonical id: ("refused", 0),
-        ("duplicate", horizon) or ("erased", horizon)."""
+        """The request on the partition of the person's canonical id: ("duplicate", horizon)
+        or ("erased", horizon), the canonical id's horizon (`NOTHING_ERASED` if the request
+        did not reach it).
+
+        The ids that the identify events at or before the request link to the id it names
+        are erased up to its time, with those identify events. The person comes apart: each
+        of its ids takes its own surviving events back (read again from its own partition),
+        and the person's other identify events are sent again (`link`), so that the persons
+        they make come together as any do."""
         at = to_us(request.requested_at)
         known = self.eraser.record(work, canonical, partition)
         if known is not None and request.request_id in known.requests:
             return "duplicate", known.horizon_us
-        if any(int(identify[0]) > at for identify in person.identifies):
-            return "refused", 0
         ids = sorted(person.ids)
-        # An id an identify event names whose person is still on its way here (pulled, not
-        # absorbed yet) is reached too: the erasure goes to it as a request of its own.
-        reached = sorted(linked_within(request.customer_id, person.identifies, at) | person.ids)
-        _, horizon = self.eraser.take(work, canonical, request, partition)
-        # Every id's events, read again from its own partition: what survives is folded
-        # again per id, and the count of what went is what the person held less that.
+        # Ids an identify event names whose person is still on its way here (pulled, not yet
+        # absorbed) are reached too: the erasure goes to them as a request of their own.
+        brought = [] if edge is None else [edge]
+        reached = linked_within(
+            request.customer_id, person.identifies + person.erased_identifies() + brought, at
+        )
+        gone = [i for i in person.identifies if int(i[0]) <= at and i[2] in reached]
+        before = None if known is None else known.horizon_us
+        grows = canonical in reached and (before is None or at > before)
+        if quiet and not gone and not (reached & person.ids) - {canonical} and not grows:
+            # One id's erasure passing on to the next (`reaching`) that changes nothing
+            # here: the person stays as it is, or two persons linked by an erased identify
+            # event would take each other apart and join again without end.
+            _, horizon = self.eraser.take(work, canonical, request, partition, erase=False)
+            if brought and person.remember_erased(brought, at) and before is not None:
+                identity.records[partition][canonical] = person
+                outside = linked_within(canonical, person.erased_identifies(), before) - person.ids
+                for customer_id in sorted(outside):
+                    self.merger.send(identity, customer_id, reaching(customer_id, before, request.request_id))
+            return "erased", horizon
+        gone += brought
+        _, horizon = self.eraser.take(work, canonical, request, partition, erase=canonical in reached)
         later = {
             customer_id: await self.eraser.later_events(customer_id, self.partition_for(customer_id.encode()))
             for customer_id in ids
         }
-        held = len(state.seen) + sum(len(seen) for seen in state.alias_seen.values())
-        kept = {
-            (customer_id, event.event_id)
-            for customer_id, events in later.items()
-            for event in events
-            if to_us(event.occurred_at) > at
-            and event.event_id
-            in (state.seen if customer_id == canonical else state.alias_seen.get(customer_id, ()))
-        }
+
+        def seen(customer_id: str) -> set[str]:
+            return state.seen if customer_id == canonical else state.alias_seen.get(customer_id, set())
+
+        kept = sum(len(seen(customer_id)) for customer_id in ids if customer_id not in reached) + len(
+            {
+                (customer_id, event.event_id)
+                for customer_id in reached & person.ids
+                for event in later[customer_id]
+                if to_us(event.occurred_at) > at and event.event_id in seen(customer_id)
+            }
+        )
+        held = sum(len(seen(customer_id)) for customer_id in ids)
         replacement, _ = erase_state(state, horizon, later[canonical], self.eraser.rules)
         # Nothing left of it: an empty state, which is stored as a tombstone.
         restart(canonical, replacement or CustomerState(canonical), partition)
-        # The canonical id is a person of its own now; merges still waiting for their
-        # share joins' answers keep their place, so that their `merges` messages go out.
-        erased = {"ids": reached, "identifies": person.identifies, "horizon": at}
-        identity.records[partition][canonical] = IdRecord(
-            ids={canonical}, pending=person.pending, erased=erased
-        )
+        # Merges still waiting for their share joins' answers keep their place, so that
+        # their `merges` messages go out. The erased identify events still link their ids
+        # for later requests; every id of the person keeps them.
+        left = IdRecord(ids={canonical}, pending=person.pending, erased=person.erased)
+        left.remember_erased(gone, at, sorted(reached))
+        identity.records[partition][canonical] = left
         for customer_id in ids:
             if customer_id != canonical:
                 message = {
@@ -230,14 +274,19 @@ class PersonEraser:
                     "from": canonical,
                     "request_id": request.request_id,
                     "requested_at": request.requested_at.isoformat(),
-                    "person": erased,
+                    "erase": customer_id in reached,
+                    "person": left.erased,
                 }
                 identity.messages.append((customer_id.encode("utf-8"), orjson.dumps(message)))
-        for customer_id in reached:
-            if customer_id not in person.ids:
-                self.merger.send(identity, customer_id, reaching(customer_id, at, request.request_id))
-        awaiting = self.eraser.ask_joins(work, state, canonical, at, request.request_id, ids)
-        pending = Pending(at, held - len(kept), awaiting, asked=request.customer_id, ids=reached, quiet=quiet)
+        for customer_id in sorted(reached - person.ids):
+            self.merger.send(identity, customer_id, reaching(customer_id, at, request.request_id))
+        for identify in person.identifies:
+            if identify not in gone:  # behind the `erased` messages of the ids it names
+                self.merger.send(identity, str(identify[2]), {"kind": "link", "identify": identify})
+        awaiting = self.eraser.ask_joins(work, state, canonical, at, request.request_id, ids, sorted(reached))
+        pending = Pending(
+            at, held - kept, awaiting, asked=request.customer_id, ids=sorted(reached), quiet=quiet
+        )
         self.eraser.pend(work, canonical, request.request_id, pending, partition)
         return "erased", horizon
 
@@ -250,16 +299,17 @@ class PersonEraser:
         partition: int,
         restart: Restarts,
     ) -> int:
-        """One id of an erased person, on its own partition: it takes the request's horizon,
-        stops pointing at the person, and its later events make its state. Returns the horizon."""
+        """One id of a person that came apart, on its own partition: it takes the request's
+        horizon if the request reached it, stops pointing at the person, and its own
+        surviving events make its state. Returns its horizon."""
         request = ErasureRequest(
             request_id=message["request_id"],
             customer_id=customer_id,
             requested_at=message["requested_at"],
         )
-        _, horizon = self.eraser.take(work, customer_id, request, partition)
+        _, horizon = self.eraser.take(work, customer_id, request, partition, erase=message.get("erase", True))
         record = self.merger.record(identity, customer_id, partition)
-        # Whatever id it points at, its pointer leads to the person that was erased (one
+        # Whatever id it points at, its pointer leads to the person that came apart (one
         # that moved on, to another canonical id, left its own pointer behind).
         if record is not None and record.to is not None:
             identity.records[partition][customer_id] = IdRecord(ids={customer_id}, erased=message["person"])

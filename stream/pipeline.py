@@ -26,7 +26,6 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
@@ -35,6 +34,7 @@ from aiokafka.structs import TopicPartition
 from faust.types import TP
 
 from journey.customer import CustomerState, decode_state, encode_state, format_us, to_us
+from journey.identity import identify_edge
 from journey.impact import (
     Contribution,
     ImpactEntry,
@@ -246,9 +246,6 @@ class _Erasures:
     def restart(self, customer_id: str, replacement: CustomerState | None, partition: int) -> None:
         self.pipeline._restart(self.batch, customer_id, replacement, partition)  # noqa: SLF001
 
-    def reject(self, letter: Any, origin: str, error: str) -> None:
-        self.pipeline._reject(self.batch, letter, origin, error)  # noqa: SLF001
-
     def count(self, origin: str, outcome: str) -> None:
         self.batch.tally.event(origin, outcome)
 
@@ -424,26 +421,30 @@ class Pipeline:
                     )
                     if horizon is not None and message["at"] <= horizon:
                         # An identify this id's erasure took: the erasure reaches its other
-                        # id's person, and this id stays where it is.
-                        reach_to = reaching(message["to"], horizon, f"identify:{message['cause']}")
-                        self.merger.send(batch.identity, message["to"], reach_to)
+                        # id's person, and this id stays where it is, remembering the link
+                        # for its later requests.
+                        edge = message.get("identify") or [
+                            message["at"],
+                            message["cause"],
+                            message["to"],
+                            person,
+                        ]
+                        # The identify event's other id (the puller's person, if it came
+                        # along a pointer from elsewhere).
+                        other = {edge[2]: edge[3], edge[3]: edge[2]}.get(person, message["to"])
+                        self.person_eraser.remember(batch.identity, person, edge, horizon, tp.partition)
+                        reach_to = reaching(other, horizon, f"identify:{message['cause']}", edge)
+                        self.merger.send(batch.identity, other, reach_to)
                     elif message["kind"] == "erase":
-                        # A refused request's dead letter shows the request, not the message.
-                        letter = SimpleNamespace(
-                            partition=record.partition,
-                            offset=record.offset,
-                            key=record.key,
-                            value=orjson.dumps(message["request"]),
-                        )
                         await self.person_eraser.route(
                             batch.erasure,
                             batch.identity,
                             _Erasures(self, batch),
-                            parse_erasure(letter.value),
-                            letter,
+                            parse_erasure(orjson.dumps(message["request"])),
                             person,
                             tp.partition,
                             quiet=bool(message.get("quiet")),
+                            edge=message.get("identify"),
                         )
                     elif message["kind"] == "erased":
                         horizon = await self.person_eraser.erased(
@@ -486,18 +487,22 @@ class Pipeline:
                         batch.identity,
                         _Erasures(self, batch),
                         parsed,
-                        record,
                         key.decode(),
                         tp.partition,
                     )
                 elif isinstance(parsed, Identify):
                     horizon = self.eraser.horizon(parsed.customer_id, batch.erasure, tp.partition)
                     if horizon is not None and to_us(parsed.occurred_at) <= horizon:
-                        # Erased with its customer_id, it takes the erasure to its other id.
+                        # Erased with its customer_id, it takes the erasure to its other id;
+                        # both remember the link for their later requests.
+                        edge = identify_edge(parsed)
+                        self.person_eraser.remember(
+                            batch.identity, parsed.customer_id, edge, horizon, tp.partition
+                        )
                         self.merger.send(
                             batch.identity,
                             parsed.anonymous_id,
-                            reaching(parsed.anonymous_id, horizon, f"identify:{parsed.event_id}"),
+                            reaching(parsed.anonymous_id, horizon, f"identify:{parsed.event_id}", edge),
                         )
                         batch.tally.event(origin, "erased")
                         continue
