@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 
 from journey.customer import CustomerState
 from journey.event_files import read_erasure_file, read_event_file
-from journey.identity import Persons, merge_states, person_horizons
+from journey.identity import (
+    IdRecord,
+    Persons,
+    decode_id_record,
+    encode_id_record,
+    merge_states,
+    person_horizons,
+)
 from journey.referrals import ShareJoin, apply_sighting, join_all, rename, take_referral
 from journey.replay import people_of, replay, replay_file
 from journey.scoring import ScoringRules, apply_event
@@ -134,6 +141,21 @@ def test_an_erasure_reaches_the_ids_linked_at_or_before_its_time() -> None:
     until = person_horizons(events, [request, request])
     # anon-2 was joined after the request's time: not reached.
     assert until == {"anon-1": until["c-1"], "c-1": until["anon-1"]} and "anon-2" not in until
+
+
+def test_erased_identify_events_move_with_the_person_and_are_known_once() -> None:
+    """A record keeps the identify events erasures took, so that they still link their ids
+    for later requests (as `person_horizons` does); a person that joins another takes them
+    along, and one learnt again is not new (the stream passes a horizon on only for news)."""
+    erased = [[3, "i-1", "c-1", "anon-1"]]
+    record = IdRecord(ids={"anon-2"})
+    assert record.remember_erased(erased, 5, ["c-1", "anon-1"])
+    assert not record.remember_erased([list(erased[0])], 9)
+    assert record.erased == {"ids": ["anon-1", "c-1"], "identifies": erased, "horizon": 9}
+    person = IdRecord(ids={"c-2"}, identifies=[[20, "i-3", "c-2", "anon-2"]])
+    person.take(record)
+    assert person.erased_identifies() == erased and person.ids == {"c-2", "anon-2"}
+    assert decode_id_record(encode_id_record(person)).erased == person.erased
 
 
 # -- merging folded states: the property that lets a worker merge without re-reading history
