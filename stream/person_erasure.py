@@ -177,14 +177,21 @@ class PersonEraser:
             self.merger.send(identity, other, reaching(other, now, request.request_id))
 
     def remember(
-        self, identity: IdentityWork, customer_id: str, edge: list[Any], horizon: int, partition: int
+        self,
+        identity: IdentityWork,
+        customer_id: str,
+        edge: list[Any],
+        horizon: int,
+        partition: int,
+        cause: str = "",
     ) -> bool:
         """An id keeps an identify event that an erasure took (it still links the id for
         later requests); returns whether it is new to it. An id that points at a person of
-        several ids does not: requests for it are carried out by that person (README, "Not
-        built yet")."""
+        several ids sends it there, where requests for the id are carried out, as an
+        erasure of its own up to its horizon (`cause`: what took the identify event)."""
         record = self.merger.record(identity, customer_id, partition)
         if record is not None and record.to is not None:
+            self.merger.send(identity, record.to, reaching(customer_id, horizon, cause, edge))
             return False
         record = record or IdRecord(ids={customer_id})
         learnt = record.remember_erased([edge], horizon)

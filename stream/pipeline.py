@@ -432,8 +432,11 @@ class Pipeline:
                         # The identify event's other id (the puller's person, if it came
                         # along a pointer from elsewhere).
                         other = {edge[2]: edge[3], edge[3]: edge[2]}.get(person, message["to"])
-                        self.person_eraser.remember(batch.identity, person, edge, horizon, tp.partition)
-                        reach_to = reaching(other, horizon, f"identify:{message['cause']}", edge)
+                        cause = f"identify:{message['cause']}"
+                        self.person_eraser.remember(
+                            batch.identity, person, edge, horizon, tp.partition, cause
+                        )
+                        reach_to = reaching(other, horizon, cause, edge)
                         self.merger.send(batch.identity, other, reach_to)
                     elif message["kind"] == "erase":
                         await self.person_eraser.route(
@@ -497,7 +500,12 @@ class Pipeline:
                         # both remember the link for their later requests.
                         edge = identify_edge(parsed)
                         self.person_eraser.remember(
-                            batch.identity, parsed.customer_id, edge, horizon, tp.partition
+                            batch.identity,
+                            parsed.customer_id,
+                            edge,
+                            horizon,
+                            tp.partition,
+                            f"identify:{parsed.event_id}",
                         )
                         self.merger.send(
                             batch.identity,

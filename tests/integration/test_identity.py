@@ -442,3 +442,39 @@ async def test_persons_that_an_erasure_takes_apart_end_where_replay_does(
                 assert status == 200 and body["customer_id"] == owner, (customer_id, body)
         logs = await _erasure_logs(env, len(requests))
         assert len({log["request_id"] for log in logs if not log["request_id"].count(">")}) == len(requests)
+
+
+@pytest.mark.parametrize("broker", ["tansu"], indirect=True)
+async def test_a_late_erased_identify_of_an_alias_still_links_for_later_requests(
+    broker: Any, tmp_path: Any, identity_conformance: Any
+) -> None:
+    """x is erased up to day 6, then joins z's person (identify on day 10). An identify of
+    day 4 linking x and y arrives after both: the erasure reaches y, and x's person keeps
+    the erased identify event, so that a request for z on day 11 reaches y as well (as in
+    replay: the identify events at or before a request's time link its ids)."""
+    events = [
+        _dated("touchpoint", "t-x1", "x", 1, moment="zmot", channel="search"),
+        _dated("touchpoint", "t-x9", "x", 9, moment="fmot", channel="store"),
+        _dated("purchase", "b-y2", "y", 2, order_id="o-1", amount="10.00", currency="USD"),
+        _dated("purchase", "b-y8", "y", 8, order_id="o-2", amount="20.00", currency="USD"),
+        _dated("purchase", "b-y12", "y", 12, order_id="o-3", amount="40.00", currency="USD"),
+        _dated("touchpoint", "t-z3", "z", 3, moment="zmot", channel="search"),
+        _dated("touchpoint", "t-z12", "z", 12, moment="smot", channel="app"),
+        _dated("identify", "j", "z", 10, anonymous_id="x"),
+    ]
+    late = _dated("identify", "i", "x", 4, anonymous_id="y")
+    first = {"request_id": "r-x", "customer_id": "x", "requested_at": "2026-03-06T12:00:00Z"}
+    second = {"request_id": "r-z", "customer_id": "z", "requested_at": "2026-03-11T12:00:00Z"}
+    async with _deployment(broker, tmp_path, identity_conformance) as env:
+        worker = env.worker()
+        await env.produce([(env.names.erasures, b"x", json.dumps(first).encode())])
+        await _erasure_logs(env, 1)
+        await publish_conformance(env, SimpleNamespace(raw_lines=events))
+        await _until_person(worker, "z", ["x"])
+        await publish_conformance(env, SimpleNamespace(raw_lines=[late]))
+        midway = _replayed(tmp_path, identity_conformance, [*events, late], [first])
+        await wait_for_states(worker, midway, deadline_s=60)  # y erased up to day 6
+        await env.produce([(env.names.erasures, b"z", json.dumps(second).encode())])
+        final = _replayed(tmp_path, identity_conformance, [*events, late], [first, second])
+        assert final["y"]["purchases"] == 1  # day 12 only: the request for z reached y
+        await wait_for_states(worker, final, deadline_s=60)
