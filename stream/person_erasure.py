@@ -240,11 +240,14 @@ class PersonEraser:
             # here: the person stays as it is, or two persons linked by an erased identify
             # event would take each other apart and join again without end.
             _, horizon = self.eraser.take(work, canonical, request, partition, erase=False)
-            if brought and person.remember_erased(brought, at) and before is not None:
+            if brought and person.remember_erased(brought, at):
                 identity.records[partition][canonical] = person
-                outside = linked_within(canonical, person.erased_identifies(), before) - person.ids
-                for customer_id in sorted(outside):
-                    self.merger.send(identity, customer_id, reaching(customer_id, before, request.request_id))
+                if before is not None:  # its own horizon goes along the link new to it too
+                    outside = linked_within(canonical, person.erased_identifies(), before) - person.ids
+                    for customer_id in sorted(outside):
+                        self.merger.send(
+                            identity, customer_id, reaching(customer_id, before, request.request_id)
+                        )
             return "erased", horizon
         gone += brought
         _, horizon = self.eraser.take(work, canonical, request, partition, erase=canonical in reached)
