@@ -46,7 +46,7 @@ def erasure_workload(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, An
     a second request with a later time; the late events are erased ones sent after their
     request (and one after it, which starts the customer again)."""
     chooser = random.Random(seed)
-    # Persons of one id: the stream does not erase a person of several ids yet (README).
+    # Persons of one id: persons of several ids are erased in test_identity.py.
     events = seeded_events(2_400, seed, identity=False)
     times: dict[str, list[datetime]] = {}
     for event in events:
