@@ -176,6 +176,22 @@ class PersonEraser:
         for other in sorted(linked_within(at_id, held.erased_identifies(), now) - {at_id}):
             self.merger.send(identity, other, reaching(other, now, request.request_id))
 
+    def took(
+        self,
+        identity: IdentityWork,
+        at_id: str,
+        other: str,
+        identify: list[Any],
+        horizon: int,
+        partition: int,
+    ) -> None:
+        """An identify event that the erasure of `at_id` took (it is at or before its
+        horizon): `at_id` remembers it, and the erasure goes, up to the same horizon, to the
+        id on its other side, which remembers it too."""
+        cause = f"identify:{identify[1]}"
+        self.remember(identity, at_id, identify, horizon, partition, cause)
+        self.merger.send(identity, other, reaching(other, horizon, cause, identify))
+
     def remember(
         self,
         identity: IdentityWork,

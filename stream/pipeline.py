@@ -64,7 +64,7 @@ from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
 from stream.connection import kafka_options
 from stream.erasing import Eraser, ErasureWork, JoinRecords
 from stream.leaders import LeaderBoard
-from stream.merging import IDENTITY_ORIGIN, IdentityWork, Merger, reaching
+from stream.merging import IDENTITY_ORIGIN, IdentityWork, Merger
 from stream.metrics import BatchTally, JourneyMetrics
 from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
 from stream.person_erasure import PersonEraser
@@ -432,12 +432,7 @@ class Pipeline:
                         # The identify event's other id (the puller's person, if it came
                         # along a pointer from elsewhere).
                         other = {edge[2]: edge[3], edge[3]: edge[2]}.get(person, message["to"])
-                        cause = f"identify:{message['cause']}"
-                        self.person_eraser.remember(
-                            batch.identity, person, edge, horizon, tp.partition, cause
-                        )
-                        reach_to = reaching(other, horizon, cause, edge)
-                        self.merger.send(batch.identity, other, reach_to)
+                        self.person_eraser.took(batch.identity, person, other, edge, horizon, tp.partition)
                     elif message["kind"] == "erase":
                         await self.person_eraser.route(
                             batch.erasure,
@@ -498,19 +493,13 @@ class Pipeline:
                     if horizon is not None and to_us(parsed.occurred_at) <= horizon:
                         # Erased with its customer_id, it takes the erasure to its other id;
                         # both remember the link for their later requests.
-                        edge = identify_edge(parsed)
-                        self.person_eraser.remember(
+                        self.person_eraser.took(
                             batch.identity,
                             parsed.customer_id,
-                            edge,
+                            parsed.anonymous_id,
+                            identify_edge(parsed),
                             horizon,
                             tp.partition,
-                            f"identify:{parsed.event_id}",
-                        )
-                        self.merger.send(
-                            batch.identity,
-                            parsed.anonymous_id,
-                            reaching(parsed.anonymous_id, horizon, f"identify:{parsed.event_id}", edge),
                         )
                         batch.tally.event(origin, "erased")
                         continue
