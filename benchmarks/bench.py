@@ -50,12 +50,12 @@ from journey.settings import Settings
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event, scored
 from schemas.events import Event
-from stream.admin import create_topics
 from stream.app import PRODUCER_BATCH_BYTES
-from stream.broker import EmbeddedBroker, free_port
-from stream.kafka import KafkaCluster
-from stream.tail import read_topic
-from stream.topics import TopicNames
+from stream.brokers.apache import KafkaCluster
+from stream.brokers.embedded import EmbeddedBroker, free_port
+from stream.kafka.admin import create_topics
+from stream.kafka.reading import read_topic
+from stream.kafka.topics import TopicNames
 
 Broker = EmbeddedBroker | KafkaCluster
 

@@ -27,9 +27,9 @@ from journey.replay import link_referrals
 from journey.scoring import ScoringRules, apply_event
 from journey.simulate import JourneySimulator
 from schemas.decode import parse_event, scored
-from stream.admin import create_topics
-from stream.broker import EmbeddedBroker, free_port
-from stream.topics import TopicNames
+from stream.brokers.embedded import EmbeddedBroker, free_port
+from stream.kafka.admin import create_topics
+from stream.kafka.topics import TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = ROOT / "deploy" / "fx-rates.json"

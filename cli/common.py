@@ -55,7 +55,7 @@ def load_settings() -> Settings:
 
 
 def kafka_options(settings: Settings) -> dict[str, Any]:
-    from stream.connection import kafka_options as options  # noqa: PLC0415  # keep --help fast
+    from stream.kafka.connection import kafka_options as options  # noqa: PLC0415  # keep --help fast
 
     return options(settings)
 
@@ -67,8 +67,8 @@ def self_command() -> str:
 
 def create_topics_now(settings: Settings) -> list[str]:
     """Create what is missing of journey's topics; the names created."""
-    from stream.admin import create_topics  # noqa: PLC0415
-    from stream.topics import TopicNames  # noqa: PLC0415
+    from stream.kafka.admin import create_topics  # noqa: PLC0415
+    from stream.kafka.topics import TopicNames  # noqa: PLC0415
 
     names = TopicNames(settings.topic_prefix, settings.app_id)
     return asyncio.run(
@@ -88,9 +88,9 @@ def user_errors(fun: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from aiokafka.errors import KafkaConnectionError, KafkaError  # noqa: PLC0415  # keep --help fast
 
-        from stream.admin import TopicsError  # noqa: PLC0415
-        from stream.broker import BrokerError  # noqa: PLC0415
-        from stream.connection import KafkaSetupError  # noqa: PLC0415
+        from stream.brokers.embedded import BrokerError  # noqa: PLC0415
+        from stream.kafka.admin import TopicsError  # noqa: PLC0415
+        from stream.kafka.connection import KafkaSetupError  # noqa: PLC0415
 
         try:
             return fun(*args, **kwargs)

@@ -123,8 +123,8 @@ def simulate(
                 count += 1
         click.echo(f"wrote {count} events of {simulator.customers_started} customers to {out}", err=True)
         return
-    from stream.publisher import EventPublisher  # noqa: PLC0415
-    from stream.topics import TopicNames  # noqa: PLC0415
+    from stream.clients.publisher import EventPublisher  # noqa: PLC0415
+    from stream.kafka.topics import TopicNames  # noqa: PLC0415
 
     async def run() -> int:
         async with EventPublisher(
@@ -155,8 +155,8 @@ def publish(files: tuple[Path, ...], event_type: str | None, strict: bool, dry_r
     Invalid lines are reported as FILE:LINE: reason and not sent."""
     from cli.progress import Progress  # noqa: PLC0415
     from journey.event_files import FileLine, read_event_file  # noqa: PLC0415
-    from stream.publisher import EventPublisher  # noqa: PLC0415
-    from stream.topics import TopicNames  # noqa: PLC0415
+    from stream.clients.publisher import EventPublisher  # noqa: PLC0415
+    from stream.kafka.topics import TopicNames  # noqa: PLC0415
 
     settings = load_settings()
     valid: list[FileLine] = []

@@ -66,8 +66,8 @@ def forget(customer_ids: tuple[str, ...], at: str | None, timeout: float, as_jso
     from pydantic import ValidationError  # noqa: PLC0415
 
     from schemas.events import ErasureRequest  # noqa: PLC0415
-    from stream.forgetting import send_erasures  # noqa: PLC0415
-    from stream.topics import TopicNames  # noqa: PLC0415
+    from stream.clients.forgetting import send_erasures  # noqa: PLC0415
+    from stream.kafka.topics import TopicNames  # noqa: PLC0415
 
     settings = load_settings()
     moment = _moment(at)

@@ -31,7 +31,7 @@ def kafka_up(nodes: str, folder: Path | None, heap: str) -> None:
     """Start Apache Kafka in KRaft mode on free loopback ports and print JOURNEY_BROKER for
     it; Ctrl-C (or SIGTERM) stops every node (SIGTERM, then SIGKILL). For tests and trials:
     production runs its own cluster."""
-    from stream.kafka import KAFKA_VERSION, KafkaCluster  # noqa: PLC0415  # keep --help fast
+    from stream.brokers.apache import KAFKA_VERSION, KafkaCluster  # noqa: PLC0415  # keep --help fast
 
     root = folder or Path(tempfile.mkdtemp(prefix="journey-kafka-"))
     cluster = KafkaCluster(root, int(nodes), heap=heap)

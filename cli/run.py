@@ -50,7 +50,7 @@ def open_when_ready(worker: Any, url: str) -> None:
 def up(demo: bool, rate: float, seed: int, open_page: bool | None) -> None:
     """Run the whole system on this machine: broker (embedded unless JOURNEY_BROKER is set),
     topics and one worker with its HTTP interface. Stop with Ctrl-C or SIGTERM."""
-    from stream.broker import EmbeddedBroker  # noqa: PLC0415
+    from stream.brokers.embedded import EmbeddedBroker  # noqa: PLC0415
     from stream.worker import Worker, run_worker  # noqa: PLC0415
 
     settings = load_settings()
@@ -77,7 +77,7 @@ def up(demo: bool, rate: float, seed: int, open_page: bool | None) -> None:
         # Open the page by default only for the demo, and only where a screen can show it.
         opens = bool(open_page) or (open_page is None and demo and has_screen())
         if demo:
-            from stream.demo import add_demo  # noqa: PLC0415
+            from stream.clients.demo import add_demo  # noqa: PLC0415
 
             click.echo(
                 f"demo     streaming simulated journeys at {rate:g} events/s (customer ids demo-NNNNNN)"

@@ -38,8 +38,8 @@ def tail(
     """Print the messages of TOPIC (e.g. ppp-updates, referral-links, dead-letters) as JSON lines.
 
     TOPIC is named without JOURNEY_TOPIC_PREFIX, which is added."""
-    from stream.tail import TopicMissing, read_topic  # noqa: PLC0415
-    from stream.topics import TopicNames  # noqa: PLC0415
+    from stream.kafka.reading import TopicMissing, read_topic  # noqa: PLC0415
+    from stream.kafka.topics import TopicNames  # noqa: PLC0415
 
     settings = load_settings()
     name = TopicNames(settings.topic_prefix, settings.app_id).public(topic)
@@ -106,7 +106,7 @@ def topics() -> None:
 def topics_create() -> None:
     """Create the missing topics (JOURNEY_PARTITIONS, JOURNEY_REPLICATION_FACTOR; ppp-updates
     and the changelogs compacted), then check them all."""
-    from stream.topics import TopicNames  # noqa: PLC0415
+    from stream.kafka.topics import TopicNames  # noqa: PLC0415
 
     settings = load_settings()
     created = create_topics_now(settings)
@@ -120,8 +120,8 @@ def topics_create() -> None:
 @user_errors
 def topics_check() -> None:
     """Check that every topic exists and the co-partitioned ones agree on partitions (exit 1 if not)."""
-    from stream.admin import verify_topics  # noqa: PLC0415
-    from stream.topics import TopicNames  # noqa: PLC0415
+    from stream.kafka.admin import verify_topics  # noqa: PLC0415
+    from stream.kafka.topics import TopicNames  # noqa: PLC0415
 
     settings = load_settings()
     names = TopicNames(settings.topic_prefix, settings.app_id)

@@ -270,7 +270,7 @@ class IdRecord:
     # [occurred_at_us, event_id, customer_id, anonymous_id] of each identify event.
     identifies: list[list[Any]] = field(default_factory=list)
     pending: dict[str, PendingMerge] = field(default_factory=dict)
-    # The person this id was part of until its erasure (`stream.person_erasure`): its ids,
+    # The person this id was part of until its erasure (`stream.processing.erasure.persons`): its ids,
     # the identify events erased with it, and the horizon every id took. A later request
     # for one of the ids still reaches those that the erased identify events link to it.
     erased: dict[str, Any] | None = None

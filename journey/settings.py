@@ -196,7 +196,7 @@ class Settings(BaseSettings):
 
     @property
     def transactional_id(self) -> str:
-        """The worker's transactional.id (`stream.transactions`): unique per running worker."""
+        """The worker's transactional.id (`stream.kafka.transactions`): unique per running worker."""
         name = self.worker_name or f"{socket.gethostname()}-{self.web_port}"
         return f"{self.topic_prefix}{self.app_id}-{name}"
 

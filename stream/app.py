@@ -1,14 +1,14 @@
-"""The Faust application, configured from `Settings` (the topics, tables and batch handlers: see `stream.pipeline`)."""
+"""The Faust application, configured from `Settings` (the topics, tables and batch handlers: see `stream.processing.pipeline`)."""
 
 from __future__ import annotations
 
 from journey.settings import Settings
-from stream.batching import JourneyApp
-from stream.codecs import register_codecs
-from stream.connection import faust_credentials
-from stream.fetching import install_fetch_wait
-from stream.offsets import install_end_offsets_probe
-from stream.silence import install_answer_clock
+from stream.kafka.batching import JourneyApp
+from stream.kafka.connection import faust_credentials
+from stream.kafka.fetching import install_fetch_wait
+from stream.kafka.offsets import install_end_offsets_probe
+from stream.kafka.silence import install_answer_clock
+from stream.processing.codecs import register_codecs
 
 __all__ = ["PRODUCER_BATCH_BYTES", "create_app"]
 
@@ -23,8 +23,8 @@ def create_app(
     settings: Settings, *, partitions: int, idempotent: bool = False, exactly_once: bool = False
 ) -> JourneyApp:
     """A Faust app for one worker; `partitions` is the topics' actual partition count;
-    `idempotent`: whether its producer is (`stream.idempotence`); `exactly_once`: whether it
-    commits in Kafka transactions (`stream.transactions`)."""
+    `idempotent`: whether its producer is (`stream.kafka.idempotence`); `exactly_once`: whether it
+    commits in Kafka transactions (`stream.kafka.transactions`)."""
     register_codecs()
     install_end_offsets_probe()
     install_fetch_wait(settings.fetch_max_wait_ms)
@@ -58,7 +58,7 @@ def create_app(
         # In transactions a commit is what makes outputs visible to read_committed readers:
         # every tenth of a second, as Kafka Streams does under exactly-once.
         broker_commit_interval=0.1 if exactly_once else 1.0,
-        # Bounds what one fetch hands the batch handler (stream.batching): unbounded, a
+        # Bounds what one fetch hands the batch handler (stream.kafka.batching): unbounded, a
         # backlog came as 29,000 messages in one batch, two seconds without a fetch.
         broker_max_poll_records=settings.max_poll_records,
         web_enabled=True,

@@ -12,19 +12,19 @@ import faust
 
 from journey.collector import tune_for_throughput
 from journey.settings import Settings
-from stream.admin import verify_topics
 from stream.app import create_app
-from stream.batching import JourneyApp
-from stream.connection import kafka_options
-from stream.idempotence import choose_idempotence
-from stream.impact_view import ImpactView
-from stream.lag import register_lag_timer
-from stream.leaders import LeadersView, register_leaders_timer
-from stream.metrics import JourneyMetrics
-from stream.pipeline import Pipeline
-from stream.topics import TopicNames
-from stream.transactions import choose_exactly_once, install_coordinator_retries, install_read_committed
-from stream.web import register_views
+from stream.kafka.admin import verify_topics
+from stream.kafka.batching import JourneyApp
+from stream.kafka.connection import kafka_options
+from stream.kafka.idempotence import choose_idempotence
+from stream.kafka.topics import TopicNames
+from stream.kafka.transactions import choose_exactly_once, install_coordinator_retries, install_read_committed
+from stream.processing.pipeline import Pipeline
+from stream.serving.impact_view import ImpactView
+from stream.serving.lag import register_lag_timer
+from stream.serving.leaders import LeadersView, register_leaders_timer
+from stream.serving.metrics import JourneyMetrics
+from stream.serving.web import register_views
 
 __all__ = ["IMPACT_VIEW_WAIT_MS", "Worker", "build_worker", "run_worker"]
 

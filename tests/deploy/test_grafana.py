@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import generate_latest
 
-from stream.metrics import JourneyMetrics
+from stream.serving.metrics import JourneyMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PANELS = {

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from journey.settings import Settings
-from stream.kafka import KAFKA_VERSION
+from stream.brokers.apache import KAFKA_VERSION
 from tests.fixtures.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

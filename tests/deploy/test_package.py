@@ -41,5 +41,5 @@ def test_the_wheel_carries_the_page_assets(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = wheels.glob("journey-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assets = {p.relative_to(ROOT).as_posix() for p in (ROOT / "stream/web/assets").iterdir()}
+    assets = {p.relative_to(ROOT).as_posix() for p in (ROOT / "stream/serving/web/assets").iterdir()}
     assert assets and assets <= names, assets - names

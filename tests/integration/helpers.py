@@ -14,7 +14,7 @@ from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
 from journey.impact import DIMENSIONS
-from stream.topics import TopicNames
+from stream.kafka.topics import TopicNames
 from tests.fixtures.broker import WorkerProcess
 from tests.fixtures.conformance import impact_mismatches, state_mismatches
 

@@ -13,7 +13,7 @@ import pytest
 
 from schemas.decode import parse_event
 from schemas.outputs import PppUpdate
-from stream.client import JourneyConsumer, JourneyProducer
+from stream.clients.client import JourneyConsumer, JourneyProducer
 from tests.integration.helpers import wait_for_states
 
 pytestmark = pytest.mark.integration

@@ -66,8 +66,8 @@ async def test_publish_then_tail_the_scores(journey_env: Any, tmp_path: Path) ->
 async def test_worker_refuses_topics_that_are_not_co_partitioned(broker: Any, tmp_path: Path) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from stream.admin import create_topics
-    from stream.topics import TopicNames
+    from stream.kafka.admin import create_topics
+    from stream.kafka.topics import TopicNames
 
     names = TopicNames(prefix="mismatch.")
     kafka = {"bootstrap_servers": [f"127.0.0.1:{broker.port}"]}

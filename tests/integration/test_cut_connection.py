@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stream.kafka import KafkaCluster
+from stream.brokers.apache import KafkaCluster
 from tests.fixtures.broker import WorkerProcess, make_env
 from tests.fixtures.proxy import CuttingProxy
 from tests.integration.helpers import metric_sum, metric_values

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from schemas.outputs import DeadLetter, PppUpdate, ReferralLink
-from stream.topics import INPUT_TOPICS
+from stream.kafka.topics import INPUT_TOPICS
 from tests.fixtures.broker import ON_BOTH_BROKERS
 from tests.integration.helpers import (
     conformance_traffic,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.broker import free_port, wait_for_port
+from stream.brokers.embedded import free_port, wait_for_port
 from tests.fixtures.tools import require_tool
 from tests.integration.helpers import publish_conformance, wait_for_states
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import free_port, wait_for_port
+from stream.brokers.embedded import free_port, wait_for_port
 from tests.fixtures.broker import WorkerProcess
 from tests.integration.helpers import metric_sum, metric_values
 

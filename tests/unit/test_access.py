@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from journey.settings import Settings
-from stream.web.access import Access, token_matches
+from stream.serving.web.access import Access, token_matches
 
 
 def _superiority(slower: list[int], faster: list[int]) -> float:

@@ -112,7 +112,7 @@ def test_bad_fx_file_is_named(tmp_path: Path) -> None:
 
 
 def test_unreachable_broker_is_one_line() -> None:
-    from stream.broker import free_port
+    from stream.brokers.embedded import free_port
 
     result = journey("simulate", "--limit", "1", env={"JOURNEY_BROKER": f"kafka://127.0.0.1:{free_port()}"})
     assert result.returncode == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from journey.settings import Settings
-from stream.connection import KafkaSetupError, faust_credentials, kafka_options
+from stream.kafka.connection import KafkaSetupError, faust_credentials, kafka_options
 
 
 def test_plaintext_by_default() -> None:

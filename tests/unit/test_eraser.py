@@ -1,4 +1,4 @@
-"""The worker's erasure bookkeeping (`stream.erasing.Eraser`) without a broker: what a
+"""The worker's erasure bookkeeping (`stream.processing.erasure.eraser.Eraser`) without a broker: what a
 request records, logs and asks of the share joins."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from journey.customer import CustomerState
 from journey.erasure import decode_record, encode_record
 from journey.scoring import ScoringRules, apply_event
 from schemas.events import ErasureRequest, Share, Touchpoint
-from stream.erasing import Eraser, ErasureWork
-from stream.topics import TopicNames
+from stream.kafka.topics import TopicNames
+from stream.processing.erasure.eraser import Eraser, ErasureWork
 from tests.unit.strategies import BASE, RATES
 
 RULES = ScoringRules(rates=RATES)

@@ -136,7 +136,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
 
 
 def test_conformance_bad_messages_are_all_rejected(conformance: Any) -> None:
-    from stream.topics import INPUT_TOPICS
+    from stream.kafka.topics import INPUT_TOPICS
 
     for topic, raw in conformance.bad_messages:
         with pytest.raises(InvalidEvent) as error:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from schemas.decode import InvalidEvent, parse_json, validate_event
 from schemas.fast import fast_event
-from stream.topics import INPUT_TOPICS
+from stream.kafka.topics import INPUT_TOPICS
 from tests.unit.strategies import RATES, customer_events
 
 _KINDS = ["touchpoint", "purchase", "survey", "share"]

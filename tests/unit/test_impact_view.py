@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from journey.impact import entry_message, pack, unpack
-from stream.impact_view import ImpactView
+from stream.serving.impact_view import ImpactView
 
 _KEYS = st.sampled_from(["a", "b", "c/d", "été", "50% off", "x", "y", "z"])
 

@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from schemas.export import SCHEMAS, export_schemas
-from stream.topics import INPUT_TOPICS
+from stream.kafka.topics import INPUT_TOPICS
 
 COMMITTED = Path(__file__).resolve().parents[2] / "schemas" / "json"
 

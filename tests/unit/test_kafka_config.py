@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stream.kafka import KafkaCluster, _cluster_id
+from stream.brokers.apache import KafkaCluster, _cluster_id
 
 
 def _properties(cluster: KafkaCluster, node_id: int) -> dict[str, str]:

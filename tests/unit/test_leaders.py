@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from journey.customer import CustomerState, encode_state
 from journey.leaders import Leaders, ranked
-from stream.leaders import LeaderBoard
+from stream.serving.leaders import LeaderBoard
 
 _CHANGES = st.lists(
     st.tuples(st.integers(0, 60), st.integers(-5, 500)),  # (customer, PPP in whole units)

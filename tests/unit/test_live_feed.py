@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream.web import live
-from stream.web.live import LiveFeed
+from stream.serving.web import live
+from stream.serving.web.live import LiveFeed
 
 
 class _Clock:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import JourneyMetrics
+from stream.serving.metrics import JourneyMetrics
 from tests.fixtures.conformance import ROOT
 
 # The contract as the repository carries it (tests/unit/test_docs.py keeps it equal to the shared one).
@@ -60,7 +60,7 @@ def test_a_recorded_batch_exposes_what_observing_each_event_would() -> None:
     """`JourneyMetrics.record` bins a batch itself; the exposition must not tell."""
     from prometheus_client import generate_latest
 
-    from stream.metrics import BatchTally
+    from stream.serving.metrics import BatchTally
 
     lags = [0.0, 0.004, 0.05, 0.05, 3.0, 7e5, 1e9]
     csats = [1.0, 5.5, 10.0]

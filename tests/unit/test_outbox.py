@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from stream.outbox import Outbox, default_partition
+from stream.kafka.outbox import Outbox, default_partition
 
 
 def _outbox() -> Outbox:

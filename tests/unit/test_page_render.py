@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from journey.impact import circle, entry_message, unpack, with_comparisons
-from stream.web.page import compact, percent, render_card, render_page, render_sections
+from stream.serving.web.page import compact, percent, render_card, render_page, render_sections
 
 _XSS = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 

@@ -1,4 +1,4 @@
-"""Exactly-once's choices and its end of table recovery (`stream.transactions`); the
+"""Exactly-once's choices and its end of table recovery (`stream.kafka.transactions`); the
 transactions themselves are proven on Apache Kafka by the integration tests."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from aiokafka.client import AIOKafkaClient, CoordinationType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.producer.sender import Sender
 
-from stream import transactions
-from stream.connection import KafkaSetupError
-from stream.transactions import RecoveryPastMarkers, choose_exactly_once, install_coordinator_retries
+from stream.kafka import transactions
+from stream.kafka.connection import KafkaSetupError
+from stream.kafka.transactions import RecoveryPastMarkers, choose_exactly_once, install_coordinator_retries
 
 # Nothing listens here: a probe would fail, so a choice made without one shows.
 _NOWHERE = {"bootstrap_servers": "127.0.0.1:9", "request_timeout_ms": 1000}

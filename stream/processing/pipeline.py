@@ -10,7 +10,7 @@ and `impact`.
                        └──► share-joins ──► join ─► shares table ─► referral-links
                                                         └──► referred ─► ingest (the referred customer's keys)
 
-    erasures ──► ingest: the customer erased, its joins asked to forget (`stream.erasing`)
+    erasures ──► ingest: the customer erased, its joins asked to forget (`stream.processing.erasure.eraser`)
 
 Everything that decides anything lives in the pure core (`journey.scoring`,
 `journey.referrals`, `journey.impact`) and in `schemas`; this module only moves bytes and
@@ -59,17 +59,17 @@ from journey.scoring import ScoringRules, apply_event, ppp_update
 from journey.settings import Settings
 from schemas.decode import InvalidEvent, parse_erasure, parse_event
 from schemas.events import ErasureRequest, Event, Identify, Incoming
-from stream.batching import JourneyApp, current_record, make_current
-from stream.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
-from stream.connection import kafka_options
-from stream.erasing import Eraser, ErasureWork, JoinRecords
-from stream.leaders import LeaderBoard
-from stream.merging import IDENTITY_ORIGIN, IdentityWork, Merger
-from stream.metrics import BatchTally, JourneyMetrics
-from stream.outbox import Outbox, default_partition, delivered, estimate, send_together
-from stream.person_erasure import PersonEraser
-from stream.stores import store_get
-from stream.topics import ORIGIN_HEADER, TopicNames, origin_of
+from stream.kafka.batching import JourneyApp, current_record, make_current
+from stream.kafka.connection import kafka_options
+from stream.kafka.outbox import Outbox, default_partition, delivered, estimate, send_together
+from stream.kafka.topics import ORIGIN_HEADER, TopicNames, origin_of
+from stream.processing.codecs import IMPACT_ENTRY_CODEC, SHARE_JOIN_CODEC
+from stream.processing.erasure.eraser import Eraser, ErasureWork, JoinRecords
+from stream.processing.erasure.persons import PersonEraser
+from stream.processing.identity.merging import IDENTITY_ORIGIN, IdentityWork, Merger
+from stream.processing.stores import store_get
+from stream.serving.leaders import LeaderBoard
+from stream.serving.metrics import BatchTally, JourneyMetrics
 
 __all__ = ["DEAD_LETTER_VALUE_LIMIT", "Pipeline"]
 
@@ -156,7 +156,7 @@ class _Batch:
     # What erasures changed, to leave with the customers' states in one request (see
     # `_store_customers`).
     erasure: ErasureWork = field(default_factory=ErasureWork)
-    # What identify events and identity messages changed (`stream.merging`), likewise.
+    # What identify events and identity messages changed (`stream.processing.identity.merging`), likewise.
     identity: IdentityWork = field(default_factory=IdentityWork)
     # Whether the batch's updates leave with their customers' states (`_one_leader`): then
     # they wait here, per customer in version order, instead of in `out`.
@@ -180,7 +180,7 @@ class _Batch:
 
 
 class _Host:
-    """The batch's states as the merger (`stream.merging.StateHost`) reads and changes them."""
+    """The batch's states as the merger (`stream.processing.identity.merging.StateHost`) reads and changes them."""
 
     __slots__ = ("batch", "pipeline")
 
@@ -232,7 +232,7 @@ class _Host:
 
 
 class _Erasures:
-    """The batch as `stream.person_erasure` routes and carries out requests in it."""
+    """The batch as `stream.processing.erasure.persons` routes and carries out requests in it."""
 
     __slots__ = ("batch", "pipeline")
 
@@ -310,7 +310,7 @@ class Pipeline:
         # The stores themselves, as the handlers write them (`data[key]`, see `_ingest`).
         self._held_customer = store_get(self.customers)
         self._held_join = store_get(self.shares)
-        # The top customers by PPP of each partition this worker owns (`stream.leaders`).
+        # The top customers by PPP of each partition this worker owns (`stream.serving.leaders`).
         self.leaders = LeaderBoard(self.customers.data, partitions)
         # Customers this process has handled since its last assignment (see `_score`).
         self._live: set[str] = set()
@@ -335,7 +335,7 @@ class Pipeline:
         self._batch_bytes = int(app.conf.producer_max_batch_size) - 128
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
         app.on_partitions_assigned.connect(cast(Any, self._forget_live))
-        # The input topics are consumed in whole fetched batches (stream.batching), not by
+        # The input topics are consumed in whole fetched batches (stream.kafka.batching), not by
         # an agent; added to the conductor so that the consumer subscribes to them.
         app.topics.add(self.inputs)
         app.batch_handlers.update(dict.fromkeys(self.inputs.topics, self._ingest))
@@ -856,7 +856,7 @@ class Pipeline:
         reached: list[str],
         quiet: bool,
     ) -> bool:
-        """An erasure request for one id, on its partition (`stream.erasing`): the customer's
+        """An erasure request for one id, on its partition (`stream.processing.erasure.eraser`): the customer's
         new state is stored like any change, after a tombstone on `ppp-updates`. `reached`:
         the ids the request reaches (more than its own for an id once part of an erased
         person). Returns whether the request is new."""

@@ -15,13 +15,19 @@ from faust.web import Request, Response, View
 from pydantic import SecretStr
 
 from journey.leaders import LEADERS
-from stream.impact_view import ImpactView
-from stream.leaders import LeadersView
-from stream.metrics import JourneyMetrics
-from stream.web.access import COOKIE, Access
-from stream.web.api import Answers, held_state, person_of, register_api
-from stream.web.live import LiveFeed
-from stream.web.page import DIMENSION_TITLES, render_card, render_page, render_sections, render_sign_in
+from stream.serving.impact_view import ImpactView
+from stream.serving.leaders import LeadersView
+from stream.serving.metrics import JourneyMetrics
+from stream.serving.web.access import COOKIE, Access
+from stream.serving.web.api import Answers, held_state, person_of, register_api
+from stream.serving.web.live import LiveFeed
+from stream.serving.web.page import (
+    DIMENSION_TITLES,
+    render_card,
+    render_page,
+    render_sections,
+    render_sign_in,
+)
 
 __all__ = ["CONTENT_SECURITY_POLICY", "register_views"]
 
@@ -52,7 +58,7 @@ def _see_other(location: str) -> aiohttp_web.Response:
 
 
 def _assets() -> dict[str, bytes]:
-    folder = resources.files("stream.web") / "assets"
+    folder = resources.files("stream.serving.web") / "assets"
     return {name: (folder / name).read_bytes() for name in _ASSET_TYPES}
 
 

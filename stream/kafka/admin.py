@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from stream.topics import TopicNames
+from stream.kafka.topics import TopicNames
 
 __all__ = ["TopicsError", "create_topics", "partition_counts", "verify_topics"]
 

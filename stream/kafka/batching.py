@@ -37,8 +37,8 @@ from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
 from mode.utils.futures import notify
 
-from stream.outbox import default_partition
-from stream.transactions import TRANSACTION_TIMEOUT_MS, RecoveryPastMarkers, Transactions
+from stream.kafka.outbox import default_partition
+from stream.kafka.transactions import TRANSACTION_TIMEOUT_MS, RecoveryPastMarkers, Transactions
 
 __all__ = [
     "BatchHandler",
@@ -301,7 +301,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         notify(self._waiting_for_ack)
 
     async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
-        """Faust's commit, or in transactions (`stream.transactions`): once no batch is being
+        """Faust's commit, or in transactions (`stream.kafka.transactions`): once no batch is being
         handed out and the last one's sends are done, the offsets every handled batch reached
         commit with everything sent since the last commit, in one transaction (also with
         no new offset: a re-sent update of a redelivered event is in it, and at a rebalance
@@ -343,7 +343,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         Past the last record read the position has only skipped transaction markers (topics
         journey writes in transactions), which no record will ever come for: committed at
         the last record, such a partition would show a lag of one per marker for good. For
-        the lag gauge only (`stream.lag`): the commit stays at the last record, as a record
+        the lag gauge only (`stream.serving.lag`): the commit stays at the last record, as a record
         fetched meanwhile and not handled yet moves the position too."""
         read = self._read_offset.get(tp)
         if read is None or self._committed_offset.get(tp) != read + 1:
@@ -375,7 +375,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
 
 class IdempotentCapableProducer(faust_aiokafka.Producer):
     """Faust's producer, idempotent (with acks=all, as Kafka requires) when the app says so
-    (`stream.idempotence`)."""
+    (`stream.kafka.idempotence`)."""
 
     def _settings_extra(self) -> Mapping[str, Any]:
         extra = dict(super()._settings_extra())
@@ -419,7 +419,7 @@ class JourneyApp(faust.App):
         self.idempotent_producer = idempotent_producer
         self.transactional_id = transactional_id
         super().__init__(*args, **kwargs)
-        # Exactly-once (`stream.transactions`): the open transaction of the app's producer.
+        # Exactly-once (`stream.kafka.transactions`): the open transaction of the app's producer.
         self.transactions: Transactions | None = None
         if transactional_id is not None:
             self.transactions = Transactions(

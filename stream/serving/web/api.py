@@ -1,6 +1,6 @@
 """The worker's JSON interface: customers, impact, the circle, health and metrics.
 
-The page (`stream.web.page`) is drawn from these same answers (`Answers`), so that it
+The page (`stream.serving.web.page`) is drawn from these same answers (`Answers`), so that it
 shows no figure the JSON endpoints do not also give.
 """
 
@@ -20,10 +20,10 @@ from journey.identity import decode_id_record
 from journey.impact import DIMENSIONS
 from journey.leaders import LEADERS
 from journey.recovery import second_moment
-from stream.impact_view import ImpactView
-from stream.leaders import LeadersView
-from stream.metrics import JourneyMetrics
-from stream.silence import seconds_since_a_broker_answered
+from stream.kafka.silence import seconds_since_a_broker_answered
+from stream.serving.impact_view import ImpactView
+from stream.serving.leaders import LeadersView
+from stream.serving.metrics import JourneyMetrics
 
 __all__ = ["MAX_TOP", "Answers", "held_state", "person_of", "register_api"]
 

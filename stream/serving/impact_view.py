@@ -24,7 +24,7 @@ from journey.impact import (
     unpack,
     with_comparisons,
 )
-from stream.followed import FollowedTopic
+from stream.serving.followed import FollowedTopic
 
 __all__ = ["ImpactView"]
 _EMPTY = unpack(0)  # every sum 0

@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from stream.broker import BrokerError, Running, free_port, wait_for_port
+from stream.brokers.embedded import BrokerError, Running, free_port, wait_for_port
 
 __all__ = ["KAFKA_VERSION", "KafkaCluster", "KafkaNode", "jar_dir"]
 

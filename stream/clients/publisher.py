@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream.connection import start_client
-from stream.topics import TopicNames
+from stream.kafka.connection import start_client
+from stream.kafka.topics import TopicNames
 
 __all__ = ["EventPublisher"]
 

@@ -30,8 +30,8 @@ from journey.customer import CustomerState, to_us
 from journey.erasure import NOTHING_ERASED, Pending, erase_state
 from journey.identity import IdRecord
 from schemas.events import ErasureRequest
-from stream.erasing import Eraser, ErasureWork
-from stream.merging import IdentityWork, Merger, reaching
+from stream.processing.erasure.eraser import Eraser, ErasureWork
+from stream.processing.identity.merging import IdentityWork, Merger, reaching
 
 __all__ = [
     "ErasureHost",

@@ -2,7 +2,7 @@
 channels and referrers are worth, the platinum customers and a customer's card.
 
 Rendered on the server, complete at first paint; the live feed sends the same sections
-again as they change (`stream.web.live`). Every figure is the value the JSON API gives,
+again as they change (`stream.serving.web.live`). Every figure is the value the JSON API gives,
 held in `data-entry`, `data-field` and `data-value`, and only shown in a friendlier format.
 Every text that came from a producer goes through `escape` (with quotes), and the page
 carries no inline script or style: the Content-Security-Policy forbids both.

@@ -19,9 +19,9 @@ import orjson
 from journey.customer import CustomerState, decode_state
 from journey.leaders import LEADERS, Leaders, ranked
 from journey.recovery import at_risk
-from stream.batching import JourneyApp
-from stream.followed import FollowedTopic
-from stream.outbox import default_partition
+from stream.kafka.batching import JourneyApp
+from stream.kafka.outbox import default_partition
+from stream.serving.followed import FollowedTopic
 
 __all__ = ["PUBLISH_INTERVAL", "LeaderBoard", "LeadersView", "register_leaders_timer"]
 

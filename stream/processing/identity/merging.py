@@ -44,10 +44,10 @@ from journey.identity import (
 from journey.referrals import JoinResult, ShareJoin, rename
 from journey.scoring import ScoringRules
 from schemas.events import Identify
-from stream.erasing import JoinRecords
-from stream.outbox import Outbox, default_partition
-from stream.stores import store_get, store_records
-from stream.topics import ORIGIN_HEADER, TopicNames
+from stream.kafka.outbox import Outbox, default_partition
+from stream.kafka.topics import ORIGIN_HEADER, TopicNames
+from stream.processing.erasure.eraser import JoinRecords
+from stream.processing.stores import store_get, store_records
 
 __all__ = ["IDENTITY_ORIGIN", "IdentityWork", "Merger", "StateHost", "reaching"]
 

@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaConsumer
 
 from journey.settings import Settings
 from journey.simulate import JourneySimulator
-from stream.connection import kafka_options
-from stream.publisher import EventPublisher
-from stream.topics import TopicNames
+from stream.clients.publisher import EventPublisher
+from stream.kafka.connection import kafka_options
+from stream.kafka.topics import TopicNames
 from stream.worker import Worker
 
 __all__ = ["add_demo"]

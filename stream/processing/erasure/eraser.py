@@ -9,7 +9,7 @@ share joins' forgetting, and the `erasure-log` message once every join has answe
                       └─► Eraser.answer ─► erasure-log (when every join has answered)
 
 What decides lives in the core (`journey.erasure`, `journey.referrals.forget`); this
-module moves it through topics and tables. The pipeline (`stream.pipeline`) sends what an
+module moves it through topics and tables. The pipeline (`stream.processing.pipeline`) sends what an
 input batch's erasures changed (`ErasureWork`) in the same request as the customers'
 states, so that a crash keeps all of it or none.
 """
@@ -39,10 +39,10 @@ from journey.referrals import JoinResult, ShareJoin, forget, forget_person
 from journey.scoring import ScoringRules
 from schemas.decode import InvalidEvent, parse_event
 from schemas.events import ErasureRequest, Event, Identify
-from stream.outbox import Outbox, default_partition
-from stream.stores import store_get, store_records
-from stream.tail import read_partitions
-from stream.topics import TopicNames, origin_of
+from stream.kafka.outbox import Outbox, default_partition
+from stream.kafka.reading import read_partitions
+from stream.kafka.topics import TopicNames, origin_of
+from stream.processing.stores import store_get, store_records
 
 __all__ = ["Eraser", "ErasureWork", "JoinRecords"]
 
@@ -254,7 +254,7 @@ class Eraser:
         it waits for before it logs the erasure. Links made again are the caller's to send,
         as new ones."""
         customer_id = message["customer_id"]
-        if "ids" in message:  # a person of several ids (`stream.person_erasure`)
+        if "ids" in message:  # a person of several ids (`stream.processing.erasure.persons`)
             forgotten = forget_person(join, message["ids"], message["horizon"], message.get("erased"))
         else:
             forgotten = forget(join, customer_id, message["horizon"])

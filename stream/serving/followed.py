@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-from stream.tail import TopicMissing, read_topic
+from stream.kafka.reading import TopicMissing, read_topic
 
 __all__ = ["FollowedTopic"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import faust
 
-from stream.metrics import JourneyMetrics
-from stream.silence import seconds_since_a_broker_answered
+from stream.kafka.silence import seconds_since_a_broker_answered
+from stream.serving.metrics import JourneyMetrics
 
 __all__ = ["register_lag_timer"]
 

@@ -13,10 +13,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.events import ErasureRequest
-from stream.connection import start_client
-from stream.offsets import install_end_offsets_probe
-from stream.tail import assign_whole
-from stream.topics import TopicNames
+from stream.kafka.connection import start_client
+from stream.kafka.offsets import install_end_offsets_probe
+from stream.kafka.reading import assign_whole
+from stream.kafka.topics import TopicNames
 
 __all__ = ["request_json", "send_erasures"]
 

@@ -28,7 +28,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import CoordinatorNotAvailableError, KafkaError
 from aiokafka.structs import TopicPartition
 
-from stream.connection import KafkaSetupError
+from stream.kafka.connection import KafkaSetupError
 
 __all__ = [
     "TRANSACTION_TIMEOUT_MS",

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from stream.connection import KafkaSetupError
+from stream.kafka.connection import KafkaSetupError
 
 __all__ = ["choose_idempotence"]
 

@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import faust
 
-from stream.batching import make_current
-from stream.outbox import Outbox
+from stream.kafka.batching import make_current
+from stream.kafka.outbox import Outbox
 
 __all__ = ["store_get", "store_records"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from stream.offsets import install_end_offsets_probe, stable_end_offsets
+from stream.kafka.offsets import install_end_offsets_probe, stable_end_offsets
 
 __all__ = ["TopicMissing", "assign_whole", "read_partitions", "read_topic"]
 
@@ -65,7 +65,7 @@ async def read_partitions(
 ) -> AsyncGenerator[Any, None]:
     """Records of `partition` of each of `topics`, from the beginning to the end they have
     now (no consumer group): what a worker re-reads to rebuild one customer. `stable`: to
-    the last stable offset (`stream.offsets.stable_end_offsets`), for a worker in transactions."""
+    the last stable offset (`stream.kafka.offsets.stable_end_offsets`), for a worker in transactions."""
     install_end_offsets_probe()
     consumer = AIOKafkaConsumer(**{"isolation_level": "read_committed", **kafka}, enable_auto_commit=False)
     try:

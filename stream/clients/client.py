@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaProducer
 from schemas.events import Incoming
 from schemas.outputs import MergeEntry, PppUpdate, ReferralLink
 from schemas.wire import event_json
-from stream.connection import start_client
-from stream.tail import read_topic
-from stream.topics import TopicNames
+from stream.kafka.connection import start_client
+from stream.kafka.reading import read_topic
+from stream.kafka.topics import TopicNames
 
 __all__ = ["JourneyConsumer", "JourneyProducer"]
 

@@ -1,0 +1,67 @@
+"""The picture of imports (docs/architecture.md): `cli` above `stream` above `journey` above
+`schemas`, and inside `stream` each room imports only the rooms below it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Lowest first; a module's level is that of the longest prefix naming it. Inside
+# `processing`, the protocols (tables, identity's merger, the erasers) sit below the batch
+# and the customers' cache, the handlers above those, and the pipeline's dispatcher on top.
+LEVELS: dict[str, int] = {
+    "schemas": 0,
+    "journey": 1,
+    "stream.kafka": 2,
+    "stream.brokers": 2,
+    "stream.serving": 3,
+    "stream.processing": 4,
+    "stream.app": 8,
+    "stream.worker": 8,
+    "stream.clients": 9,
+    "cli": 10,
+}
+
+
+def level(module: str) -> int | None:
+    named = [prefix for prefix in LEVELS if module == prefix or module.startswith(prefix + ".")]
+    return LEVELS[max(named, key=len)] if named else None
+
+
+def imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+            found += [f"{node.module}.{alias.name}" for alias in node.names]
+    return found
+
+
+def module_of(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_runs_back_up() -> None:
+    upward = []
+    for package in ("schemas", "journey", "stream", "cli"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            own = module_of(path)
+            mine = level(own) if own != "stream" else LEVELS["stream.kafka"]
+            assert mine is not None, own
+            for imported in imports(path):
+                theirs = level(imported)
+                if theirs is not None and theirs > mine:
+                    upward.append(f"{own} imports {imported}")
+    assert not upward, "\n".join(upward)
+
+
+def test_every_module_has_a_room() -> None:
+    # A module straight under stream/ other than the two that assemble a worker has no room.
+    loose = {p.stem for p in (ROOT / "stream").glob("*.py")} - {"__init__", "app", "worker"}
+    assert not loose
