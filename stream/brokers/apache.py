@@ -34,7 +34,7 @@ __all__ = ["KAFKA_VERSION", "KafkaCluster", "KafkaNode", "jar_dir"]
 # The version the suite tests, and docker-compose.yml and deploy/k8s name (a test holds
 # the four to one another).
 KAFKA_VERSION = "4.1.1"
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 # Enough for the suite's topics on 2 cores: the broker's page cache does the rest.
 DEFAULT_HEAP = "384m"
 
