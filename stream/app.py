@@ -68,7 +68,7 @@ def create_app(
         # Partitions recover from the changelog before their events are handled.
         table_standby_replicas=1,
         # Every record ready at once: what is queued together leaves in one request (see
-        # `Pipeline._join_shares`); while a request is in flight the next one fills up anyway.
+        # `ShareJoins.handle`); while a request is in flight the next one fills up anyway.
         producer_linger_ms=0,
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
     )

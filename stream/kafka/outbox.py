@@ -19,9 +19,23 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-__all__ = ["Outbox", "default_partition", "delivered", "estimate", "fresh_batches", "send_together"]
+__all__ = [
+    "Outbox",
+    "PlacedRecords",
+    "after",
+    "default_partition",
+    "delivered",
+    "estimate",
+    "fresh_batches",
+    "led_by_one",
+    "send_together",
+    "tables_last",
+]
 
 _Headers = list[tuple[str, bytes]]
+# (topic, partition, key, value): records placed on their partitions, to add together
+# (`Outbox.fits`), as a share join's records and the links it makes are.
+PlacedRecords = list[tuple[str, int, bytes, bytes | None]]
 
 
 # murmur2 is pure Python in aiokafka (a few microseconds a key); every input event and every
@@ -46,6 +60,10 @@ class Outbox:
         # The most of them on any one partition (`largest`), kept as they grow: asked once
         # per customer stored, where a max over every partition cost 1% of a worker.
         self._largest = 0
+
+    def sibling(self) -> Outbox:
+        """An empty outbox on the same producer, sharing the partition counts."""
+        return Outbox(self.producer, self._counts)
 
     def add(
         self,
@@ -171,3 +189,47 @@ async def delivered(deliveries: list[Awaitable[Any]]) -> None:
     """Wait until the broker has acknowledged all of `deliveries`."""
     if deliveries:
         await asyncio.gather(*deliveries)
+
+
+async def led_by_one(outbox: Outbox, *topics: str) -> bool:
+    """Whether one broker leads every partition of `topics`: then what `send_together`
+    queues for them leaves in one produce request."""
+    cluster = outbox.producer.client.cluster
+    leaders = set()
+    for topic in topics:
+        for partition in range(await outbox.partition_count(topic)):
+            leaders.add(cluster.leader_for_partition(TopicPartition(topic, partition)))
+    return len(leaders) == 1 and None not in leaders and -1 not in leaders
+
+
+async def tables_last(outbox: Outbox, changelog: str, *outputs: str) -> Outbox | None:
+    """Where a table's changelog records go relative to what they caused (`outputs`).
+
+    Where one broker leads every partition of them all, a record and its outputs leave
+    in one produce request (None: add the records to the chunk). Else they would be
+    several requests, and a worker killed between them kept a join's record but lost
+    its links (6 referral keys missing after a broker and a worker were SIGKILLed
+    together on the three-node cluster): the records wait in the Outbox returned, sent
+    once the outputs are acknowledged (`after`). A crash between the two then sends
+    the outputs again on redelivery, and loses none (README, "Tested on Apache Kafka")."""
+    if await led_by_one(outbox, changelog, *outputs):
+        return None
+    return outbox.sibling()
+
+
+def after(
+    deliveries: list[Awaitable[Any]], previous: asyncio.Future[None] | None, tables: Outbox | None = None
+) -> asyncio.Future[None]:
+    """Done when `deliveries` are acknowledged and the previous batch's completion is done:
+    a handler's batches complete in the order they came (see `BatchHandler`). Then
+    `tables` (changelog records held back, see `tables_last`) are sent and
+    acknowledged too."""
+
+    async def complete() -> None:
+        await delivered(deliveries)
+        if previous is not None:
+            await previous
+        if tables is not None:
+            await delivered(await tables.send())
+
+    return asyncio.ensure_future(complete())

@@ -39,15 +39,12 @@ from journey.referrals import JoinResult, ShareJoin, forget, forget_person
 from journey.scoring import ScoringRules
 from schemas.decode import InvalidEvent, parse_event
 from schemas.events import ErasureRequest, Event, Identify
-from stream.kafka.outbox import Outbox, default_partition
+from stream.kafka.outbox import Outbox, PlacedRecords, default_partition
 from stream.kafka.reading import read_partitions
 from stream.kafka.topics import TopicNames, origin_of
 from stream.processing.stores import store_get, store_records
 
-__all__ = ["Eraser", "ErasureWork", "JoinRecords"]
-
-# (topic, partition, key, value) records a share join sends in one request.
-JoinRecords = list[tuple[str, int, bytes, bytes | None]]
+__all__ = ["Eraser", "ErasureWork"]
 
 
 @dataclass(slots=True)
@@ -247,7 +244,7 @@ class Eraser:
             chunk.add(names.erasure_log, key, message, default_partition(key, logs))
 
     def forget_in_join(
-        self, join: ShareJoin, message: dict[str, Any], referred_partitions: int, out: JoinRecords
+        self, join: ShareJoin, message: dict[str, Any], referred_partitions: int, out: PlacedRecords
     ) -> JoinResult:
         """An erased customer's sightings leave a share join: each retracted link is taken
         back from its referred customer, and the erased customer's partition gets the answer

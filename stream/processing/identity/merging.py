@@ -44,9 +44,8 @@ from journey.identity import (
 from journey.referrals import JoinResult, ShareJoin, rename
 from journey.scoring import ScoringRules
 from schemas.events import Identify
-from stream.kafka.outbox import Outbox, default_partition
+from stream.kafka.outbox import Outbox, PlacedRecords, default_partition
 from stream.kafka.topics import ORIGIN_HEADER, TopicNames
-from stream.processing.erasure.eraser import JoinRecords
 from stream.processing.stores import store_get, store_records
 
 __all__ = ["IDENTITY_ORIGIN", "IdentityWork", "Merger", "StateHost", "reaching"]
@@ -375,7 +374,7 @@ class Merger:
         return None
 
     def rename_in_join(
-        self, join: ShareJoin, message: dict[str, Any], referred_partitions: int, out: JoinRecords
+        self, join: ShareJoin, message: dict[str, Any], referred_partitions: int, out: PlacedRecords
     ) -> JoinResult:
         """The merged ids leave a share join for their canonical id: each retracted link is
         taken back from its referred person and the merge hears what was retracted. Links
