@@ -33,6 +33,7 @@ __all__ = [
     "merge_states",
     "merges_message",
     "person_horizons",
+    "same_identify",
 ]
 
 # The order of identify events: occurred_at (microseconds), event_id, customer_id. The least
@@ -275,9 +276,13 @@ class IdRecord:
     # for one of the ids still reaches those that the erased identify events link to it.
     erased: dict[str, Any] | None = None
 
+    def holds(self, identify: Sequence[Any]) -> bool:
+        """Whether this person took `identify` (`same_identify`)."""
+        return any(same_identify(known, identify) for known in self.identifies)
+
     def add_identify(self, identify: list[Any]) -> bool:
-        """Take one identify event; False for one taken before (same customer_id, event_id)."""
-        if any(known[1] == identify[1] and known[2] == identify[2] for known in self.identifies):
+        """Take one identify event; False for one taken before (`holds`)."""
+        if self.holds(identify):
             return False
         self.identifies.append(list(identify))
         return True
@@ -301,8 +306,8 @@ class IdRecord:
         link their ids for any later request at or after their time, as in
         `person_horizons`. Returns whether any of them is new."""
         erased = self.erased or {"ids": [], "identifies": [], "horizon": horizon}
-        known = {(str(i[1]), str(i[2])) for i in erased["identifies"]}
-        fresh = [list(i) for i in identifies if (str(i[1]), str(i[2])) not in known]
+        known = erased["identifies"]
+        fresh = [list(i) for i in identifies if not any(same_identify(i, taken) for taken in known)]
         erased["identifies"] = [*erased["identifies"], *fresh]
         erased["ids"] = sorted(set(erased["ids"]) | set(ids or ()))
         erased["horizon"] = max(int(erased["horizon"]), horizon)
@@ -349,6 +354,12 @@ def decode_id_record(raw: bytes) -> IdRecord:
         },
         erased=data.get("erased"),
     )
+
+
+def same_identify(edge: Sequence[Any], other: Sequence[Any]) -> bool:
+    """Whether two identify edges (`identify_edge`) are one identify event: the same
+    event_id of the same customer_id (SPEC.md, "Event ids"), whatever carried them."""
+    return str(edge[1]) == str(other[1]) and str(edge[2]) == str(other[2])
 
 
 def identify_edge(event: Identify) -> list[Any]:

@@ -10,7 +10,7 @@ import faust
 from stream.kafka.batching import make_current
 from stream.kafka.outbox import Outbox
 
-__all__ = ["store_get", "store_records"]
+__all__ = ["as_changed", "store_get", "store_records"]
 
 _Record = TypeVar("_Record")
 
@@ -25,6 +25,23 @@ def store_get(table: Any) -> Callable[[str], Any]:
     store = table.data
     inner = getattr(store, "data", None)
     return inner.get if isinstance(inner, dict) else store.get
+
+
+def as_changed(
+    changed: Mapping[int, Mapping[str, _Record]],
+    partition: int,
+    key: str,
+    held: Callable[[str], bytes | None],
+    decode: Callable[[bytes], _Record],
+) -> _Record | None:
+    """A table's record as a batch has it: the batch's own change (`changed`, by partition),
+    else the stored one (`held`, a `store_get`) decoded; None for neither."""
+    records = changed.get(partition)  # not [partition]: on a defaultdict that adds an empty one
+    record = records.get(key) if records else None
+    if record is None:
+        raw = held(key)
+        record = None if raw is None else decode(raw)
+    return record
 
 
 async def store_records(

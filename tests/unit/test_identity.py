@@ -341,3 +341,16 @@ def test_a_persons_referral_is_the_newest_message_of_the_join_whatever_the_route
     last = sent[-1]
     assert merged.referred_by() == ([] if last is None else [last])
     assert merged.referral_seqs == {"s-1": len(sent)}
+
+
+def test_one_identify_event_is_its_event_id_and_customer_id_wherever_it_is_kept() -> None:
+    # The same rule answers for a person's identify events and for those an erasure took.
+    edge = [5, "e-1", "c", "a"]
+    record = IdRecord(ids={"c", "a"})
+    assert record.add_identify(edge)
+    assert record.holds([9, "e-1", "c", "x"])  # its time and other id do not make it another
+    assert not record.holds([5, "e-1", "a", "c"])  # the same event_id of another customer_id
+    assert not record.add_identify([5, "e-1", "c", "a"])
+    assert record.remember_erased([edge], 5)
+    assert not record.remember_erased([[7, "e-1", "c", "z"]], 5)
+    assert record.remember_erased([[5, "e-2", "c", "a"]], 5)

@@ -42,7 +42,7 @@ from schemas.events import ErasureRequest, Event, Identify
 from stream.kafka.outbox import Outbox, PlacedRecords, default_partition
 from stream.kafka.reading import read_partitions
 from stream.kafka.topics import TopicNames, origin_of
-from stream.processing.stores import store_get, store_records
+from stream.processing.stores import as_changed, store_get, store_records
 
 __all__ = ["Eraser", "ErasureWork"]
 
@@ -100,12 +100,7 @@ class Eraser:
 
     def record(self, work: ErasureWork, customer_id: str, partition: int) -> ErasureRecord | None:
         """The customer's erasure record, as this batch has changed it."""
-        changed = work.records.get(partition)  # not [partition]: that would add an empty one
-        record = changed.get(customer_id) if changed else None
-        if record is None:
-            held: bytes | None = self._held(customer_id)
-            record = None if held is None else decode_record(held)
-        return record
+        return as_changed(work.records, partition, customer_id, self._held, decode_record)
 
     async def erase(
         self,

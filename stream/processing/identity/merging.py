@@ -46,7 +46,7 @@ from journey.scoring import ScoringRules
 from schemas.events import Identify
 from stream.kafka.outbox import Outbox, PlacedRecords, default_partition
 from stream.kafka.topics import ORIGIN_HEADER, TopicNames
-from stream.processing.stores import store_get, store_records
+from stream.processing.stores import as_changed, store_get, store_records
 
 __all__ = ["IDENTITY_ORIGIN", "IdentityWork", "Merger", "StateHost", "reaching"]
 
@@ -146,12 +146,8 @@ class Merger:
     # -- reading
 
     def record(self, work: IdentityWork, customer_id: str, partition: int) -> IdRecord | None:
-        changed = work.records.get(partition)  # not [partition]: that would add an empty one
-        record = changed.get(customer_id) if changed else None
-        if record is None:
-            held: bytes | None = self._held(customer_id)
-            record = None if held is None else decode_id_record(held)
-        return record
+        """The id's record, as this batch has changed it."""
+        return as_changed(work.records, partition, customer_id, self._held, decode_id_record)
 
     def pointer(self, work: IdentityWork, customer_id: str, partition: int) -> str | None:
         """Where the person of an id that stopped being canonical went, or None."""
@@ -206,8 +202,10 @@ class Merger:
             if message["to"] not in here.record.ids:  # else one person already (a redelivery)
                 self._leave(here, message["to"], [here.id], message["cause"], puller=message.get("identify"))
         elif kind == "absorb":
-            if not self._erased_cause(here, message) and not self._astray(here, message):
-                self._absorb(here, message)
+            # The absorbed person's record, decoded once for both questions.
+            coming = decode_id_record(base64.b64decode(message["record"]))
+            if not self._erased_cause(here, message) and not self._astray(here, message, coming):
+                self._absorb(here, message, coming)
         elif kind == "renamed":
             # Forwarded (`forward_answer`), maybe along several pointers: for this id now.
             self.answer(work, {**message, "customer_id": customer_id}, partition)
@@ -253,7 +251,7 @@ class Merger:
         self.send(here.work, source, reaching(source, int(erased["horizon"]), cause))
         return True
 
-    def _astray(self, here: _Here, message: dict[str, Any]) -> bool:
+    def _astray(self, here: _Here, message: dict[str, Any], coming: IdRecord) -> bool:
         """A person pulled by an identify event that this person does not hold: it followed
         the pointer of the id that pulled it, which an erasure has since taken out of this
         person (the id's own `absorb` came back, or its `erased` message is on its way). It
@@ -261,10 +259,7 @@ class Merger:
         identify = message.get("identify")
         if identify is None or here.id in (identify[2], identify[3]) or here.id in message["ids"]:
             return False  # at the id that pulled it, or a person coming back to its own id
-        coming = decode_id_record(base64.b64decode(message["record"])).identifies
-        if any(
-            known[1] == identify[1] and known[2] == identify[2] for known in here.record.identifies + coming
-        ):
+        if here.record.holds(identify) or coming.holds(identify):
             return False
         puller = identify[2] if identify[3] in message["ids"] else identify[3]
         if puller in message["ids"]:
@@ -304,13 +299,13 @@ class Merger:
             host.tombstone(here.id)  # a state was published under this id
         host.replace(CustomerState(here.id), here.partition)
 
-    def _absorb(self, here: _Here, message: dict[str, Any]) -> None:
+    def _absorb(self, here: _Here, message: dict[str, Any], coming: IdRecord) -> None:
         record, host = here.record, here.host
         source = message["from"]
         if source in record.ids and source != here.id:
             here.host.settled(here.id)  # absorbed before (a redelivery)
             return
-        record.take(decode_id_record(base64.b64decode(message["record"])))
+        record.take(coming)
         record.ids.add(here.id)
         here.keep()
         parts = [host.state(here.id)]
