@@ -4,7 +4,8 @@ recent ones kept decoded, and the changed ones stored with what they change in i
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -131,101 +132,129 @@ class Customers:
         crash that kept the state but lost the change would lose a contribution for good
         (the events are duplicates from then on), and the other way round would count it
         twice. So they go out in chunks (`send_together`), each chunk's changes summed per
-        entry: the hot `all/*` entry gets one change per chunk, not one per event.
-
-        One loop on purpose (about 90 lines): a chunk's room, the states, their updates
-        and their impact changes are decided together, customer by customer."""
+        entry: the hot `all/*` entry gets one change per chunk, not one per event."""
         changelog = self.table.changelog_topic.get_topic_name()
-        topic = self.config.names.impact_changes
-        updates_topic = self.config.names.ppp_updates
-        limit = self._batch_bytes
         chunk = batch.out.sibling()
         await chunk.partition_count(changelog)  # metadata known before queuing
-        await chunk.partition_count(topic)
-        update_partitions = await chunk.partition_count(updates_topic)
-        changes: dict[str, Packed] = {}
-        deliveries: list[Awaitable[Any]] = []
+        await chunk.partition_count(self.config.names.impact_changes)
+        update_partitions = await chunk.partition_count(self.config.names.ppp_updates)
+        chunks = _Chunks(chunk, self.config.names.impact_changes, self.config.partitions, self._batch_bytes)
         if batch.erasure:
             await self.eraser.add_to(chunk, batch.erasure, batch.current)
         if batch.identity:
             merges = await self.merger.add_to(chunk, batch.identity, batch.current)
             if merges:
                 self.metrics.merges.inc(merges)
-        # The customers that erasures and merges changed first, of every partition: in the
-        # request that takes their records (a record without its state, after a crash,
-        # would make the redelivered message a duplicate and lose the state's change).
-        first = batch.erasure.erased | batch.identity.touched
-        order = [
-            (partition, customer_id)
-            for ahead in (True, False)
-            for partition, customer_ids in batch.changed.items()
-            for customer_id in customer_ids
-            if (customer_id in first) == ahead
-        ]
         current: faust.EventT[Any] | None = None
-        for partition, customer_id in order:
+        for partition, customer_id in _order(batch):
             if current is not batch.current[partition]:
                 current = batch.current[partition]
                 make_current(current)
             assert current is not None
-            state = batch.states[customer_id]
-            gone = not state.holds_anything()
-            encoded = None if gone else encode_state(state)
-            key = customer_id.encode("utf-8")
-            updates = batch.updates.pop(customer_id, ())
-            room = chunk.has_room(changelog, partition, key, encoded, limit)
-            if updates:
-                to = default_partition(key, update_partitions)
-                room = room and chunk.room_for(updates_topic, to, _size(key, updates), limit)
-            if not room:
-                deliveries += await self._send_with_changes(chunk, changes)
-                changes = {}
-                make_current(current)  # others ran meanwhile
-            if encoded is None:
-                # Nothing left of the customer (an erasure): a tombstone, so that
-                # compaction removes the records before it.
-                self.table.data.pop(customer_id, None)
-                self.leaders.discard(partition, customer_id)
-            else:
-                self.table.data[customer_id] = encoded
-                self.leaders.offer(partition, state)
-            chunk.add(changelog, key, encoded, partition)
-            for update in updates:  # after the state: see `Pipeline._one_leader`
-                chunk.add(updates_topic, key, update, to)
-            after = contribution(state)
-            for entry in add_change(changes, batch.before[customer_id], after):
-                entry_key = entry.encode("utf-8")
-                chunk.reserve(topic, self._partition_for(entry_key), estimate(entry_key, _CHANGE_ROOM))
-            batch.before[customer_id] = after
-            if chunk.largest() > limit - _CHANGES_MARGIN:
-                # Room for the next customer's new entries on any changes partition.
-                deliveries += await self._send_with_changes(chunk, changes)
-                changes = {}
-                make_current(current)
+            await self._store_one(
+                batch, chunks, changelog, update_partitions, partition, customer_id, current
+            )
         # Updates of customers whose state did not change (re-sent after a takeover: see
         # `Events.score`), in the last chunk, so that they keep their place before the next batch's.
+        updates_topic = self.config.names.ppp_updates
         for customer_id, updates in batch.updates.items():
             key = customer_id.encode("utf-8")
             to = default_partition(key, update_partitions)
-            if not chunk.room_for(updates_topic, to, _size(key, updates), limit):
-                deliveries += await self._send_with_changes(chunk, changes)
-                changes = {}
+            if not chunk.room_for(updates_topic, to, _size(key, updates), chunks.limit):
+                await chunks.send()
             for update in updates:
                 chunk.add(updates_topic, key, update, to)
         batch.updates.clear()
-        deliveries += await self._send_with_changes(chunk, changes)
-        return deliveries
+        await chunks.send()
+        return chunks.deliveries
 
-    def _partition_for(self, key: bytes) -> int:
-        return default_partition(key, self.config.partitions)
+    async def _store_one(
+        self,
+        batch: Batch,
+        chunks: _Chunks,
+        changelog: str,
+        update_partitions: int,
+        partition: int,
+        customer_id: str,
+        current: faust.EventT[Any],
+    ) -> None:
+        """One changed customer's state, its updates and its impact changes, in the chunk
+        (sent first if they would not fit)."""
+        chunk, limit = chunks.chunk, chunks.limit
+        updates_topic = self.config.names.ppp_updates
+        state = batch.states[customer_id]
+        gone = not state.holds_anything()
+        encoded = None if gone else encode_state(state)
+        key = customer_id.encode("utf-8")
+        updates = batch.updates.pop(customer_id, ())
+        room = chunk.has_room(changelog, partition, key, encoded, limit)
+        if updates:
+            to = default_partition(key, update_partitions)
+            room = room and chunk.room_for(updates_topic, to, _size(key, updates), limit)
+        if not room:
+            await chunks.send()
+            make_current(current)  # others ran meanwhile
+        if encoded is None:
+            # Nothing left of the customer (an erasure): a tombstone, so that
+            # compaction removes the records before it.
+            self.table.data.pop(customer_id, None)
+            self.leaders.discard(partition, customer_id)
+        else:
+            self.table.data[customer_id] = encoded
+            self.leaders.offer(partition, state)
+        chunk.add(changelog, key, encoded, partition)
+        for update in updates:  # after the state: see `Pipeline._one_leader`
+            chunk.add(updates_topic, key, update, to)
+        after = contribution(state)
+        for entry in add_change(chunks.changes, batch.before[customer_id], after):
+            entry_key = entry.encode("utf-8")
+            chunk.reserve(chunks.topic, chunks.partition_for(entry_key), estimate(entry_key, _CHANGE_ROOM))
+        batch.before[customer_id] = after
+        if chunk.largest() > limit - _CHANGES_MARGIN:
+            # Room for the next customer's new entries on any changes partition.
+            await chunks.send()
+            make_current(current)
 
-    async def _send_with_changes(self, chunk: Outbox, changes: Mapping[str, Packed]) -> list[Awaitable[Any]]:
-        topic = self.config.names.impact_changes
-        for entry, change in changes.items():
+
+def _order(batch: Batch) -> list[tuple[int, str]]:
+    """The batch's changed customers, by partition: those that erasures and merges changed
+    first, of every partition, in the request that takes their records (a record without
+    its state, after a crash, would make the redelivered message a duplicate and lose the
+    state's change)."""
+    first = batch.erasure.erased | batch.identity.touched
+    return [
+        (partition, customer_id)
+        for ahead in (True, False)
+        for partition, customer_ids in batch.changed.items()
+        for customer_id in customer_ids
+        if (customer_id in first) == ahead
+    ]
+
+
+@dataclass(slots=True)
+class _Chunks:
+    """The chunks a batch's states leave in (`Customers.store`): each one produce request,
+    with the impact changes of its states summed per entry (`topic`)."""
+
+    chunk: Outbox
+    topic: str
+    partitions: int
+    # What a chunk may put on one partition: a record batch, less its header.
+    limit: int
+    changes: dict[str, Packed] = field(default_factory=dict)
+    deliveries: list[Awaitable[Any]] = field(default_factory=list)
+
+    def partition_for(self, key: bytes) -> int:
+        return default_partition(key, self.partitions)
+
+    async def send(self) -> None:
+        """The chunk with its changes, in one request; the next chunk starts empty."""
+        for entry, change in self.changes.items():
             if change:
                 key = entry.encode("utf-8")
-                chunk.add(topic, key, encode_change(change), self._partition_for(key))
-        return await send_together(chunk)
+                self.chunk.add(self.topic, key, encode_change(change), self.partition_for(key))
+        self.deliveries += await send_together(self.chunk)
+        self.changes = {}
 
 
 class States:

@@ -65,6 +65,8 @@ class Pipeline:
     def __init__(
         self, app: JourneyApp, settings: Settings, metrics: JourneyMetrics, *, partitions: int
     ) -> None:
+        # The worker's wiring in one place (70 lines, a third of them why each table is kept
+        # as it is): topics, tables, the protocols over them, and the handlers.
         self.app = app
         self.metrics = metrics
         names = TopicNames(settings.topic_prefix, settings.app_id)
@@ -118,12 +120,28 @@ class Pipeline:
         self._joint_before = False
         # mode's handler type does not admit a bound coroutine method; the call shape matches.
         app.on_partitions_assigned.connect(cast(Any, self._forget_live))
-        # The handler of each kind of input record (`_kind_of` tells the kind).
+        self._handlers = self._dispatch_table()
+        self._origins = {**names.inputs, names.erasures: "erasure", IDENTITY_ORIGIN: "identity"}
+        self._share_joins = ShareJoins(
+            app, self.shares, names, self.eraser, self.merger, metrics, batch_bytes=batch_bytes
+        )
+        self._impact_sums = ImpactSums(app, self.impact, names, metrics, batch_bytes=batch_bytes)
+        # The input topics are consumed in whole fetched batches (stream.kafka.batching), not
+        # by an agent; added to the conductor so that the consumer subscribes to them.
+        app.topics.add(self.inputs)
+        app.batch_handlers.update(dict.fromkeys(self.inputs.topics, self._ingest))
+        app.topics.add(self.share_joins)
+        app.batch_handlers[names.share_joins] = self._join_shares
+        app.topics.add(self.impact_changes)
+        app.batch_handlers[names.impact_changes] = self._sum_changes
+
+    def _dispatch_table(self) -> dict[str, Handler]:
+        """The handler of each kind of input record (`_kind_of` tells the kind)."""
         events = Events(self.config, self.states, self.merger, self.eraser)
         identity = IdentityHandlers(self.states, self.merger, self.eraser, self.person_eraser)
         erasure = ErasureHandlers(self.config, self.states, self.eraser, self.person_eraser)
         referrals = Referrals(self.config, self.states, self.merger)
-        self._handlers: dict[str, Handler] = {
+        return {
             "event": events.handle,
             "identify": identity.identify,
             "erasure": erasure.request,
@@ -134,19 +152,6 @@ class Pipeline:
             "renamed": identity.renamed,
             "forgotten": erasure.forgotten,
         }
-        self._origins = {**names.inputs, names.erasures: "erasure", IDENTITY_ORIGIN: "identity"}
-        # The input topics are consumed in whole fetched batches (stream.kafka.batching), not
-        # by an agent; added to the conductor so that the consumer subscribes to them.
-        app.topics.add(self.inputs)
-        app.batch_handlers.update(dict.fromkeys(self.inputs.topics, self._ingest))
-        self._share_joins = ShareJoins(
-            app, self.shares, names, self.eraser, self.merger, metrics, batch_bytes=batch_bytes
-        )
-        app.topics.add(self.share_joins)
-        app.batch_handlers[names.share_joins] = self._join_shares
-        self._impact_sums = ImpactSums(app, self.impact, names, metrics, batch_bytes=batch_bytes)
-        app.topics.add(self.impact_changes)
-        app.batch_handlers[names.impact_changes] = self._sum_changes
 
     async def _forget_live(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.states.reset()

@@ -12,7 +12,7 @@ import faust
 import orjson
 from faust.types import TP
 
-from journey.referrals import ShareJoin, apply_sighting, encode_join
+from journey.referrals import JoinResult, ShareJoin, apply_sighting, encode_join
 from stream.kafka.batching import current_record, make_current
 from stream.kafka.outbox import Outbox, PlacedRecords, after, default_partition, send_together, tables_last
 from stream.kafka.topics import TopicNames
@@ -82,41 +82,7 @@ class ShareJoins:
         for tp, records in batches.items():
             current = current_record(self.app, tp, records[0])
             for record in records:
-                sighting = orjson.loads(record.value)
-                share_id = sighting["share_id"]
-                join: ShareJoin | None = self._held(share_id)
-                if join is None:
-                    join = ShareJoin(share_id)
-                key = share_id.encode("utf-8")
-                out: PlacedRecords = []
-                if sighting["kind"] == "forget":
-                    result = self.eraser.forget_in_join(join, sighting, referred_partitions, out)
-                elif sighting["kind"] == "rename":
-                    result = self.merger.rename_in_join(join, sighting, referred_partitions, out)
-                else:
-                    result = apply_sighting(join, sighting)
-                for link in result.links:
-                    referrer = link["referrer_id"].encode("utf-8")
-                    partition = default_partition(referrer, link_partitions)
-                    out.append((names.referral_links, partition, referrer, orjson.dumps(link)))
-                    # And to the referred customer's partition, in the same request: its keys,
-                    # numbered (`take_referral`) before the join is stored with its count.
-                    referred = link["referred_id"].encode("utf-8")
-                    to_referred = orjson.dumps(join.numbered(link))
-                    out.append(
-                        (
-                            names.referred,
-                            default_partition(referred, referred_partitions),
-                            referred,
-                            to_referred,
-                        )
-                    )
-                if join.is_empty():
-                    self.table.data.pop(share_id, None)
-                    stored = None
-                else:
-                    self.table.data[share_id] = join
-                    stored = encode_join(join)
+                key, stored, out, result = self._join(record, link_partitions, referred_partitions)
                 if tables is None:
                     out.insert(0, (changelog, tp.partition, key, stored))
                 else:
@@ -134,3 +100,38 @@ class ShareJoins:
             self.metrics.self_referrals.inc(self_referrals)
         completing = self._completing = after(deliveries, self._completing, tables)
         return completing
+
+    def _join(
+        self, record: Any, link_partitions: int, referred_partitions: int
+    ) -> tuple[bytes, bytes | None, PlacedRecords, JoinResult]:
+        """One sighting (or a forget, a rename) taken by its join: the join's key, its
+        encoded record (None: nothing left of it) and the records the join sends."""
+        names = self.names
+        sighting = orjson.loads(record.value)
+        share_id = sighting["share_id"]
+        join: ShareJoin | None = self._held(share_id)
+        if join is None:
+            join = ShareJoin(share_id)
+        out: PlacedRecords = []
+        if sighting["kind"] == "forget":
+            result = self.eraser.forget_in_join(join, sighting, referred_partitions, out)
+        elif sighting["kind"] == "rename":
+            result = self.merger.rename_in_join(join, sighting, referred_partitions, out)
+        else:
+            result = apply_sighting(join, sighting)
+        for link in result.links:
+            referrer = link["referrer_id"].encode("utf-8")
+            partition = default_partition(referrer, link_partitions)
+            out.append((names.referral_links, partition, referrer, orjson.dumps(link)))
+            # And to the referred customer's partition, in the same request: its keys,
+            # numbered (`take_referral`) before the join is stored with its count.
+            referred = link["referred_id"].encode("utf-8")
+            to_referred = orjson.dumps(join.numbered(link))
+            out.append(
+                (names.referred, default_partition(referred, referred_partitions), referred, to_referred)
+            )
+        if join.is_empty():
+            self.table.data.pop(share_id, None)
+            return share_id.encode("utf-8"), None, out, result
+        self.table.data[share_id] = join
+        return share_id.encode("utf-8"), encode_join(join), out, result

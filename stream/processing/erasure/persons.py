@@ -21,7 +21,7 @@ Forwarded events that reach C for an id the erasure gave back are sent back to t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -29,7 +29,7 @@ import orjson
 from journey.customer import CustomerState, to_us
 from journey.erasure import NOTHING_ERASED, Pending, erase_state
 from journey.identity import IdRecord
-from schemas.events import ErasureRequest
+from schemas.events import ErasureRequest, Event
 from stream.processing.erasure.eraser import Eraser, ErasureWork
 from stream.processing.identity.merging import IdentityWork, Merger, reaching
 
@@ -54,6 +54,32 @@ def linked_within(asked: str, identifies: list[list[Any]], at: int) -> set[str]:
                 reached |= {one, other}
                 grew = True
     return reached
+
+
+def _erased_events(
+    state: CustomerState,
+    canonical: str,
+    ids: list[str],
+    reached: set[str],
+    later: Mapping[str, list[Event]],
+    at: int,
+) -> int:
+    """How many of the events a person's state holds an erasure takes: those of the ids it
+    reaches, less the ones after `at` (`later`, read again from each id's partition)."""
+
+    def seen(customer_id: str) -> set[str]:
+        return state.seen if customer_id == canonical else state.alias_seen.get(customer_id, set())
+
+    kept = sum(len(seen(customer_id)) for customer_id in ids if customer_id not in reached) + len(
+        {
+            (customer_id, event.event_id)
+            for customer_id in reached & later.keys()
+            for event in later[customer_id]
+            if to_us(event.occurred_at) > at and event.event_id in seen(customer_id)
+        }
+    )
+    held = sum(len(seen(customer_id)) for customer_id in ids)
+    return held - kept
 
 
 def reach(record: IdRecord | None, request: ErasureRequest) -> list[str]:
@@ -252,38 +278,16 @@ class PersonEraser:
         before = None if known is None else known.horizon_us
         grows = canonical in reached and (before is None or at > before)
         if quiet and not gone and not (reached & person.ids) - {canonical} and not grows:
-            # One id's erasure passing on to the next (`reaching`) that changes nothing
-            # here: the person stays as it is, or two persons linked by an erased identify
-            # event would take each other apart and join again without end.
-            _, horizon = self.eraser.take(work, canonical, request, partition, erase=False)
-            if brought and person.remember_erased(brought, at):
-                identity.records[partition][canonical] = person
-                if before is not None:  # its own horizon goes along the link new to it too
-                    outside = linked_within(canonical, person.erased_identifies(), before) - person.ids
-                    for customer_id in sorted(outside):
-                        self.merger.send(
-                            identity, customer_id, reaching(customer_id, before, request.request_id)
-                        )
-            return "erased", horizon
+            return "erased", self._stays(
+                work, identity, request, canonical, person, partition, brought, before
+            )
         gone += brought
         _, horizon = self.eraser.take(work, canonical, request, partition, erase=canonical in reached)
         later = {
             customer_id: await self.eraser.later_events(customer_id, self.partition_for(customer_id.encode()))
             for customer_id in ids
         }
-
-        def seen(customer_id: str) -> set[str]:
-            return state.seen if customer_id == canonical else state.alias_seen.get(customer_id, set())
-
-        kept = sum(len(seen(customer_id)) for customer_id in ids if customer_id not in reached) + len(
-            {
-                (customer_id, event.event_id)
-                for customer_id in reached & person.ids
-                for event in later[customer_id]
-                if to_us(event.occurred_at) > at and event.event_id in seen(customer_id)
-            }
-        )
-        held = sum(len(seen(customer_id)) for customer_id in ids)
+        erased_events = _erased_events(state, canonical, ids, reached, later, at)
         replacement, _ = erase_state(state, horizon, later[canonical], self.eraser.rules)
         # Nothing left of it: an empty state, which is stored as a tombstone.
         restart(canonical, replacement or CustomerState(canonical), partition)
@@ -293,7 +297,52 @@ class PersonEraser:
         left = IdRecord(ids={canonical}, pending=person.pending, erased=person.erased)
         left.remember_erased(gone, at, sorted(reached))
         identity.records[partition][canonical] = left
-        for customer_id in ids:
+        self._take_apart(identity, request, canonical, person, left, reached, gone)
+        awaiting = self.eraser.ask_joins(work, state, canonical, at, request.request_id, ids, sorted(reached))
+        pending = Pending(
+            at, erased_events, awaiting, asked=request.customer_id, ids=sorted(reached), quiet=quiet
+        )
+        self.eraser.pend(work, canonical, request.request_id, pending, partition)
+        return "erased", horizon
+
+    def _stays(
+        self,
+        work: ErasureWork,
+        identity: IdentityWork,
+        request: ErasureRequest,
+        canonical: str,
+        person: IdRecord,
+        partition: int,
+        brought: list[list[Any]],
+        before: int | None,
+    ) -> int:
+        """One id's erasure passing on to the next (`reaching`) that changes nothing here:
+        the person stays as it is, or two persons linked by an erased identify event would
+        take each other apart and join again without end. Returns the horizon."""
+        at = to_us(request.requested_at)
+        _, horizon = self.eraser.take(work, canonical, request, partition, erase=False)
+        if brought and person.remember_erased(brought, at):
+            identity.records[partition][canonical] = person
+            if before is not None:  # its own horizon goes along the link new to it too
+                outside = linked_within(canonical, person.erased_identifies(), before) - person.ids
+                for customer_id in sorted(outside):
+                    self.merger.send(identity, customer_id, reaching(customer_id, before, request.request_id))
+        return horizon
+
+    def _take_apart(
+        self,
+        identity: IdentityWork,
+        request: ErasureRequest,
+        canonical: str,
+        person: IdRecord,
+        left: IdRecord,
+        reached: set[str],
+        gone: list[list[Any]],
+    ) -> None:
+        """Each other id of the person hears it is on its own (`erased`), the ids outside it
+        that the request reaches get it, and the surviving identify events link again."""
+        at = to_us(request.requested_at)
+        for customer_id in sorted(person.ids):
             if customer_id != canonical:
                 message = {
                     "kind": "erased",
@@ -309,12 +358,6 @@ class PersonEraser:
         for identify in person.identifies:
             if identify not in gone:  # behind the `erased` messages of the ids it names
                 self.merger.send(identity, str(identify[2]), {"kind": "link", "identify": identify})
-        awaiting = self.eraser.ask_joins(work, state, canonical, at, request.request_id, ids, sorted(reached))
-        pending = Pending(
-            at, held - kept, awaiting, asked=request.customer_id, ids=sorted(reached), quiet=quiet
-        )
-        self.eraser.pend(work, canonical, request.request_id, pending, partition)
-        return "erased", horizon
 
     async def erased(
         self,

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from html import escape
 from typing import Any
-from urllib.parse import quote
-
-import orjson
 
 from journey.recovery import second_moment
+from stream.serving.web.figures import (
+    DASH,
+    attr,
+    compact,
+    count,
+    customer_link,
+    figure,
+    holder,
+    percent,
+    plain,
+)
 
 __all__ = ["DIMENSION_TITLES", "LIVE_SECTIONS", "render_page", "render_sections", "render_sign_in"]
 
@@ -50,69 +57,6 @@ CAVEAT = (
     "These compare the customers a key reached with those it did not: an association, "
     "not proof that the key caused the difference."
 )
-_DASH = "\u2014"
-
-
-def _attr(value: str) -> str:
-    return escape(value, quote=True)
-
-
-def _json(value: Any) -> str:
-    """The value exactly as the JSON API writes it."""
-    return orjson.dumps(value).decode("utf-8")
-
-
-def figure(entry: str, field: str, value: Any, shown: str, *, tag: str = "span", extra: str = "") -> str:
-    """One figure: shown as `shown`, its API value and where it comes from in attributes."""
-    return (
-        f'<{tag}{extra} data-entry="{_attr(entry)}" data-field="{_attr(field)}" '
-        f'data-value="{_attr(_json(value))}">{escape(shown)}</{tag}>'
-    )
-
-
-def holder(entry: str, field: str, value: Any, inner: str, *, tag: str = "span", extra: str = "") -> str:
-    """An element holding a whole object or list field (`moments`) around its parts' figures."""
-    return (
-        f'<{tag}{extra} data-entry="{_attr(entry)}" data-field="{_attr(field)}" '
-        f'data-value="{_attr(_json(value))}">{inner}</{tag}>'
-    )
-
-
-def compact(value: float | int | None) -> str:
-    """12.3k, 1.23M: a figure a person takes in at a glance."""
-    if value is None:
-        return _DASH
-    size = abs(value)
-    if size >= 1_000_000_000:
-        return f"{value / 1_000_000_000:.3g}B"
-    if size >= 1_000_000:
-        return f"{value / 1_000_000:.3g}M"
-    if size >= 10_000:
-        return f"{value / 1_000:.3g}k"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.2f}"
-
-
-def count(value: int | None) -> str:
-    return _DASH if value is None else f"{value:,}"
-
-
-def percent(value: float | None, *, signed: bool = False) -> str:
-    if value is None:
-        return _DASH
-    shown = f"{Decimal(str(value)) * 100:.1f}"
-    if signed and value > 0:
-        shown = "+" + shown
-    return shown.replace("-", "\u2212") + "%"
-
-
-def plain(value: float | None) -> str:
-    return _DASH if value is None else f"{value:,.2f}"
-
-
-def customer_link(customer_id: str) -> str:
-    return f'<a href="/?customer={_attr(quote(customer_id, safe=""))}#card">{escape(customer_id)}</a>'
 
 
 def _now() -> str:
@@ -149,6 +93,7 @@ _BACK = ("M 72 152 A 140 140 0 0 1 152 72", (88, 88))
 
 
 def render_circle(circle: Mapping[str, Any]) -> str:
+    # One SVG drawn top to bottom (76 lines): its parts share the coordinates set here.
     entry = "all/*"
     moments, onward = circle["moments"], circle["onward"]
     parts = [
@@ -192,7 +137,7 @@ def render_circle(circle: Mapping[str, Any]) -> str:
         reached = moments[moment]
         nodes.append(
             f'<g class="moment {moment}" tabindex="0" role="img" '
-            f'aria-label="{name}: {count(reached)} customers. {_attr(sentence)}">'
+            f'aria-label="{name}: {count(reached)} customers. {attr(sentence)}">'
             f"<title>{escape(sentence)}</title>"
             f'<circle cx="{x}" cy="{y}" r="{_NODE}" class="node"/>'
             f'<text x="{x}" y="{y - 6}" class="name" text-anchor="middle">{name}</text>'
@@ -258,8 +203,8 @@ def render_second(moment: Mapping[str, Any], entries: Mapping[str, Mapping[str, 
         if row is None:
             rows.append(
                 f'<tr><th scope="row">{title} <small>{meaning}</small></th>'
-                f'<td class="num">0</td><td class="num">{_DASH}</td><td class="num">{_DASH}</td>'
-                f'<td class="num">{_DASH}</td></tr>'
+                f'<td class="num">0</td><td class="num">{DASH}</td><td class="num">{DASH}</td>'
+                f'<td class="num">{DASH}</td></tr>'
             )
             continue
         rows.append(
@@ -390,7 +335,7 @@ def _moments(entry: str, moments: Mapping[str, int]) -> str:
 
 
 def _links(entry: str, field: str, ids: Sequence[str]) -> str:
-    return holder(entry, field, list(ids), ", ".join(customer_link(i) for i in ids) if ids else _DASH)
+    return holder(entry, field, list(ids), ", ".join(customer_link(i) for i in ids) if ids else DASH)
 
 
 _PLATINUM: tuple[tuple[str, Callable[[Any], str]], ...] = (
@@ -428,7 +373,7 @@ def render_card(customer_id: str | None, state: Mapping[str, Any] | None) -> str
         '<form class="lookup" method="get" action="/" role="search">'
         '<label for="customer">Customer id</label>'
         f'<input id="customer" name="customer" type="search" required maxlength="256" '
-        f'value="{_attr(customer_id or "")}" autocomplete="off">'
+        f'value="{attr(customer_id or "")}" autocomplete="off">'
         '<button type="submit">Look up</button></form>'
     )
     if customer_id is None:
@@ -487,7 +432,7 @@ def _recovery(entry: str, recovery: str | None) -> str:
 
 
 def _words(entry: str, field: str, words: Sequence[str]) -> str:
-    return holder(entry, field, list(words), ", ".join(escape(w) for w in words) if words else _DASH)
+    return holder(entry, field, list(words), ", ".join(escape(w) for w in words) if words else DASH)
 
 
 def render_sections(

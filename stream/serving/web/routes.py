@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import quote
@@ -74,12 +75,7 @@ def register_views(
     answers = Answers(impact, leaders)
     access = Access(token)
     register_api(app, customers, metrics, answers, persons)
-    assets = _assets()
-    # An asset's URL changes with its content, so that it can be cached for long.
-    versions = {name: hashlib.sha256(body).hexdigest()[:12] for name, body in assets.items()}
-
-    def asset_url(name: str) -> str:
-        return f"/assets/{name}?v={versions[name]}"
+    asset_url = _register_assets(app)
 
     def sections() -> dict[str, str]:
         rankings = {dimension: answers.ranking(dimension, PAGE_TOP) for dimension in DIMENSION_TITLES}
@@ -108,6 +104,37 @@ def register_views(
         card = render_card(customer_id, state)
         body = render_page(feed.sections(), card, asset=asset_url, signed_in=not access.open)
         return web.html(body, headers={"Cache-Control": "no-store"})
+
+    sign_in_page = _register_sign_in(app, access, asset_url)
+
+    @app.page("/live")
+    async def live(web: View, request: Request) -> Any:
+        return await feed.stream(cast(aiohttp_web.Request, request))  # Faust's driver is aiohttp
+
+    async def secure(request: aiohttp_web.Request, response: aiohttp_web.StreamResponse) -> None:
+        response.headers.update(_HEADERS)
+
+    server: aiohttp_web.Application = cast(Any, app.web).web_app
+    server.middlewares.append(access.middleware(sign_in_page))
+    server.on_response_prepare.append(secure)
+    server.on_shutdown.append(feed.close)
+
+    if access.open:
+
+        @app.task
+        async def say_the_api_is_open() -> None:
+            log.warning(
+                "JOURNEY_API_TOKEN is not set: every HTTP endpoint, customers' data included, "
+                "is open to anyone who can reach this worker"
+            )
+
+
+SignInPage = Callable[..., Awaitable[aiohttp_web.Response]]
+
+
+def _register_sign_in(app: faust.App, access: Access, asset_url: Callable[[str], str]) -> SignInPage:
+    """`/signin` and `/signout`; returns the sign-in page, which the access middleware
+    answers a request without a token with."""
 
     async def sign_in_page(
         request: aiohttp_web.Request, *, refused: bool = False, status: int = 401
@@ -153,9 +180,17 @@ def register_views(
             response.del_cookie(COOKIE, path="/")
             return response
 
-    @app.page("/live")
-    async def live(web: View, request: Request) -> Any:
-        return await feed.stream(cast(aiohttp_web.Request, request))  # Faust's driver is aiohttp
+    return sign_in_page
+
+
+def _register_assets(app: faust.App) -> Callable[[str], str]:
+    """`/assets/{name}`; returns an asset's URL, which changes with its content, so that it
+    can be cached for long."""
+    assets = _assets()
+    versions = {name: hashlib.sha256(body).hexdigest()[:12] for name, body in assets.items()}
+
+    def asset_url(name: str) -> str:
+        return f"/assets/{name}?v={versions[name]}"
 
     @app.page("/assets/{name}")
     async def asset(web: View, request: Request, name: str) -> Response:
@@ -167,19 +202,4 @@ def register_views(
         )
         return web.bytes(body, headers={"Content-Type": _ASSET_TYPES[name], "Cache-Control": cache})
 
-    async def secure(request: aiohttp_web.Request, response: aiohttp_web.StreamResponse) -> None:
-        response.headers.update(_HEADERS)
-
-    server: aiohttp_web.Application = cast(Any, app.web).web_app
-    server.middlewares.append(access.middleware(sign_in_page))
-    server.on_response_prepare.append(secure)
-    server.on_shutdown.append(feed.close)
-
-    if access.open:
-
-        @app.task
-        async def say_the_api_is_open() -> None:
-            log.warning(
-                "JOURNEY_API_TOKEN is not set: every HTTP endpoint, customers' data included, "
-                "is open to anyone who can reach this worker"
-            )
+    return asset_url
