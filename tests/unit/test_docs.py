@@ -32,3 +32,20 @@ def test_the_readme_links_the_contract_inside_the_repository() -> None:
     }
     for anchor in re.findall(r"\]\(docs/SPEC\.md#([^)]+)\)", readme):
         assert anchor in headings, anchor
+
+
+def test_the_architecture_page_names_every_room_and_module_of_stream() -> None:
+    # The map a developer starts from (docs/architecture.md) stays the map of the code.
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    stream = ROOT / "stream"
+    missing = [
+        path.relative_to(stream).as_posix()
+        for path in sorted(stream.rglob("*.py"))
+        if path.name != "__init__.py" and path.name not in page
+    ]
+    missing += [
+        folder.relative_to(stream).as_posix() + "/"
+        for folder in sorted(stream.rglob("*"))
+        if folder.is_dir() and folder.name not in {"__pycache__", "assets"} and f"{folder.name}/" not in page
+    ]
+    assert not missing, missing
