@@ -19,10 +19,15 @@ from schemas.outputs import (
     ReferralLink,
 )
 
-__all__ = ["SCHEMAS", "export_schemas", "schema_of"]
+__all__ = ["MAJOR_VERSIONS", "SCHEMAS", "export_schemas", "schema_of"]
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://journey.example/schemas/"
+# Each schema's major version, named in its `$id` (`.../v1/ppp-update.json`). A change that
+# would reject a message an earlier release could write makes a new major version, said
+# in docs/schemas.md; `tests/unit/test_schema_evolution.py` holds every other change to
+# what the last release's schemas (`schemas/released/`) accept.
+MAJOR_VERSIONS: dict[str, int] = {}
 
 # File name -> (model, what it describes).
 SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
@@ -41,9 +46,16 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     ),
     "erasure-log.json": (ErasureLogEntry, "A message on `erasure-log`, keyed by customer_id."),
     "merge.json": (MergeEntry, "A message on `merges`, keyed by the canonical customer_id."),
-    "ppp-update.json": (PppUpdate, "A message on `ppp-updates`, keyed by customer_id."),
+    "ppp-update.json": (
+        PppUpdate,
+        "A message on `ppp-updates`, keyed by customer_id; a null value (tombstone) when the"
+        " customer was erased or stopped being a person's canonical id.",
+    ),
     "referral-link.json": (ReferralLink, "A message on `referral-links`, keyed by referrer_id."),
-    "impact-entry.json": (ImpactEntry, "A message on `impact`, keyed by dimension/key."),
+    "impact-entry.json": (
+        ImpactEntry,
+        "A message on `impact`, keyed by dimension/key; a null value (tombstone) when no customer has the key.",
+    ),
     "dead-letter.json": (DeadLetter, "A message on `dead-letters`, keyed by the original key."),
     "customer-state.json": (CustomerState, "What GET /customers/{id} answers and journey replay prints."),
 }
@@ -52,7 +64,8 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
 def schema_of(name: str) -> dict[str, Any]:
     model, description = SCHEMAS[name]
     schema = model.model_json_schema(mode="validation")
-    return {"$schema": DRAFT, "$id": BASE_ID + name, **schema, "description": description}
+    major = MAJOR_VERSIONS.get(name, 1)
+    return {"$schema": DRAFT, "$id": f"{BASE_ID}v{major}/{name}", **schema, "description": description}
 
 
 def export_schemas(directory: Path) -> list[Path]:

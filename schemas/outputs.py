@@ -36,7 +36,9 @@ class Moments(BaseModel):
 
 
 class PppUpdate(BaseModel):
-    """One message on `ppp-updates`: the customer's scores after an event changed them."""
+    """One message on `ppp-updates`: the customer's scores after an event changed them. A
+    null value (tombstone) when the customer was erased, or stopped being a person's
+    canonical id; its versions count again from 1 after it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,7 +50,9 @@ class PppUpdate(BaseModel):
     cltv_365d: float = Field(ge=0)
     version: int = Field(ge=1, description="counts this customer's updates; drop lower ones")
     cause_event_id: str
-    cause_type: Literal["touchpoint", "purchase", "survey", "share"]
+    cause_type: Literal["touchpoint", "purchase", "survey", "share", "identify"] = Field(
+        description="the type of the event that made the update; identify when joining ids into a person changed the scores"
+    )
     moments: Moments
     as_of: str = Field(description="latest occurred_at of the customer's events, UTC")
 

@@ -25,6 +25,7 @@ from schemas.events import ErasureRequest
 from schemas.outputs import ErasureLogEntry
 from tests.fixtures.broker import BROKERS
 from tests.integration.helpers import read_links, read_until, wait_for_impact
+from tests.integration.outputs import assert_outputs_valid
 from tests.integration.test_commands import journey
 from tests.integration.test_faults import FX, processed, produce_events, seeded_events
 from tests.unit.test_order_independence import join_all
@@ -304,6 +305,8 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
     again = await asyncio.to_thread(journey, env.env, "forget", survivor, "--json", "--timeout", "60")
     (message,) = [json.loads(line) for line in again.stdout.decode().splitlines()]
     assert (message["customer_id"], message["events_erased"], message["links_retracted"]) == (survivor, 0, [])
+    counts = await assert_outputs_valid(env)
+    assert counts["erasure-log"] and counts["ppp-updates"] and counts["referral-links"], counts
 
 
 async def test_forget_says_so_when_no_worker_answers(journey_env: Any) -> None:

@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     updates_show,
     wait_for_states,
 )
+from tests.integration.outputs import assert_outputs_valid
 from tests.integration.test_erasure import fully_replicated, leading_node
 from tests.integration.test_recovery import wait_for_processed
 
@@ -135,6 +136,8 @@ async def test_persons_come_together_on_one_worker(
         worker = env.worker()
         await publish_conformance(env, fx)
         await _check_identity_stream(env, [worker], fx)
+        counts = await assert_outputs_valid(env)
+        assert counts["merges"], counts
 
 
 def _lines(fx: Any, identify: bool) -> list[bytes]:
@@ -187,6 +190,8 @@ async def test_two_workers_and_a_sigkill_in_the_middle_of_merges(
         await env.produce(rest)
         restarted = env.worker()
         await _check_identity_stream(env, [restarted, second], fx, killed=True)
+        counts = await assert_outputs_valid(env)
+        assert counts["merges"] and counts["ppp-updates"], counts
 
 
 async def _erasure_logs(env: Any, count: int, deadline_s: float = 60) -> list[dict[str, Any]]:
@@ -293,6 +298,8 @@ async def test_erasures_anywhere_among_identify_events_end_where_replay_does(
             assert status == 404, json.dumps(body)
         letters = [json.loads(r.value) for r in await env.read_topic(env.names.dead_letters)]
         assert not [letter for letter in letters if "erasure" in letter["error"]], letters
+        counts = await assert_outputs_valid(env)
+        assert counts["erasure-log"] and counts["merges"], counts
 
 
 def _dated(kind: str, event_id: str, customer_id: str, day: int, **more: str) -> bytes:

@@ -19,6 +19,7 @@ from tests.integration.helpers import (
     wait_for_impact,
     wait_for_states,
 )
+from tests.integration.outputs import assert_outputs_valid
 from tests.integration.test_commands import journey
 
 pytestmark = pytest.mark.integration
@@ -98,6 +99,8 @@ async def test_impact_set_through_a_worker(journey_env: Any, impact_conformance:
     assert 0 < len(everyone) < len(impact_conformance.raw_lines) / 4
     values = metric_values(worker.get("/metrics")[1])
     assert metric_sum(values, "journey_impact_updates_total") == len(records)
+    counts = await assert_outputs_valid(env)
+    assert counts["impact"] == len(records) and counts["referral-links"], counts
 
 
 async def test_bad_impact_requests_get_a_json_reason(journey_env: Any) -> None:

@@ -14,6 +14,7 @@ import pytest
 from tests.fixtures.browser import PageProblems, screenshot_path
 from tests.fixtures.conformance import impact_mismatches
 from tests.integration.helpers import publish_conformance, wait_for_impact, wait_for_platinum, wait_for_states
+from tests.integration.outputs import assert_outputs_valid
 from tests.integration.test_commands import journey
 
 pytestmark = pytest.mark.integration
@@ -317,6 +318,8 @@ async def test_the_page_shows_the_second_moment(
     assert card[(entry, "recovery")] == "unrecovered"
     assert "Unrecovered" in await page.locator(".card").inner_text()
     assert problems.none(), problems
+    counts = await assert_outputs_valid(env)
+    assert counts["impact"] and counts["ppp-updates"], counts
 
 
 async def test_the_page_finds_a_person_by_any_of_its_ids(
