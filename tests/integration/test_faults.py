@@ -35,6 +35,7 @@ from tests.integration.helpers import (
     wait_for_impact,
     wait_for_platinum,
 )
+from tests.integration.outputs import assert_outputs_valid
 
 pytestmark = pytest.mark.integration
 FX = Path(__file__).resolve().parents[2] / "deploy" / "fx-rates.json"
@@ -336,6 +337,9 @@ async def test_hostile_input_lands_in_dead_letters_once_and_the_worker_stays_wel
     assert len({(letter.topic, letter.partition, letter.offset) for letter in letters}) == len(bad)
     assert all(letter.error for letter in letters)
     assert any(letter.value_truncated for letter in letters)
+    # Every dead letter of hostile input is valid under the exported schema, as read outside.
+    counts = await assert_outputs_valid(env)
+    assert counts["dead-letters"] == len(bad), counts
     status, _ = worker.get("/health")
     assert status == 200
     for i in range(7):
