@@ -33,10 +33,12 @@ class Config:
 
 @dataclass(slots=True)
 class Arrival:
-    """One input record, decoded once by the dispatcher (`Pipeline._kind_of`): `value` is
-    what its handler takes (a parsed event or request, or a message's JSON), `origin` the
-    input topic it came on (its origin header on the re-keying topic)."""
+    """One input record, decoded once by the dispatcher (`Pipeline._arrival`): `kind` names
+    its handler, `value` is what the handler takes (a parsed event or request, or a
+    message's JSON), `origin` the input topic it came on (its origin header on the
+    re-keying topic)."""
 
+    kind: str
     record: Any
     origin: str
     partition: int

@@ -136,7 +136,7 @@ class Pipeline:
         app.batch_handlers[names.impact_changes] = self._sum_changes
 
     def _dispatch_table(self) -> dict[str, Handler]:
-        """The handler of each kind of input record (`_kind_of` tells the kind)."""
+        """The handler of each kind of input record (`_arrival` tells the kind)."""
         events = Events(self.config, self.states, self.merger, self.eraser)
         identity = IdentityHandlers(self.states, self.merger, self.eraser, self.person_eraser)
         erasure = ErasureHandlers(self.config, self.states, self.eraser, self.person_eraser)
@@ -195,23 +195,22 @@ class Pipeline:
         for tp, records in batches.items():
             batch.current[tp.partition] = current_record(self.app, tp, records[0])
             for record in records:
-                arrival = self._kind_of(batch, tp, record)
+                arrival = self._arrival(batch, tp, record)
                 if arrival is not None:
-                    handled = self._handlers[arrival[0]](batch, arrival[1])
+                    handled = self._handlers[arrival.kind](batch, arrival)
                     if handled is not None:
                         await handled
         return await self._finish(batch, started)
 
-    def _kind_of(self, batch: Batch, tp: TP, record: Any) -> tuple[str, Arrival] | None:
-        """A record's kind and its decoded value; None for one rejected (a dead letter) or
-        sent on to its customer's partition, as counted when it comes back there."""
+    def _arrival(self, batch: Batch, tp: TP, record: Any) -> Arrival | None:
+        """A record decoded, with its kind; None for one rejected (a dead letter) or sent on
+        to its customer's partition, as counted when it comes back there."""
         names = self.config.names
         if tp.topic == names.referred:
             message = orjson.loads(record.value)
             kind = message.get("kind")
-            return (kind if kind in ("forgotten", "renamed") else "link"), Arrival(
-                record, tp.topic, tp.partition, False, message
-            )
+            kind = kind if kind in ("forgotten", "renamed") else "link"
+            return Arrival(kind, record, tp.topic, tp.partition, False, message)
         rekeyed = tp.topic == names.rekeyed
         origin = origin_of(record, names.rekeyed)
         kind = self._origins.get(origin)
@@ -221,7 +220,7 @@ class Pipeline:
         if kind == "identity" and rekeyed:
             message = orjson.loads(record.value)
             kind = message["kind"] if message["kind"] in ("erase", "erased") else "identity"
-            return kind, Arrival(record, origin, tp.partition, True, message)
+            return Arrival(kind, record, origin, tp.partition, True, message)
         try:
             if kind == "erasure":
                 parsed: Incoming | ErasureRequest = parse_erasure(
@@ -242,11 +241,9 @@ class Pipeline:
             # Counted once, when it comes back on its customer's partition.
             batch.out.add(names.rekeyed, key, record.value, headers=[(ORIGIN_HEADER, origin.encode())])
             return None
-        if isinstance(parsed, ErasureRequest):
-            kind = "erasure"
-        else:
+        if kind != "erasure":
             kind = "identify" if isinstance(parsed, Identify) else "event"
-        return kind, Arrival(record, origin, tp.partition, rekeyed, parsed)
+        return Arrival(kind, record, origin, tp.partition, rekeyed, parsed)
 
     async def _finish(self, batch: Batch, started: float) -> Awaitable[None]:
         """The batch's sightings to the share joins, its customers stored, and its outputs
