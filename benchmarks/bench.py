@@ -39,6 +39,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
+from history import history_stage  # beside this script (`python benchmarks/bench.py`)
 
 from journey.collector import fewer_collections, tune_for_throughput
 from journey.customer import CustomerState, encode_state
@@ -673,6 +674,13 @@ async def main() -> None:
         action="store_true",
         help="a workload without anonymous histories and identify events (the baseline of identity's cost)",
     )
+    parser.add_argument(
+        "--history",
+        default="10,100,1000",
+        help="prior events per customer for the history stage, comma-separated ('' skips it;"
+        " issue #33 asks for 5000 too)",
+    )
+    parser.add_argument("--history-only", action="store_true", help="run only the history stage")
     parser.add_argument("--passthrough", nargs=3, help=argparse.SUPPRESS)  # RawPipeline's process
     parser.add_argument("--raw-throughput", nargs=3, help=argparse.SUPPRESS)  # raw_passthrough's
     parser.add_argument("--replay-rates", type=Path, help=argparse.SUPPRESS)  # replay_rate's
@@ -701,6 +709,10 @@ async def main() -> None:
         tmp = Path(directory)
         log(f"broker: {args.broker} ({broker.url})")
         kafka = {"bootstrap_servers": broker.bootstrap}
+        priors = [int(n) for n in args.history.split(",") if n.strip()]
+        if args.history_only:
+            await history(broker, kafka, priors, tmp)
+            return
         messages = [("raw", e["customer_id"].encode(), json.dumps(e).encode()) for e in events]
         parsed = parse_all(events)
         links = expected_links(parsed)
@@ -756,14 +768,40 @@ async def main() -> None:
                 f"{', '.join(f'{w:.0f}' for w in windows)}; CPU: "
                 f"{', '.join(f'{name} {share:.0%}' for name, share in cpu.items())})"
             )
+        growth = await history(broker, kafka, priors, tmp)
     per_customer = memory_per_customer(args.customers)
     log(f"memory: {per_customer:,.0f} bytes per customer held ({args.customers:,} customers, 6 events each)")
     # Issue #17's latency target is this ratio: journey's p99 over the raw passthrough's.
     ratio = p99s["journey"] / p99s["raw"] if p99s["raw"] else float("inf")
     log(
         f"summary ({args.broker}): journey/raw {journey / raw:.1%}, replay {full:,.0f}/s, p99 {p99s['journey']:.0f} ms "
-        f"(raw {p99s['raw']:.0f} ms, {ratio:.1f}x), {per_customer:,.0f} B/customer"
+        f"(raw {p99s['raw']:.0f} ms, {ratio:.1f}x), {per_customer:,.0f} B/customer{growth}"
     )
+
+
+async def history(broker: Broker, kafka: dict[str, Any], priors: list[int], tmp: Path) -> str:
+    """The history stage (`benchmarks/history.py`); its part of the summary line: the
+    longest history's CPU and bytes per event over the shortest's."""
+    if not priors:
+        return ""
+    log(f"history: one more event for customers of {', '.join(map(str, priors))} prior events")
+    costs = await history_stage(
+        kafka,
+        priors,
+        produce=produce,
+        start_worker=lambda prefix, port: start_worker(broker, prefix, port, tmp),
+        events_handled=lambda port: metric(port, "journey_events_total"),
+        cpu_seconds=cpu_seconds,
+        free_port=free_port,
+        partitions=PARTITIONS,
+        tmp=tmp,
+    )
+    short, long = costs[0], costs[-1]
+    cpu, written = long.cpu_us / short.cpu_us, long.written_bytes / short.written_bytes
+    log(
+        f"history {long.prior}/{short.prior}: CPU per event {cpu:.1f}x, bytes written per event {written:.1f}x"
+    )
+    return f", history {long.prior}/{short.prior} {cpu:.1f}x CPU {written:.1f}x bytes"
 
 
 if __name__ == "__main__":
