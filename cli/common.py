@@ -96,8 +96,12 @@ def user_errors(fun: F) -> F:
             return fun(*args, **kwargs)
         except (BrokerError, TopicsError, KafkaSetupError) as exc:
             raise UserError(str(exc)) from None
-        except KafkaConnectionError:
-            raise UserError(f"cannot reach the broker at {load_settings().broker_url}") from None
+        except KafkaConnectionError as exc:
+            from stream.kafka.refusals import explain  # noqa: PLC0415
+
+            reason = explain(exc).removeprefix("cannot connect")
+            said = reason if reason.startswith(":") else ""
+            raise UserError(f"cannot reach the broker at {load_settings().broker_url}{said}") from None
         except KafkaError as exc:
             raise UserError(f"broker error: {exc}") from None
         except OSError as exc:

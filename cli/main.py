@@ -37,8 +37,14 @@ for command in (up, worker, replay, simulate, publish, tail, impact, forget, top
 
 def main() -> None:
     # Client commands speak for themselves in one line; the Kafka client's own connection
-    # chatter would only repeat it. Workers set up their logging through Faust.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # chatter would only repeat it, but its reason for a refused connection goes into that
+    # line (`watch_connect_failures`). Workers set up their logging through Faust.
+    from stream.kafka.refusals import watch_connect_failures  # noqa: PLC0415  # keep --help fast
+
+    chatter = logging.getLogger("aiokafka")
+    chatter.setLevel(logging.ERROR)
+    chatter.propagate = False
+    watch_connect_failures()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

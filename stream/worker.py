@@ -86,7 +86,9 @@ def run_worker(
     # The CLI quiets the Kafka client for one-shot commands; a worker's log wants its
     # warnings, but not its per-frame debug records, which cost 5% of a busy worker's time.
     level = (settings.log_level or default_log_level).upper()
-    logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLevelName(level)))
+    chatter = logging.getLogger("aiokafka")
+    chatter.setLevel(max(logging.INFO, logging.getLevelName(level)))
+    chatter.propagate = True  # the CLI keeps one-shot commands quiet (cli/main.py)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     names = TopicNames(settings.topic_prefix, settings.app_id)
@@ -98,7 +100,12 @@ def run_worker(
         settings.idempotence,
     )
     exactly_once = loop.run_until_complete(
-        choose_exactly_once(settings.exactly_once, idempotent, kafka_options(settings))
+        choose_exactly_once(
+            settings.exactly_once,
+            idempotent,
+            kafka_options(settings),
+            probe_prefix=f"{settings.topic_prefix}{settings.app_id}-probe-",
+        )
     )
     logging.getLogger(__name__).info(
         "%s (JOURNEY_EXACTLY_ONCE=%s)",

@@ -28,6 +28,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from stream.brokers.embedded import BrokerError, Running, free_port, wait_for_port
+from stream.brokers.secure import SecureSetup, make_secure_setup
 
 __all__ = ["KAFKA_VERSION", "KafkaCluster", "KafkaNode", "jar_dir"]
 
@@ -118,6 +119,10 @@ class KafkaNode:
     advertised_port: int | None = None
     direct_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # A secured node (`stream.brokers.secure`): `port` is then its SASL_SSL listener,
+    # `mtls_port` its mutual-TLS one, and `direct_port` the nodes' own listener.
+    secure: SecureSetup | None = None
+    mtls_port: int = field(default_factory=free_port)
 
     @property
     def address(self) -> str:
@@ -125,7 +130,7 @@ class KafkaNode:
 
     @property
     def direct_address(self) -> str:
-        return f"127.0.0.1:{self.direct_port}" if self.advertised_port else self.address
+        return f"127.0.0.1:{self.direct_port}" if self.advertised_port or self.secure else self.address
 
     @property
     def log_path(self) -> Path:
@@ -134,6 +139,31 @@ class KafkaNode:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def _secured(self) -> list[str]:
+        """A secured node's listeners, TLS, SCRAM and authorizer (`stream.brokers.secure`)."""
+        assert self.secure is not None
+        direct, mtls = f"127.0.0.1:{self.direct_port}", f"127.0.0.1:{self.mtls_port}"
+        return [
+            f"listeners=SASL_SSL://{self.address},SSL://{mtls},DIRECT://{direct},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=SASL_SSL://{self.address},SSL://{mtls},DIRECT://{direct}",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,SSL:SSL,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=DIRECT",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.secure.broker_keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.secure.ca_file}",
+            "listener.name.ssl.ssl.client.auth=required",
+            # A client certificate's CN is its user: CN=journey is User:journey.
+            "ssl.principal.mapping.rules=RULE:^CN=([a-zA-Z0-9._-]+)$/$1/,DEFAULT",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # The nodes' own loopback listeners (DIRECT, CONTROLLER) speak as ANONYMOUS.
+            "super.users=User:admin;User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found=false",
+        ]
 
     def properties(self, voters: str, replicas: int) -> str:
         # With fewer than three nodes everything has one replica; with three, every topic
@@ -146,16 +176,19 @@ class KafkaNode:
             listeners += f",DIRECT://127.0.0.1:{self.direct_port}"
             advertised += f",DIRECT://{self.direct_address}"
             between = "DIRECT"
+        listening = [
+            f"listeners={listeners}",
+            f"advertised.listeners={advertised}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,DIRECT:PLAINTEXT",
+            f"inter.broker.listener.name={between}",
+        ]
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 f"node.id={self.node_id}",
                 f"controller.quorum.voters={voters}",
-                f"listeners={listeners}",
-                f"advertised.listeners={advertised}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,DIRECT:PLAINTEXT",
-                f"inter.broker.listener.name={between}",
+                *(self._secured() if self.secure else listening),
                 f"log.dirs={self.folder / 'data'}",
                 f"default.replication.factor={replicas}",
                 f"min.insync.replicas={in_sync}",
@@ -194,15 +227,21 @@ class KafkaCluster(Running):
         version: str = KAFKA_VERSION,
         heap: str = DEFAULT_HEAP,
         advertised_ports: dict[int, int] | None = None,
+        secure: bool = False,
     ) -> None:
         if size < 1:
             raise ValueError("a cluster has at least one node")
         self.root = root
         self.version = version
         self.heap = heap
+        # SASL_SSL, mutual TLS and ACLs (`stream.brokers.secure`): certificates and users.
+        self.secure = make_secure_setup(root / "secure") if secure else None
         self.nodes = [
             KafkaNode(
-                index + 1, root / f"node-{index + 1}", advertised_port=(advertised_ports or {}).get(index + 1)
+                index + 1,
+                root / f"node-{index + 1}",
+                advertised_port=(advertised_ports or {}).get(index + 1),
+                secure=self.secure,
             )
             for index in range(size)
         ]
@@ -236,6 +275,21 @@ class KafkaCluster(Running):
     def node(self, node_id: int) -> KafkaNode:
         return self.nodes[node_id - 1]
 
+    def _scram_users(self) -> list[str]:
+        """The storage tool's arguments that create the SCRAM users of a secured cluster."""
+        if self.secure is None:
+            return []
+        return [
+            argument
+            for name, password in self.secure.scram_users.items()
+            for argument in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+        ]
+
+    @property
+    def mtls_bootstrap(self) -> list[str]:
+        """The mutual-TLS listeners of a secured cluster."""
+        return [f"127.0.0.1:{node.mtls_port}" for node in self.nodes]
+
     def _format(self) -> None:
         classpath = _classpath(self.version)
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
@@ -255,6 +309,7 @@ class KafkaCluster(Running):
                     cluster_id,
                     "-c",
                     str(node.folder / "server.properties"),
+                    *self._scram_users(),
                 ],
                 capture_output=True,
                 check=False,

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from stream.kafka.refusals import explain
 from stream.kafka.topics import TopicNames
 
 __all__ = ["TopicsError", "create_topics", "partition_counts", "verify_topics"]
@@ -99,7 +100,7 @@ async def verify_topics(
         try:
             counts = await partition_counts(kafka, names.all)
         except KafkaError as exc:
-            raise TopicsError(f"cannot read topic metadata: {exc}") from None
+            raise TopicsError(f"cannot read topic metadata: {explain(exc)}") from None
         missing = [t for t in names.all if t not in counts]
         if not missing or time.monotonic() >= deadline:
             break

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ClusterAuthorizationFailedError, KafkaError
 
 from stream.kafka.connection import KafkaSetupError
 
@@ -27,6 +27,12 @@ async def _broker_grants_producer_ids(kafka: Mapping[str, Any]) -> bool:
     producer = AIOKafkaProducer(**kafka, enable_idempotence=True, acks="all")
     try:
         await asyncio.wait_for(producer.start(), _PROBE_TIMEOUT_S)
+    except ClusterAuthorizationFailedError:
+        # A secured cluster that grants producer ids, but not to this user.
+        raise KafkaSetupError(
+            "the broker denies idempotent writes: grant IDEMPOTENT_WRITE on the cluster, or set "
+            "JOURNEY_IDEMPOTENCE=off"
+        ) from None
     except (KafkaError, TimeoutError):
         return False
     finally:

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import CoordinatorNotAvailableError, KafkaError
+from aiokafka.errors import CoordinatorNotAvailableError, KafkaError, TransactionalIdAuthorizationFailed
 from aiokafka.structs import TopicPartition
 
 from stream.kafka.connection import KafkaSetupError
@@ -48,16 +48,25 @@ TRANSACTION_TIMEOUT_MS = 60_000
 _PROBE_TIMEOUT_S = 20.0
 
 
-async def _broker_runs_transactions(kafka: Mapping[str, Any]) -> bool:
+async def _broker_runs_transactions(kafka: Mapping[str, Any], probe_prefix: str) -> bool:
+    transactional_id = f"{probe_prefix}{uuid.uuid4().hex}"
     producer = AIOKafkaProducer(
         **kafka,
-        transactional_id=f"journey-probe-{uuid.uuid4().hex}",
+        transactional_id=transactional_id,
         transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
     )
     try:
         await asyncio.wait_for(producer.start(), _PROBE_TIMEOUT_S)
         await asyncio.wait_for(producer.begin_transaction(), _PROBE_TIMEOUT_S)
         await asyncio.wait_for(producer.commit_transaction(), _PROBE_TIMEOUT_S)
+    except TransactionalIdAuthorizationFailed:
+        # A secured cluster that runs transactions but not for this user: silently at
+        # least once would hide it (README, "Secured brokers").
+        raise KafkaSetupError(
+            f"the broker denies the transactional id {transactional_id!r}: grant WRITE and DESCRIBE "
+            f"on transactional ids prefixed {probe_prefix.removesuffix('probe-')!r}, or set "
+            "JOURNEY_EXACTLY_ONCE=off"
+        ) from None
     except (KafkaError, TimeoutError):
         return False
     finally:
@@ -65,12 +74,16 @@ async def _broker_runs_transactions(kafka: Mapping[str, Any]) -> bool:
     return True
 
 
-async def choose_exactly_once(setting: str, idempotent: bool, kafka: Mapping[str, Any]) -> bool:
+async def choose_exactly_once(
+    setting: str, idempotent: bool, kafka: Mapping[str, Any], *, probe_prefix: str = "journey-probe-"
+) -> bool:
     """JOURNEY_EXACTLY_ONCE: "on", "off", or "auto" (on where the broker runs transactions).
-    Transactions need the producer ids idempotence needs: without them, "auto" is off at once."""
+    Transactions need the producer ids idempotence needs: without them, "auto" is off at once.
+    The probe's transactional id starts with `probe_prefix`: the worker's own transactional
+    ids' prefix, which a secured cluster's ACLs grant it."""
     if setting == "off":
         return False
-    runs = idempotent and await _broker_runs_transactions(kafka)
+    runs = idempotent and await _broker_runs_transactions(kafka, probe_prefix)
     if setting == "on" and not runs:
         raise KafkaSetupError(
             "JOURNEY_EXACTLY_ONCE=on, but the broker runs no transactions (the embedded broker "

@@ -1,0 +1,51 @@
+"""Why a connection to the broker failed, in the words aiokafka logged: its
+KafkaConnectionError names only the address, and a secured cluster's user wants to know
+whether SASL refused the user or a certificate was not trusted. Light on imports: the CLI
+installs it before anything else."""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = ["explain", "watch_connect_failures"]
+
+
+class _ConnectFailures(logging.Handler):
+    """The reason aiokafka logged for its last failed connection."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Unable connect to") and '": ' in message:
+            self.last = message.split('": ', 1)[1]
+
+
+_FAILURES = _ConnectFailures()
+
+
+def watch_connect_failures() -> None:
+    """Keep the reason aiokafka logs when it cannot connect (SASL refused the user, the
+    broker's certificate is not trusted): its KafkaConnectionError names only the address,
+    and a secured cluster's user wants to know which. The broker's words carry no secret."""
+    logger = logging.getLogger("aiokafka")
+    if _FAILURES not in logger.handlers:
+        logger.addHandler(_FAILURES)
+
+
+def explain(exc: BaseException) -> str:
+    """`exc` in one line; for a connection that failed, with the reason aiokafka logged."""
+    from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415  # the CLI keeps --help fast
+
+    reason = _FAILURES.last
+    if not isinstance(exc, KafkaConnectionError) or reason is None:
+        return str(exc)
+    if not reason:
+        # Seen from a TLS client at a listener without TLS: the handshake just ends.
+        reason = "the connection ended in the handshake (is JOURNEY_SECURITY_PROTOCOL the listener's?)"
+    elif reason.endswith("closed"):
+        # Seen from a client certificate the broker does not trust: it hangs up.
+        reason += " (the broker hung up: does it trust the client certificate and take this protocol?)"
+    return f"cannot connect: {reason}"
