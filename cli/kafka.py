@@ -7,10 +7,11 @@ import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
-from cli.common import user_errors
+from cli.common import load_settings, user_errors
 
 __all__ = ["kafka"]
 
@@ -26,15 +27,21 @@ def kafka() -> None:
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
               help="Where the nodes keep their data and logs (default: a new temporary folder).")  # fmt: skip
 @click.option("--heap", default="384m", show_default=True, help="Each node's Java heap (-Xmx).")
+@click.option("--secure", is_flag=True,
+              help="SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners, ACLs, and a `journey` user with only "
+                   "the ACLs journey needs; prints its settings.")  # fmt: skip
+@click.option("--mtls", is_flag=True, help="With --secure: print the settings of the mutual-TLS listener.")
 @user_errors
-def kafka_up(nodes: str, folder: Path | None, heap: str) -> None:
+def kafka_up(nodes: str, folder: Path | None, heap: str, secure: bool, mtls: bool) -> None:
     """Start Apache Kafka in KRaft mode on free loopback ports and print JOURNEY_BROKER for
-    it; Ctrl-C (or SIGTERM) stops every node (SIGTERM, then SIGKILL). For tests and trials:
-    production runs its own cluster."""
+    it (`eval` the output); Ctrl-C (or SIGTERM) stops every node (SIGTERM, then SIGKILL).
+    For tests and trials: production runs its own cluster."""
     from stream.brokers.apache import KAFKA_VERSION, KafkaCluster  # noqa: PLC0415  # keep --help fast
 
+    if mtls and not secure:
+        raise click.UsageError("--mtls goes with --secure")
     root = folder or Path(tempfile.mkdtemp(prefix="journey-kafka-"))
-    cluster = KafkaCluster(root, int(nodes), heap=heap)
+    cluster = KafkaCluster(root, int(nodes), heap=heap, secure=secure)
     click.echo(f"starting Apache Kafka {KAFKA_VERSION}: {nodes} node(s) in {root}", err=True)
     stop = threading.Event()
 
@@ -45,7 +52,21 @@ def kafka_up(nodes: str, folder: Path | None, heap: str) -> None:
     signal.signal(signal.SIGINT, stopping)
     cluster.start()
     try:
-        click.echo(f"export JOURNEY_BROKER={cluster.url}")
+        if cluster.secure is None:
+            click.echo(f"export JOURNEY_BROKER={cluster.url}")
+        else:
+            import asyncio  # noqa: PLC0415
+
+            from stream.brokers.secure import grant, journey_acls  # noqa: PLC0415
+            from stream.kafka.topics import TopicNames  # noqa: PLC0415
+
+            # The `journey` user gets the ACLs of the deployment JOURNEY_TOPIC_PREFIX names.
+            settings = load_settings()
+            names = TopicNames(settings.topic_prefix, settings.app_id)
+            app = f"{settings.topic_prefix}{settings.app_id}"
+            asyncio.run(grant(cluster.admin_options(), "User:journey", journey_acls(names.all, app)))
+            for line in secured_settings(cluster, settings.topic_prefix, mtls=mtls):
+                click.echo(line)
         click.echo("then: journey topics create && journey worker   (Ctrl-C here stops Kafka)", err=True)
         while not stop.wait(1.0):
             down = [node.node_id for node in cluster.nodes if not node.running]
@@ -54,3 +75,31 @@ def kafka_up(nodes: str, folder: Path | None, heap: str) -> None:
     finally:
         cluster.stop()
         click.echo("Kafka stopped", err=True)
+
+
+def secured_settings(cluster: Any, prefix: str, *, mtls: bool) -> list[str]:
+    """The `export` lines of the `journey` user's settings: SASL_SSL, or the mutual-TLS
+    listener with `mtls`. The password is printed here, for the shell that starts journey,
+    and nowhere else."""
+    import shlex  # noqa: PLC0415
+
+    secure = cluster.secure
+    common = {"JOURNEY_SSL_CA_FILE": str(secure.ca_file)}
+    if mtls:
+        found = {
+            "JOURNEY_BROKER": "kafka://" + ",".join(cluster.mtls_bootstrap),
+            "JOURNEY_SECURITY_PROTOCOL": "SSL",
+            "JOURNEY_SSL_CERT_FILE": str(secure.client_cert()),
+            "JOURNEY_SSL_KEY_FILE": str(secure.client_key()),
+        }
+    else:
+        found = {
+            "JOURNEY_BROKER": cluster.url,
+            "JOURNEY_SECURITY_PROTOCOL": "SASL_SSL",
+            "JOURNEY_SASL_MECHANISM": "SCRAM-SHA-512",
+            "JOURNEY_SASL_USERNAME": "journey",
+            "JOURNEY_SASL_PASSWORD": secure.journey_password,
+        }
+    if prefix:
+        common["JOURNEY_TOPIC_PREFIX"] = prefix
+    return [f"export {name}={shlex.quote(value)}" for name, value in {**found, **common}.items()]

@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import uuid
@@ -284,6 +285,18 @@ class KafkaCluster(Running):
             for name, password in self.secure.scram_users.items()
             for argument in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
         ]
+
+    def admin_options(self) -> dict[str, Any]:
+        """aiokafka's options for the super user `admin` of a secured cluster (SASL_SSL)."""
+        assert self.secure is not None
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ssl_context": ssl.create_default_context(cafile=str(self.secure.ca_file)),
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "admin",
+            "sasl_plain_password": self.secure.admin_password,
+        }
 
     @property
     def mtls_bootstrap(self) -> list[str]:

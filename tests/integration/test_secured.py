@@ -1,0 +1,186 @@
+"""journey on a secured Apache Kafka: SASL_SSL with SCRAM-SHA-512 and mutual TLS, the
+standard authorizer, and a `journey` user with only the ACLs `journey_acls` lists
+(`journey kafka up --secure` starts the same). Every process is the real command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.kafka import secured_settings
+from stream.brokers.apache import KafkaCluster
+from stream.brokers.secure import grant, journey_acls
+from stream.kafka.topics import TopicNames
+from tests.fixtures.broker import WorkerProcess
+from tests.integration.helpers import wait_for_states
+
+pytestmark = pytest.mark.integration
+
+_PREFIXES = iter(range(1, 1000))
+
+
+@pytest.fixture(scope="session")
+def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """One secured Kafka node for the session."""
+    with KafkaCluster(tmp_path_factory.mktemp("secured"), 1, secure=True) as running:
+        yield running
+
+
+def journey(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, timeout=timeout, check=False
+    )
+
+
+async def _deployment(cluster: KafkaCluster, fx: Path, *, mtls: bool) -> tuple[dict[str, str], TopicNames]:
+    """A new topic prefix with journey's ACLs granted, and the environment of its processes."""
+    prefix = f"s{next(_PREFIXES)}-{os.getpid()}."
+    names = TopicNames(prefix)
+    await grant(cluster.admin_options(), "User:journey", journey_acls(names.all, f"{prefix}journey"))
+    exports = secured_settings(cluster, prefix, mtls=mtls)
+    settings = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")},
+        **settings,
+        "JOURNEY_TOPIC_PREFIX": prefix,
+        "JOURNEY_FX_RATES": str(fx),
+        "JOURNEY_SESSION_TIMEOUT": "6",
+        "JOURNEY_LOG_LEVEL": "info",
+    }
+    return env, names
+
+
+@pytest.mark.parametrize("listener", ["sasl_ssl", "mtls"])
+async def test_every_process_of_journey_on_a_secured_cluster(
+    secured_kafka: KafkaCluster, conformance: Any, tmp_path: Path, listener: str
+) -> None:
+    env, _ = await _deployment(secured_kafka, conformance.root / "fx.json", mtls=listener == "mtls")
+    made = journey(env, "topics", "create")
+    assert made.returncode == 0, made.stderr
+    checked = journey(env, "topics", "check")
+    assert checked.returncode == 0, checked.stderr
+    # Two workers share the partitions over SASL_SSL; one does over mutual TLS.
+    count = 2 if listener == "sasl_ssl" else 1
+    workers = [
+        WorkerProcess(
+            env={**env, "JOURNEY_WORKER_NAME": f"w{i}", "JOURNEY_DATA_DIR": str(tmp_path / f"data-{i}")},
+            log_path=tmp_path / f"worker-{i}.log",
+        ).start()
+        for i in range(count)
+    ]
+    try:
+        sent = journey(env, "publish", str(conformance.events_path))
+        assert sent.returncode == 0, sent.stderr
+        for worker in workers:
+            await wait_for_states(worker, conformance.expected_states, deadline_s=120)
+            status, health = worker.get("/health")
+            assert status == 200 and health["processing"] == "exactly_once", health
+        tailed = journey(env, "tail", "ppp-updates", "--from-beginning", "--no-follow")
+        assert tailed.returncode == 0, tailed.stderr
+        updates = [json.loads(line) for line in tailed.stdout.decode().splitlines()]
+        assert {u["customer_id"] for u in updates} == set(conformance.expected_states)
+        customer = sorted(conformance.expected_states)[0]
+        forgot = journey(env, "forget", customer, "--timeout", "60")
+        assert forgot.returncode == 0, forgot.stderr
+        assert forgot.stdout.decode().startswith(f"{customer}: "), forgot.stdout
+        status, _ = await asyncio.to_thread(workers[0].get, f"/customers/{customer}")
+        assert status == 404
+    finally:
+        for worker in workers:
+            worker.kill()
+    password = env.get("JOURNEY_SASL_PASSWORD")
+    if password:
+        for worker in workers:
+            assert password not in worker.log_path.read_text(errors="replace")
+        for done in (made, checked, sent, tailed, forgot):
+            assert password.encode() not in done.stdout + done.stderr
+
+
+def _case(cluster: KafkaCluster, env: dict[str, str], case: str) -> dict[str, str]:
+    assert cluster.secure is not None
+    folder = cluster.secure.folder
+    mtls = {
+        "JOURNEY_BROKER": "kafka://" + ",".join(cluster.mtls_bootstrap),
+        "JOURNEY_SECURITY_PROTOCOL": "SSL",
+        "JOURNEY_SSL_CERT_FILE": str(folder / "stranger.crt"),
+        "JOURNEY_SSL_KEY_FILE": str(folder / "stranger.key"),
+    }
+    changes = {
+        "wrong password": {"JOURNEY_SASL_PASSWORD": "not-the-password"},
+        "unknown user": {"JOURNEY_SASL_USERNAME": "nobody"},
+        "a CA that is not the broker's": {"JOURNEY_SSL_CA_FILE": str(folder / "other-ca.pem")},
+        "a certificate the broker does not trust": mtls,
+        "SASL_SSL against a port without TLS": {"JOURNEY_BROKER": f"kafka://{cluster.direct_bootstrap[0]}"},
+    }[case]
+    if case == "a certificate the broker does not trust":
+        env = {k: v for k, v in env.items() if not k.startswith("JOURNEY_SASL_")}
+    return {**env, **changes}
+
+
+@pytest.mark.parametrize(
+    ("case", "said"),
+    [
+        ("wrong password", "SaslAuthenticationFailed"),
+        ("unknown user", "SaslAuthenticationFailed"),
+        ("a CA that is not the broker's", "CERTIFICATE_VERIFY_FAILED"),
+        ("a certificate the broker does not trust", "does it trust the client certificate"),
+        ("SASL_SSL against a port without TLS", "JOURNEY_SECURITY_PROTOCOL"),
+    ],
+)
+async def test_bad_credentials_end_in_one_line(
+    secured_kafka: KafkaCluster, conformance: Any, case: str, said: str
+) -> None:
+    env, _ = await _deployment(secured_kafka, conformance.root / "fx.json", mtls=False)
+    password = env["JOURNEY_SASL_PASSWORD"]
+    started = time.monotonic()
+    done = await asyncio.to_thread(journey, _case(secured_kafka, env, case), "topics", "check", timeout=60)
+    took = time.monotonic() - started
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("journey: error: ") and said in lines[0], lines
+    assert password not in lines[0] and b"Traceback" not in done.stderr
+    assert took < 30, took  # within the connect timeout, not after retries
+
+
+async def test_a_worker_without_its_transactional_ids_acl_stops_in_one_line(
+    secured_kafka: KafkaCluster, conformance: Any, tmp_path: Path
+) -> None:
+    # Every ACL journey needs but those of its transactional ids: exactly-once cannot run,
+    # and the worker says so at start instead of running at least once, or timing out.
+    prefix = f"s{next(_PREFIXES)}-{os.getpid()}."
+    names = TopicNames(prefix)
+    app = f"{prefix}journey"
+    kept = [acl for acl in journey_acls(names.all, app) if acl.kind != "transactional_id"]
+    await grant(secured_kafka.admin_options(), "User:journey", kept)
+    assert secured_kafka.secure is not None
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")},
+        "JOURNEY_BROKER": secured_kafka.url,
+        "JOURNEY_SECURITY_PROTOCOL": "SASL_SSL",
+        "JOURNEY_SASL_MECHANISM": "SCRAM-SHA-512",
+        "JOURNEY_SASL_USERNAME": "journey",
+        "JOURNEY_SASL_PASSWORD": secured_kafka.secure.journey_password,
+        "JOURNEY_SSL_CA_FILE": str(secured_kafka.secure.ca_file),
+        "JOURNEY_TOPIC_PREFIX": prefix,
+        "JOURNEY_FX_RATES": str(conformance.root / "fx.json"),
+        "JOURNEY_DATA_DIR": str(tmp_path / "data"),
+    }
+    made = journey(env, "topics", "create")
+    assert made.returncode == 0, made.stderr
+    started = time.monotonic()
+    done = journey(env, "worker", timeout=90)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode != 0, done.stderr
+    assert lines and "denies the transactional id" in lines[-1], lines[-5:]
+    assert b"Traceback" not in done.stderr
+    assert time.monotonic() - started < 60
