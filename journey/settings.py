@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, description="Replication factor of created topics.")
     web_host: str = Field(default="127.0.0.1", description="Address the HTTP interface binds to.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the HTTP interface.")
+    web_tls_cert: Path | None = Field(
+        default=None,
+        description="Certificate chain (PEM) the HTTP interface serves over TLS (https), with "
+        "JOURNEY_WEB_TLS_KEY; unset: plain http (put a TLS proxy in front).",
+    )
+    web_tls_key: Path | None = Field(default=None, description="Private key (PEM) of JOURNEY_WEB_TLS_CERT.")
     canonical_url: str | None = Field(
         default=None,
         description="URL other workers use to reach this one (default http://WEB_HOST:WEB_PORT, "
@@ -165,6 +171,16 @@ class Settings(BaseSettings):
             raise ValueError("SASL needs JOURNEY_SASL_USERNAME and JOURNEY_SASL_PASSWORD")
         if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
             raise ValueError("a client certificate needs both JOURNEY_SSL_CERT_FILE and JOURNEY_SSL_KEY_FILE")
+        if (self.web_tls_cert is None) != (self.web_tls_key is None):
+            raise ValueError(
+                "TLS for the HTTP interface needs both JOURNEY_WEB_TLS_CERT and JOURNEY_WEB_TLS_KEY"
+            )
+        for name, path in (
+            ("JOURNEY_WEB_TLS_CERT", self.web_tls_cert),
+            ("JOURNEY_WEB_TLS_KEY", self.web_tls_key),
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} names {path}, which is not a readable file")
         return self
 
     @cached_property
@@ -206,7 +222,8 @@ class Settings(BaseSettings):
             return self.canonical_url
         # Bound to every interface (a container): other workers reach it by its host name.
         host = socket.gethostname() if self.web_host in ("0.0.0.0", "::", "") else self.web_host
-        return f"http://{host}:{self.web_port}"
+        scheme = "https" if self.web_tls_cert else "http"
+        return f"{scheme}://{host}:{self.web_port}"
 
     @cached_property
     def rates(self) -> FxRates:

@@ -9,6 +9,7 @@ from stream.kafka.fetching import install_fetch_wait
 from stream.kafka.offsets import install_end_offsets_probe
 from stream.kafka.silence import install_answer_clock
 from stream.processing.codecs import register_codecs
+from stream.serving.web.tls import web_tls_context
 
 __all__ = ["PRODUCER_BATCH_BYTES", "create_app"]
 
@@ -64,6 +65,7 @@ def create_app(
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
+        web_ssl_context=web_tls_context(settings),
         canonical_url=settings.web_url,
         # Partitions recover from the changelog before their events are handled.
         table_standby_replicas=1,

@@ -5,12 +5,17 @@ standard authorizer, and a `journey` user with only the ACLs `journey_acls` list
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import shlex
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ import pytest
 
 from cli.kafka import secured_settings
 from stream.brokers.apache import KafkaCluster
+from stream.brokers.embedded import free_port
 from stream.brokers.secure import grant, journey_acls
 from stream.kafka.topics import TopicNames
 from tests.fixtures.broker import WorkerProcess
@@ -184,3 +190,70 @@ async def test_a_worker_without_its_transactional_ids_acl_stops_in_one_line(
     assert lines and "denies the transactional id" in lines[-1], lines[-5:]
     assert b"Traceback" not in done.stderr
     assert time.monotonic() - started < 60
+
+
+def _https(url: str, ca: Path, *, data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request with the cluster's CA trusted, redirects not followed."""
+
+    class Stay(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    context = ssl.create_default_context(cafile=str(ca))
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), Stay)
+    try:
+        with opener.open(urllib.request.Request(url, data=data), timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+async def test_the_worker_serves_https_and_its_cookie_is_secure(
+    secured_kafka: KafkaCluster, conformance: Any, tmp_path: Path
+) -> None:
+    # The worker's own HTTP behind TLS (JOURNEY_WEB_TLS_CERT/KEY), so that the token does
+    # not travel in clear text: here with the broker's certificate, which names 127.0.0.1.
+    env, _ = await _deployment(secured_kafka, conformance.root / "fx.json", mtls=False)
+    assert secured_kafka.secure is not None
+    folder = secured_kafka.secure.folder
+    port = free_port()
+    token = "a-token-of-thirty-two-characters-at-least"
+    env = {
+        **env,
+        "JOURNEY_WEB_TLS_CERT": str(folder / "broker.crt"),
+        "JOURNEY_WEB_TLS_KEY": str(folder / "broker.key"),
+        "JOURNEY_WEB_PORT": str(port),
+        "JOURNEY_API_TOKEN": token,
+        "JOURNEY_DATA_DIR": str(tmp_path / "data"),
+    }
+    assert journey(env, "topics", "create").returncode == 0
+    log = (tmp_path / "worker.log").open("wb")
+    command = [sys.executable, "-m", "cli", "worker"]
+    worker = await asyncio.to_thread(subprocess.Popen, command, env=env, stdout=log, stderr=log)
+    try:
+        base, ca = f"https://127.0.0.1:{port}", secured_kafka.secure.ca_file
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _, _ = await asyncio.to_thread(_https, f"{base}/health", ca)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline and worker.poll() is None, (
+                    tmp_path / "worker.log"
+                ).read_text()
+                await asyncio.sleep(0.3)
+        assert status == 200
+        status, _, body = await asyncio.to_thread(_https, f"{base}/customers/c-1", ca)
+        assert status == 401 and b"error" in body
+        form = urllib.parse.urlencode({"token": token}).encode()
+        status, headers, _ = await asyncio.to_thread(_https, f"{base}/signin", ca, data=form)
+        cookie = headers.get("Set-Cookie", "")
+        assert status == 303 and "Secure" in cookie and "HttpOnly" in cookie, (status, cookie)
+        # Plain http to the same port gets no answer: there is none but https.
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{port}/health", None, 5)
+    finally:
+        worker.kill()
+        worker.wait(10)
+        log.close()
+    assert token not in (tmp_path / "worker.log").read_text(errors="replace")
