@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -56,3 +57,47 @@ def test_kafka_up_without_the_jars_says_so_in_one_line(tmp_path: Path) -> None:
     said = result.stderr.decode().strip().splitlines()[-1]
     assert said.startswith("journey: error: no Kafka ") and "make kafka" in said
     assert "Traceback" not in result.stderr.decode()
+
+
+def test_kafka_up_secure_prints_settings_that_journey_runs_with(tmp_path: Path) -> None:
+    # As a user would: eval the printed settings, then create topics and stream simulated
+    # journeys as the `journey` user, which has only its deployment's ACLs.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
+    env["JOURNEY_TOPIC_PREFIX"] = "secured."
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "kafka", "up", "--secure", "--dir", str(tmp_path / "kafka")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        settings: dict[str, str] = {}
+        while "JOURNEY_SSL_CA_FILE" not in settings or "JOURNEY_TOPIC_PREFIX" not in settings:
+            line = process.stdout.readline().decode()
+            assert line.startswith("export JOURNEY_"), line
+            name, value = shlex.split(line.removeprefix("export "))[0].split("=", 1)
+            settings[name] = value
+        assert settings["JOURNEY_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert settings["JOURNEY_SASL_USERNAME"] == "journey"
+        user = {**env, **settings}
+        created = journey(user, "topics", "create")
+        assert created.returncode == 0, created.stderr
+        streamed = journey(user, "simulate", "--customers", "5", "--as-fast-as-possible", "--limit", "40")
+        assert streamed.returncode == 0, streamed.stderr
+        tailed = journey(user, "tail", "touchpoints", "--from-beginning", "--no-follow")
+        assert tailed.returncode == 0 and tailed.stdout.strip(), tailed.stderr
+        # Another deployment's topics are not the journey user's.
+        other = journey({**user, "JOURNEY_TOPIC_PREFIX": "other."}, "topics", "create", timeout=60)
+        said = other.stderr.decode().strip().splitlines()
+        assert other.returncode != 0 and len(said) == 1, other.stderr
+        assert said[0] == "journey: error: cannot create topic other.touchpoints: Authorization failed.", said
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
