@@ -5,6 +5,7 @@ standard authorizer, and a `journey` user with only the ACLs `journey_acls` list
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -23,9 +24,13 @@ from typing import Any
 import pytest
 
 from cli.kafka import secured_settings
+from journey.settings import Settings
+from schemas.outputs import PppUpdate
 from stream.brokers.apache import KafkaCluster
 from stream.brokers.embedded import free_port
 from stream.brokers.secure import grant, journey_acls
+from stream.clients.client import JourneyConsumer
+from stream.kafka.connection import kafka_options
 from stream.kafka.topics import TopicNames
 from tests.fixtures.broker import WorkerProcess
 from tests.integration.helpers import wait_for_states
@@ -95,6 +100,9 @@ async def test_every_process_of_journey_on_a_secured_cluster(
         assert tailed.returncode == 0, tailed.stderr
         updates = [json.loads(line) for line in tailed.stdout.decode().splitlines()]
         assert {u["customer_id"] for u in updates} == set(conformance.expected_states)
+        # The typed client, with the connection options every journey client uses.
+        read = await _client_updates(env, len(conformance.expected_states))
+        assert {u.customer_id for u in read} == set(conformance.expected_states)
         customer = sorted(conformance.expected_states)[0]
         forgot = journey(env, "forget", customer, "--timeout", "60")
         assert forgot.returncode == 0, forgot.stderr
@@ -106,10 +114,32 @@ async def test_every_process_of_journey_on_a_secured_cluster(
             worker.kill()
     password = env.get("JOURNEY_SASL_PASSWORD")
     if password:
+        assert password not in json.dumps(health)
         for worker in workers:
             assert password not in worker.log_path.read_text(errors="replace")
         for done in (made, checked, sent, tailed, forgot):
             assert password.encode() not in done.stdout + done.stderr
+
+
+async def _client_updates(env: dict[str, str], customers: int) -> list[PppUpdate]:
+    """The latest update of each customer, read by `JourneyConsumer` with `env`'s settings."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("JOURNEY_")}
+    try:
+        os.environ.update({k: v for k, v in env.items() if k.startswith("JOURNEY_")})
+        settings = Settings()
+    finally:
+        for name in [k for k in os.environ if k.startswith("JOURNEY_")]:
+            del os.environ[name]
+        os.environ.update(saved)
+    options = {k: v for k, v in kafka_options(settings).items() if k != "bootstrap_servers"}
+    consumer = JourneyConsumer(settings.broker_url, topic_prefix=settings.topic_prefix, **options)
+    latest: dict[str, PppUpdate] = {}
+    async with asyncio.timeout(60), contextlib.aclosing(consumer.ppp_updates()) as updates:
+        async for update in updates:
+            latest[update.customer_id] = update
+            if len(latest) == customers:
+                break
+    return list(latest.values())
 
 
 def _case(cluster: KafkaCluster, env: dict[str, str], case: str) -> dict[str, str]:
