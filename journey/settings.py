@@ -10,7 +10,7 @@ import socket
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     )
     sasl_username: str | None = Field(default=None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(default=None, description="SASL password (never printed).")
+    sasl_password_file: Path | None = Field(
+        default=None,
+        description="A file holding SASL_PASSWORD (a mounted Docker or Kubernetes secret); SASL_PASSWORD wins.",
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token every HTTP endpoint but /health and /metrics requires (never printed). "
@@ -164,6 +168,21 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: Any) -> Any:
+        # The password from a mounted secret, unless given itself (settings are frozen).
+        if not isinstance(data, dict) or data.get("sasl_password") or not data.get("sasl_password_file"):
+            return data
+        path = Path(str(data["sasl_password_file"]))
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read JOURNEY_SASL_PASSWORD_FILE {path}: {exc.strerror}") from exc
+        if not text:
+            raise ValueError(f"JOURNEY_SASL_PASSWORD_FILE {path} is empty")
+        return {**data, "sasl_password": text}
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> Settings:

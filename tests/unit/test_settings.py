@@ -36,3 +36,18 @@ def test_a_bad_broker_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOURNEY_BROKER", "localhost:9092")
     with pytest.raises(ValidationError, match="kafka://"):
         Settings()
+
+
+def test_the_sasl_password_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("from-a-secret\n")
+    monkeypatch.setenv("JOURNEY_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("JOURNEY_SASL_USERNAME", "journey")
+    monkeypatch.setenv("JOURNEY_SASL_PASSWORD_FILE", str(secret))
+    settings = Settings()
+    assert settings.sasl_password is not None
+    assert settings.sasl_password.get_secret_value() == "from-a-secret"
+    assert "from-a-secret" not in repr(settings) and "from-a-secret" not in str(settings.public_view())
+    secret.write_text("")
+    with pytest.raises(ValueError, match=r"JOURNEY_SASL_PASSWORD_FILE .* is empty"):
+        Settings()
