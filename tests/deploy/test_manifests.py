@@ -13,6 +13,7 @@ import yaml
 
 from journey.settings import Settings
 from stream.brokers.apache import KAFKA_VERSION
+from stream.kafka.topics import TopicNames
 from tests.fixtures.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,9 +96,10 @@ def test_workers_get_the_api_token_from_a_secret() -> None:
 
 def _compose_variables() -> set[str]:
     names: set[str] = set()
-    for service in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"].values():
-        environment = service.get("environment") or {}
-        names |= {k for k in environment if k.startswith("JOURNEY_")}
+    for compose in ("docker-compose.yml", "docker-compose.secured.yml"):
+        for service in yaml.safe_load((ROOT / compose).read_text())["services"].values():
+            environment = service.get("environment") or {}
+            names |= {k for k in environment if k.startswith("JOURNEY_")}
     return names
 
 
@@ -159,3 +161,66 @@ def test_the_deployments_name_the_kafka_version_the_suite_tests() -> None:
     assert compose["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
     config = yaml.safe_load((root / "deploy" / "k8s" / "configmap.yaml").read_text())
     assert config["metadata"]["annotations"]["journey.dev/tested-kafka-version"] == KAFKA_VERSION
+
+
+def test_the_secured_compose_variant_is_valid_and_keeps_secrets_in_secrets() -> None:
+    compose = require_tool("docker-compose")
+    files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.secured.yml")]
+    result = subprocess.run(
+        [compose, *files, "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)
+    services = merged["services"]
+    for name in ("topics", "worker", "simulator"):
+        env = services[name]["environment"]
+        assert (
+            env["JOURNEY_SECURITY_PROTOCOL"] == "SASL_SSL" and env["JOURNEY_BROKER"] == "kafka://kafka:9094"
+        )
+        assert "JOURNEY_SASL_PASSWORD" not in env  # the password comes from a secret file
+        mounted = {secret["source"] for secret in services[name]["secrets"]}
+        assert f"/run/secrets/{'journey_kafka_password'}" == env["JOURNEY_SASL_PASSWORD_FILE"]
+        assert {"journey_kafka_password", "kafka_ca"} <= mounted
+    assert services["worker"]["environment"]["JOURNEY_API_TOKEN_FILE"]  # the base's token kept
+    assert services["topics"]["depends_on"]["acls"]["condition"] == "service_completed_successfully"
+    for secret in merged["secrets"].values():
+        assert "/deploy/secrets/" in secret["file"]  # git-ignored
+    properties = (ROOT / "deploy/kafka/secured/server.properties").read_text()
+    assert "StandardAuthorizer" in properties and "allow.everyone.if.no.acl.found=false" in properties
+    assert "SASL_SSL://kafka:9094" in properties
+
+
+def test_the_compose_acls_are_journeys_for_its_topics() -> None:
+    # deploy/kafka/secured/acls.sh names journey's public topics one by one, its internal
+    # topics by the app id's prefix: the list must follow TopicNames.
+    script = (ROOT / "deploy/kafka/secured/acls.sh").read_text()
+    (listed,) = re.findall(r'^topics="([^"]+)"', script, re.MULTILINE)
+    names = TopicNames("", "journey")
+    public = {topic for topic in names.all if not topic.startswith("journey-")}
+    assert set(listed.split()) == public
+    assert "--topic journey- --resource-pattern-type prefixed" in script
+    assert "--transactional-id journey- --resource-pattern-type prefixed" in script
+    assert "--group journey " in script
+
+
+def test_kubernetes_reads_kafka_credentials_and_tls_from_secrets() -> None:
+    (credentials,) = documents(K8S / "secret.example.yaml")
+    (tls,) = documents(K8S / "secret-tls.example.yaml")
+    ca = credentials["stringData"]["JOURNEY_SSL_CA_FILE"]
+    for path in (K8S / "deployment.yaml", K8S / "job-topics.yaml"):
+        (workload,) = documents(path)
+        pod = workload["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        refs = [item["secretRef"] for item in container["envFrom"] if "secretRef" in item]
+        assert refs == [{"name": credentials["metadata"]["name"], "optional": True}], path.name
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"]["secretName"] == tls["metadata"]["name"] and volume["secret"]["optional"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        assert ca.startswith(mount["mountPath"] + "/") and mount["readOnly"]
+        assert pod["securityContext"]["fsGroup"] == 10001  # the key is readable by the group only
+        # No password in a manifest: only the example Secret holds one.
+        assert "JOURNEY_SASL_PASSWORD" not in path.read_text()
