@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +19,28 @@ from tests.integration.test_commands import journey
 pytestmark = pytest.mark.integration
 
 
-def test_kafka_up_serves_journey_and_stops_on_sigterm(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _kafka_up(folder: Path, env: dict[str, str], *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`journey kafka up` running, killed at the end if the test did not stop it."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "kafka", "up", "--dir", str(tmp_path / "kafka")],
+        [sys.executable, "-m", "cli", "kafka", "up", *options, "--dir", str(folder)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_kafka_up_serves_journey_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with _kafka_up(tmp_path / "kafka", dict(os.environ)) as process:
         assert process.stdout is not None
         line = process.stdout.readline().decode()  # printed once the broker answers
         assert line.startswith("export JOURNEY_BROKER=kafka://127.0.0.1:"), line
@@ -41,13 +58,6 @@ def test_kafka_up_serves_journey_and_stops_on_sigterm(tmp_path: Path) -> None:
         # Nothing listens there any more.
         gone = journey(env, "topics", "check", timeout=60)
         assert gone.returncode != 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def test_kafka_up_without_the_jars_says_so_in_one_line(tmp_path: Path) -> None:
@@ -64,13 +74,7 @@ def test_kafka_up_secure_prints_settings_that_journey_runs_with(tmp_path: Path) 
     # journeys as the `journey` user, which has only its deployment's ACLs.
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
     env["JOURNEY_TOPIC_PREFIX"] = "secured."
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "kafka", "up", "--secure", "--dir", str(tmp_path / "kafka")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with _kafka_up(tmp_path / "kafka", env, "--secure") as process:
         assert process.stdout is not None
         settings: dict[str, str] = {}
         while "JOURNEY_SSL_CA_FILE" not in settings or "JOURNEY_TOPIC_PREFIX" not in settings:
@@ -94,10 +98,3 @@ def test_kafka_up_secure_prints_settings_that_journey_runs_with(tmp_path: Path) 
         assert said[0] == "journey: error: cannot create topic other.touchpoints: Authorization failed.", said
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()

@@ -53,11 +53,15 @@ def journey(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess
     )
 
 
-async def _deployment(cluster: KafkaCluster, fx: Path, *, mtls: bool) -> tuple[dict[str, str], TopicNames]:
-    """A new topic prefix with journey's ACLs granted, and the environment of its processes."""
+async def _deployment(
+    cluster: KafkaCluster, fx: Path, *, mtls: bool, without: str | None = None
+) -> tuple[dict[str, str], TopicNames]:
+    """A new topic prefix with journey's ACLs granted (but those on resources of the kind
+    `without`), and the environment of its processes."""
     prefix = f"s{next(_PREFIXES)}-{os.getpid()}."
     names = TopicNames(prefix)
-    await grant(cluster.admin_options(), "User:journey", journey_acls(names.all, f"{prefix}journey"))
+    acls = [acl for acl in journey_acls(names.all, f"{prefix}journey") if acl.kind != without]
+    await grant(cluster.admin_options(), "User:journey", acls)
     exports = secured_settings(cluster, prefix, mtls=mtls)
     settings = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports)
     env = {
@@ -193,24 +197,10 @@ async def test_a_worker_without_its_transactional_ids_acl_stops_in_one_line(
 ) -> None:
     # Every ACL journey needs but those of its transactional ids: exactly-once cannot run,
     # and the worker says so at start instead of running at least once, or timing out.
-    prefix = f"s{next(_PREFIXES)}-{os.getpid()}."
-    names = TopicNames(prefix)
-    app = f"{prefix}journey"
-    kept = [acl for acl in journey_acls(names.all, app) if acl.kind != "transactional_id"]
-    await grant(secured_kafka.admin_options(), "User:journey", kept)
-    assert secured_kafka.secure is not None
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")},
-        "JOURNEY_BROKER": secured_kafka.url,
-        "JOURNEY_SECURITY_PROTOCOL": "SASL_SSL",
-        "JOURNEY_SASL_MECHANISM": "SCRAM-SHA-512",
-        "JOURNEY_SASL_USERNAME": "journey",
-        "JOURNEY_SASL_PASSWORD": secured_kafka.secure.journey_password,
-        "JOURNEY_SSL_CA_FILE": str(secured_kafka.secure.ca_file),
-        "JOURNEY_TOPIC_PREFIX": prefix,
-        "JOURNEY_FX_RATES": str(conformance.root / "fx.json"),
-        "JOURNEY_DATA_DIR": str(tmp_path / "data"),
-    }
+    env, _ = await _deployment(
+        secured_kafka, conformance.root / "fx.json", mtls=False, without="transactional_id"
+    )
+    env["JOURNEY_DATA_DIR"] = str(tmp_path / "data")
     made = journey(env, "topics", "create")
     assert made.returncode == 0, made.stderr
     started = time.monotonic()
