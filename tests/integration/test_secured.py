@@ -84,8 +84,8 @@ async def test_every_process_of_journey_on_a_secured_cluster(
     assert made.returncode == 0, made.stderr
     checked = journey(env, "topics", "check")
     assert checked.returncode == 0, checked.stderr
-    # Two workers share the partitions over SASL_SSL; one does over mutual TLS.
-    count = 2 if listener == "sasl_ssl" else 1
+    # Two workers share the partitions.
+    count = 2
     workers = [
         WorkerProcess(
             env={**env, "JOURNEY_WORKER_NAME": f"w{i}", "JOURNEY_DATA_DIR": str(tmp_path / f"data-{i}")},
@@ -113,6 +113,9 @@ async def test_every_process_of_journey_on_a_secured_cluster(
         assert forgot.stdout.decode().startswith(f"{customer}: "), forgot.stdout
         status, _ = await asyncio.to_thread(workers[0].get, f"/customers/{customer}")
         assert status == 404
+        # Simulated journeys stream as the same user, last: they are no conformance events.
+        simulated = journey(env, "simulate", "--customers", "5", "--as-fast-as-possible", "--limit", "30")
+        assert simulated.returncode == 0, simulated.stderr
     finally:
         for worker in workers:
             worker.kill()
@@ -121,7 +124,7 @@ async def test_every_process_of_journey_on_a_secured_cluster(
         assert password not in json.dumps(health)
         for worker in workers:
             assert password not in worker.log_path.read_text(errors="replace")
-        for done in (made, checked, sent, tailed, forgot):
+        for done in (made, checked, sent, tailed, forgot, simulated):
             assert password.encode() not in done.stdout + done.stderr
 
 
