@@ -126,6 +126,10 @@ def run_worker(
         quiet=True,
         redirect_stdouts=False,
     )
+    if not runner.stdout.isatty():
+        # Faust's start-up spinner writes cursor escapes (ESC[?25l, ESC[?25h) even where no
+        # terminal reads them: a log (`make demo > log`, a container's stdout) keeps them.
+        runner.spinner = None
     # mode's Worker stops cleanly on SIGINT/SIGTERM and then exits through SystemExit.
     with contextlib.suppress(SystemExit):
         runner.execute_from_commandline()

@@ -70,4 +70,6 @@ def test_up_demo_shows_updates_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
         code = process.wait(30)
     assert code == 0, log.read_text()[-2000:]
     assert "embedded broker stopped" in log.read_text()
+    # A log is no terminal: no escape codes in it (Faust's spinner wrote ESC[?25l there).
+    assert "\x1b" not in log.read_text(errors="replace")
     assert not wait_for_port("127.0.0.1", broker_port, 0.5), "the broker outlived journey up"
