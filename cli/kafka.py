@@ -7,13 +7,16 @@ import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.common import load_settings, user_errors
 
-__all__ = ["kafka"]
+if TYPE_CHECKING:  # the CLI imports Kafka's launcher only when it runs (--help stays fast)
+    from stream.brokers.apache import KafkaCluster
+
+__all__ = ["kafka", "secured_settings"]
 
 
 @click.group()
@@ -77,13 +80,14 @@ def kafka_up(nodes: str, folder: Path | None, heap: str, secure: bool, mtls: boo
         click.echo("Kafka stopped", err=True)
 
 
-def secured_settings(cluster: Any, prefix: str, *, mtls: bool) -> list[str]:
+def secured_settings(cluster: KafkaCluster, prefix: str, *, mtls: bool) -> list[str]:
     """The `export` lines of the `journey` user's settings: SASL_SSL, or the mutual-TLS
     listener with `mtls`. The password is printed here, for the shell that starts journey,
     and nowhere else."""
     import shlex  # noqa: PLC0415
 
     secure = cluster.secure
+    assert secure is not None, "a cluster started with secure=True"
     common = {"JOURNEY_SSL_CA_FILE": str(secure.ca_file)}
     if mtls:
         found = {

@@ -6,21 +6,30 @@ installs it before anything else."""
 from __future__ import annotations
 
 import logging
+import time
 
 __all__ = ["explain", "watch_connect_failures"]
 
 
+# A reason older than this belongs to another attempt (a worker runs for days).
+_FRESH_S = 60.0
+
+
 class _ConnectFailures(logging.Handler):
-    """The reason aiokafka logged for its last failed connection."""
+    """The reason aiokafka logged for its last failed connection, and when."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.last: str | None = None
+        self.at = 0.0
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if message.startswith("Unable connect to") and '": ' in message:
-            self.last = message.split('": ', 1)[1]
+            self.last, self.at = message.split('": ', 1)[1], record.created
+
+    def recent(self) -> str | None:
+        return self.last if time.time() - self.at <= _FRESH_S else None
 
 
 _FAILURES = _ConnectFailures()
@@ -39,7 +48,7 @@ def explain(exc: BaseException) -> str:
     """`exc` in one line; for a connection that failed, with the reason aiokafka logged."""
     from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415  # the CLI keeps --help fast
 
-    reason = _FAILURES.last
+    reason = _FAILURES.recent()
     if not isinstance(exc, KafkaConnectionError) or reason is None:
         return str(exc)
     if not reason:

@@ -82,3 +82,25 @@ def test_incomplete_security_settings_are_refused() -> None:
         Settings(security_protocol="SASL_SSL", sasl_username="x")
     with pytest.raises(ValueError, match="needs both"):
         Settings(ssl_cert_file=Path("c.pem"))
+
+
+def test_a_refused_connection_says_why_while_the_reason_is_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import time
+
+    from aiokafka.errors import KafkaConnectionError
+
+    from stream.kafka import refusals
+
+    refusals.watch_connect_failures()
+    logger = logging.getLogger("aiokafka")
+    monkeypatch.setattr(logger, "level", logging.ERROR)
+    bootstrap = KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9094, 2)]")
+    logger.error(
+        'Unable connect to "%s:%s": %s', "127.0.0.1", 9094, "[Error 58] SaslAuthenticationFailed: bad"
+    )
+    assert refusals.explain(bootstrap) == "cannot connect: [Error 58] SaslAuthenticationFailed: bad"
+    # Another kind of error, or a reason from long ago, is not explained by it.
+    assert refusals.explain(ValueError("x")) == "x"
+    monkeypatch.setattr(time, "time", lambda: refusals._FAILURES.at + 3600)
+    assert refusals.explain(bootstrap) == str(bootstrap)
