@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import threading
@@ -34,8 +35,12 @@ def kafka() -> None:
               help="SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners, ACLs, and a `journey` user with only "
                    "the ACLs journey needs; prints its settings.")  # fmt: skip
 @click.option("--mtls", is_flag=True, help="With --secure: print the settings of the mutual-TLS listener.")
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the printed settings to this file (mode 600), for another shell to `source`.")  # fmt: skip
 @user_errors
-def kafka_up(nodes: str, folder: Path | None, heap: str, secure: bool, mtls: bool) -> None:
+def kafka_up(
+    nodes: str, folder: Path | None, heap: str, secure: bool, mtls: bool, env_file: Path | None
+) -> None:
     """Start Apache Kafka in KRaft mode on free loopback ports and print JOURNEY_BROKER for
     it (`eval` the output); Ctrl-C (or SIGTERM) stops every node (SIGTERM, then SIGKILL).
     For tests and trials: production runs its own cluster."""
@@ -56,7 +61,7 @@ def kafka_up(nodes: str, folder: Path | None, heap: str, secure: bool, mtls: boo
     cluster.start()
     try:
         if cluster.secure is None:
-            click.echo(f"export JOURNEY_BROKER={cluster.url}")
+            lines = [f"export JOURNEY_BROKER={cluster.url}"]
         else:
             import asyncio  # noqa: PLC0415
 
@@ -68,9 +73,18 @@ def kafka_up(nodes: str, folder: Path | None, heap: str, secure: bool, mtls: boo
             names = TopicNames(settings.topic_prefix, settings.app_id)
             app = f"{settings.topic_prefix}{settings.app_id}"
             asyncio.run(grant(cluster.admin_options(), "User:journey", journey_acls(names.all, app)))
-            for line in secured_settings(cluster, settings.topic_prefix, mtls=mtls):
-                click.echo(line)
-        click.echo("then: journey topics create && journey worker   (Ctrl-C here stops Kafka)", err=True)
+            lines = secured_settings(cluster, settings.topic_prefix, mtls=mtls)
+        if env_file is not None:
+            # It may hold a password: readable by its owner only, from the start.
+            env_file.unlink(missing_ok=True)
+            with os.fdopen(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+                out.write("\n".join(lines) + "\n")
+        for line in lines:
+            click.echo(line)
+        where = f"source {env_file}, " if env_file else ""
+        click.echo(
+            f"then: {where}journey topics create && journey worker   (Ctrl-C here stops Kafka)", err=True
+        )
         while not stop.wait(1.0):
             down = [node.node_id for node in cluster.nodes if not node.running]
             if down:

@@ -74,7 +74,8 @@ def test_kafka_up_secure_prints_settings_that_journey_runs_with(tmp_path: Path) 
     # journeys as the `journey` user, which has only its deployment's ACLs.
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
     env["JOURNEY_TOPIC_PREFIX"] = "secured."
-    with _kafka_up(tmp_path / "kafka", env, "--secure") as process:
+    saved = tmp_path / "kafka.env"
+    with _kafka_up(tmp_path / "kafka", env, "--secure", "--env-file", str(saved)) as process:
         assert process.stdout is not None
         settings: dict[str, str] = {}
         while "JOURNEY_SSL_CA_FILE" not in settings or "JOURNEY_TOPIC_PREFIX" not in settings:
@@ -83,6 +84,13 @@ def test_kafka_up_secure_prints_settings_that_journey_runs_with(tmp_path: Path) 
             name, value = shlex.split(line.removeprefix("export "))[0].split("=", 1)
             settings[name] = value
         assert settings["JOURNEY_SECURITY_PROTOCOL"] == "SASL_SSL"
+        # The same lines in the file another shell sources, which only its owner reads.
+        assert saved.stat().st_mode & 0o777 == 0o600
+        sourced = dict(
+            shlex.split(line.removeprefix("export "))[0].split("=", 1)
+            for line in saved.read_text().splitlines()
+        )
+        assert sourced == settings
         assert settings["JOURNEY_SASL_USERNAME"] == "journey"
         user = {**env, **settings}
         created = journey(user, "topics", "create")
