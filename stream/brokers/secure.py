@@ -34,7 +34,6 @@ _OPERATIONS = {
     "write": 4,
     "create": 5,
     "describe": 8,
-    "describe_configs": 10,
     "idempotent_write": 12,
 }
 _ALLOW = 3
@@ -56,11 +55,11 @@ class Acl:
 
 def journey_acls(topics: Iterable[str], app: str) -> list[Acl]:
     """The least a journey deployment needs of the cluster: its `topics` by name (read,
-    write, create, describe and their configs), the consumer group of its workers (`app`,
+    write, create, describe), the consumer group of its workers (`app`,
     the prefix and app id), the transactional ids of its workers (`app-<worker name>`), and
     idempotent writes. `publish`, `tail` and `forget` need a part of these (README,
     "Secured brokers")."""
-    operations = ("read", "write", "create", "describe", "describe_configs")
+    operations = ("read", "write", "create", "describe")
     return [
         *(Acl("topic", topic, "literal", op) for topic in topics for op in operations),
         Acl("group", app, "literal", "read"),
@@ -68,7 +67,6 @@ def journey_acls(topics: Iterable[str], app: str) -> list[Acl]:
         Acl("transactional_id", f"{app}-", "prefixed", "write"),
         Acl("transactional_id", f"{app}-", "prefixed", "describe"),
         Acl("cluster", "kafka-cluster", "literal", "idempotent_write"),
-        Acl("cluster", "kafka-cluster", "literal", "describe_configs"),
     ]
 
 

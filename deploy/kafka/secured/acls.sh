@@ -6,10 +6,10 @@ set -euo pipefail
 acl() { /opt/kafka/bin/kafka-acls.sh --bootstrap-server localhost:9092 --add --allow-principal User:journey "$@"; }
 topics="touchpoints purchases surveys shares identities erasures ppp-updates referral-links dead-letters impact erasure-log merges"
 for topic in $topics; do
-  acl --topic "$topic" --operation Read --operation Write --operation Create --operation Describe --operation DescribeConfigs
+  acl --topic "$topic" --operation Read --operation Write --operation Create --operation Describe
 done
 acl --topic journey- --resource-pattern-type prefixed \
-  --operation Read --operation Write --operation Create --operation Describe --operation DescribeConfigs
+  --operation Read --operation Write --operation Create --operation Describe
 acl --group journey --operation Read --operation Describe
 acl --transactional-id journey- --resource-pattern-type prefixed --operation Write --operation Describe
-acl --cluster --operation IdempotentWrite --operation DescribeConfigs
+acl --cluster --operation IdempotentWrite
