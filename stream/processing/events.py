@@ -26,6 +26,8 @@ class Events:
         self.customers = customers
         self.merger = merger
         self.eraser = eraser
+        # TopicNames builds a name at each access: once here, not per event.
+        self._rekeyed, self._updates = config.names.rekeyed, config.names.ppp_updates
 
     def handle(self, batch: Batch, arrival: Arrival) -> None:
         """An event on its customer's partition, or forwarded (on the re-keying topic, keyed
@@ -42,12 +44,11 @@ class Events:
         if horizon is not None and to_us(event.occurred_at) <= horizon:
             batch.tally.event(origin, "erased")  # the id's own erasure
             return
-        rekeyed = self.config.names.rekeyed
         if to is None and person != event.customer_id and self._left(batch, person, event):
             # Forwarded to a person its id has left (the person's erasure gave each id its
             # own events back): back to its own id.
             batch.out.add(
-                rekeyed,
+                self._rekeyed,
                 event.customer_id.encode("utf-8"),
                 record.value,
                 headers=[(ORIGIN_HEADER, origin.encode())],
@@ -57,7 +58,7 @@ class Events:
             # The id stopped being canonical: its person is elsewhere now.
             States(self.customers, batch).followed(person)
             batch.out.add(
-                rekeyed, to.encode("utf-8"), record.value, headers=[(ORIGIN_HEADER, origin.encode())]
+                self._rekeyed, to.encode("utf-8"), record.value, headers=[(ORIGIN_HEADER, origin.encode())]
             )
             return
         self.score(batch, event, origin, person, partition)
@@ -94,7 +95,7 @@ class Events:
             # so that the latest version is always out; a consumer that has it drops it.
             update = ppp_update(state)
         if update is not None:
-            batch.update(self.config.names.ppp_updates, customer_id, key, orjson.dumps(update))
+            batch.update(self._updates, customer_id, key, orjson.dumps(update))
             tally.update_sent(update["csat"], update["ppp"])
         sighting = sighting_for(event)
         if sighting is not None:

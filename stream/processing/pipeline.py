@@ -122,6 +122,8 @@ class Pipeline:
         app.on_partitions_assigned.connect(cast(Any, self._forget_live))
         self._handlers = self._dispatch_table()
         self._origins = {**names.inputs, names.erasures: "erasure", IDENTITY_ORIGIN: "identity"}
+        # TopicNames builds a name at each access: these two, once here, not per record.
+        self._rekeyed, self._referred = names.rekeyed, names.referred
         self._share_joins = ShareJoins(
             app, self.shares, names, self.eraser, self.merger, metrics, batch_bytes=batch_bytes
         )
@@ -206,13 +208,13 @@ class Pipeline:
         """A record decoded, with its kind; None for one rejected (a dead letter) or sent on
         to its customer's partition, as counted when it comes back there."""
         names = self.config.names
-        if tp.topic == names.referred:
+        if tp.topic == self._referred:
             message = orjson.loads(record.value)
             kind = message.get("kind")
             kind = kind if kind in ("forgotten", "renamed") else "link"
             return Arrival(kind, record, tp.topic, tp.partition, False, message)
-        rekeyed = tp.topic == names.rekeyed
-        origin = origin_of(record, names.rekeyed)
+        rekeyed = tp.topic == self._rekeyed
+        origin = origin_of(record, self._rekeyed)
         kind = self._origins.get(origin)
         if kind is None:
             reject(batch, names.dead_letters, record, origin, f"{ORIGIN_HEADER} header names no input topic")
@@ -239,7 +241,7 @@ class Pipeline:
         key = parsed.customer_id.encode("utf-8")
         if not rekeyed and (record.key != key or record.partition != self.partition_for(key)):
             # Counted once, when it comes back on its customer's partition.
-            batch.out.add(names.rekeyed, key, record.value, headers=[(ORIGIN_HEADER, origin.encode())])
+            batch.out.add(self._rekeyed, key, record.value, headers=[(ORIGIN_HEADER, origin.encode())])
             return None
         if kind != "erasure":
             kind = "identify" if isinstance(parsed, Identify) else "event"
