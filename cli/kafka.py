@@ -66,13 +66,11 @@ def kafka_up(
             import asyncio  # noqa: PLC0415
 
             from stream.brokers.secure import grant, journey_acls  # noqa: PLC0415
-            from stream.kafka.topics import TopicNames  # noqa: PLC0415
 
             # The `journey` user gets the ACLs of the deployment JOURNEY_TOPIC_PREFIX names.
             settings = load_settings()
-            names = TopicNames(settings.topic_prefix, settings.app_id)
-            app = f"{settings.topic_prefix}{settings.app_id}"
-            asyncio.run(grant(cluster.admin_options(), "User:journey", journey_acls(names.all, app)))
+            acls = journey_acls(settings.topic_prefix, settings.app_id)
+            asyncio.run(grant(cluster.admin_options(), "User:journey", acls))
             lines = secured_settings(cluster, settings.topic_prefix, mtls=mtls)
         if env_file is not None:
             # It may hold a password: readable by its owner only, from the start.

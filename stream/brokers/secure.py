@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest
 
 from stream.brokers.embedded import BrokerError
+from stream.kafka.topics import TopicNames
 
 __all__ = ["Acl", "SecureSetup", "grant", "journey_acls", "make_secure_setup"]
 
@@ -53,12 +54,14 @@ class Acl:
         return f"{self.operation.upper()} on {self.kind} {self.name!r} ({self.pattern})"
 
 
-def journey_acls(topics: Iterable[str], app: str) -> list[Acl]:
-    """The least a journey deployment needs of the cluster: its `topics` by name (read,
-    write, create, describe), the consumer group of its workers (`app`,
-    the prefix and app id), the transactional ids of its workers (`app-<worker name>`), and
-    idempotent writes. `publish`, `tail` and `forget` need a part of these (README,
-    "Secured brokers")."""
+def journey_acls(prefix: str, app_id: str = "journey") -> list[Acl]:
+    """The least the deployment of `prefix` and `app_id` needs of the cluster: its topics
+    by name (read, write, create, describe), the consumer group of its workers
+    (`<prefix><app_id>`), the transactional ids of its workers (`<prefix><app_id>-<worker
+    name>`), and idempotent writes. `publish`, `tail` and `forget` need a part of these
+    (README, "Secured brokers")."""
+    topics = TopicNames(prefix, app_id).all
+    app = f"{prefix}{app_id}"
     operations = ("read", "write", "create", "describe")
     return [
         *(Acl("topic", topic, "literal", op) for topic in topics for op in operations),

@@ -60,7 +60,7 @@ async def _deployment(
     `without`), and the environment of its processes."""
     prefix = f"s{next(_PREFIXES)}-{os.getpid()}."
     names = TopicNames(prefix)
-    acls = [acl for acl in journey_acls(names.all, f"{prefix}journey") if acl.kind != without]
+    acls = [acl for acl in journey_acls(prefix) if acl.kind != without]
     await grant(cluster.admin_options(), "User:journey", acls)
     exports = secured_settings(cluster, prefix, mtls=mtls)
     settings = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports)
