@@ -96,11 +96,11 @@ def user_errors(fun: F) -> F:
             return fun(*args, **kwargs)
         except (BrokerError, TopicsError, KafkaSetupError) as exc:
             raise UserError(str(exc)) from None
-        except KafkaConnectionError as exc:
-            from stream.kafka.refusals import explain  # noqa: PLC0415
+        except KafkaConnectionError:
+            from stream.kafka.refusals import refusal  # noqa: PLC0415
 
-            reason = explain(exc).removeprefix("cannot connect")
-            said = reason if reason.startswith(":") else ""
+            reason = refusal()
+            said = "" if reason is None else f": {reason}"
             raise UserError(f"cannot reach the broker at {load_settings().broker_url}{said}") from None
         except KafkaError as exc:
             raise UserError(f"broker error: {exc}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-__all__ = ["explain", "watch_connect_failures"]
+__all__ = ["explain", "refusal", "watch_connect_failures"]
 
 
 # A reason older than this belongs to another attempt (a worker runs for days).
@@ -44,17 +44,23 @@ def watch_connect_failures() -> None:
         logger.addHandler(_FAILURES)
 
 
-def explain(exc: BaseException) -> str:
-    """`exc` in one line; for a connection that failed, with the reason aiokafka logged."""
-    from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415  # the CLI keeps --help fast
-
+def refusal() -> str | None:
+    """Why the last connection failed, as aiokafka logged it within the last minute."""
     reason = _FAILURES.recent()
-    if not isinstance(exc, KafkaConnectionError) or reason is None:
-        return str(exc)
+    if reason is None:
+        return None
     if not reason:
         # Seen from a TLS client at a listener without TLS: the handshake just ends.
         reason = "the connection ended in the handshake (is JOURNEY_SECURITY_PROTOCOL the listener's?)"
     elif reason.endswith("closed"):
         # Seen from a client certificate the broker does not trust: it hangs up.
         reason += " (the broker hung up: does it trust the client certificate and take this protocol?)"
-    return f"cannot connect: {reason}"
+    return reason
+
+
+def explain(exc: BaseException) -> str:
+    """`exc` in one line; for a connection that failed, with the reason aiokafka logged."""
+    from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415  # the CLI keeps --help fast
+
+    reason = refusal() if isinstance(exc, KafkaConnectionError) else None
+    return str(exc) if reason is None else f"cannot connect: {reason}"
