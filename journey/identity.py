@@ -308,7 +308,7 @@ class IdRecord:
         erased = self.erased or {"ids": [], "identifies": [], "horizon": horizon}
         known = erased["identifies"]
         fresh = [list(i) for i in identifies if not any(same_identify(i, taken) for taken in known)]
-        erased["identifies"] = [*erased["identifies"], *fresh]
+        erased["identifies"] = [*known, *fresh]
         erased["ids"] = sorted(set(erased["ids"]) | set(ids or ()))
         erased["horizon"] = max(int(erased["horizon"]), horizon)
         self.erased = erased

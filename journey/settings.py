@@ -21,6 +21,18 @@ from journey.scoring import ScoringRules
 __all__ = ["Settings"]
 
 
+def _secret_file(variable: str, path: Path) -> str:
+    """The secret a mounted file holds (a Docker or Kubernetes secret), stripped; a
+    ValueError naming `variable` and the file when it is unreadable or empty."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {variable} {path}: {exc.strerror}") from exc
+    if not text:
+        raise ValueError(f"{variable} {path} is empty")
+    return text
+
+
 class Settings(BaseSettings):
     """Configuration of workers and commands (environment variables `JOURNEY_<NAME>`)."""
 
@@ -175,13 +187,7 @@ class Settings(BaseSettings):
         # The password from a mounted secret, unless given itself (settings are frozen).
         if not isinstance(data, dict) or data.get("sasl_password") or not data.get("sasl_password_file"):
             return data
-        path = Path(str(data["sasl_password_file"]))
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read JOURNEY_SASL_PASSWORD_FILE {path}: {exc.strerror}") from exc
-        if not text:
-            raise ValueError(f"JOURNEY_SASL_PASSWORD_FILE {path} is empty")
+        text = _secret_file("JOURNEY_SASL_PASSWORD_FILE", Path(str(data["sasl_password_file"])))
         return {**data, "sasl_password": text}
 
     @model_validator(mode="after")
@@ -207,15 +213,7 @@ class Settings(BaseSettings):
         """The API token, from API_TOKEN or else from the file API_TOKEN_FILE names."""
         if self.api_token is not None or self.api_token_file is None:
             return self.api_token
-        try:
-            text = self.api_token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(
-                f"cannot read JOURNEY_API_TOKEN_FILE {self.api_token_file}: {exc.strerror}"
-            ) from exc
-        if not text:
-            raise ValueError(f"JOURNEY_API_TOKEN_FILE {self.api_token_file} is empty")
-        return SecretStr(text)
+        return SecretStr(_secret_file("JOURNEY_API_TOKEN_FILE", self.api_token_file))
 
     def public_view(self) -> dict[str, object]:
         """Every setting, secrets masked: what may go to a log."""
