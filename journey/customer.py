@@ -16,6 +16,7 @@ import msgspec
 import orjson
 
 from journey.decimals import decimal_sum
+from journey.journal import Layout
 
 __all__ = [
     "MOMENTS",
@@ -116,6 +117,10 @@ class CustomerState:
     # link, or that there is none), kept also for a share that left: the messages of one
     # join reach a person by several ids, in any order, and the newest must win.
     referral_seqs: dict[str, int] = field(default_factory=dict)
+    # Where the worker stores the history (`journey.journal`): what of it is in which
+    # record, and what is new since. None in `journey replay`, and for a state that must be
+    # written whole (built by a merge or an erasure, or read in an older format). Not stored.
+    layout: Layout | None = field(default=None, compare=False, repr=False)
 
     def holds_anything(self) -> bool:
         """Whether there is anything to keep of the customer: events folded, or referral

@@ -105,6 +105,15 @@ def _add_sentiment(state: CustomerState, at: int, sentiment: Decimal | None, sta
     if sentiment is not None and at >= start:
         heapq.heappush(state.sentiments, (at, sentiment))
         state.sentiment_sum = EXACT.add(state.sentiment_sum, sentiment)
+        if state.layout is not None:
+            state.layout.sentiments.add((at, sentiment))
+
+
+def _join(state: CustomerState, share_id: str) -> None:
+    if share_id not in state.joined:
+        state.joined.add(share_id)
+        if state.layout is not None:
+            state.layout.saw(None, share_id)
 
 
 def _second_moment(state: CustomerState, at: int, sentiment: Decimal | None) -> None:
@@ -138,9 +147,9 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
             state.campaigns.add(event.campaign)
             state.entry_keys = None
         if event.referral_share_id is not None and event.moment == "zmot":
-            state.joined.add(event.referral_share_id)
+            _join(state, event.referral_share_id)
     elif isinstance(event, Share):
-        state.joined.add(event.share_id)
+        _join(state, event.share_id)
         state.moments[_UMOT] += 1
         _add_sentiment(state, at, event.sentiment, csat_start)
     elif isinstance(event, Survey):
@@ -154,6 +163,8 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
         if at >= csat_start:
             heapq.heappush(state.window_surveys, (at, score))
             state.window_survey_sum = EXACT.add(state.window_survey_sum, score)
+            if state.layout is not None:
+                state.layout.surveys.add((at, score))
     elif isinstance(event, Purchase):
         amount = EXACT.multiply(event.amount, rules.rates.rates[event.currency])
         if event.kind == "refund":
@@ -165,6 +176,8 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
         if at >= state.last_us - rules.cltv_window_us:
             heapq.heappush(state.recent_money, (at, amount))
             state.recent_sum = EXACT.add(state.recent_sum, amount)
+            if state.layout is not None:
+                state.layout.money.add((at, amount))
 
 
 def csat_of(state: CustomerState, rules: ScoringRules) -> Decimal:
@@ -204,10 +217,13 @@ def apply_event(state: CustomerState, event: Event, rules: ScoringRules) -> Appl
     A repeated `event_id` changes nothing. An update is due on the customer's first event
     and whenever a published score (csat, cltv, ppp, at two decimals) changes.
     """
-    seen = state.seen if event.customer_id == state.customer_id else state.seen_of(event.customer_id)
+    own = event.customer_id == state.customer_id
+    seen = state.seen if own else state.seen_of(event.customer_id)
     if event.event_id in seen:
         return _DUPLICATE
     seen.add(event.event_id)
+    if state.layout is not None:  # what the changelog takes of it (`journey.journal`)
+        state.layout.saw("" if own else event.customer_id, event.event_id)
     at = to_us(event.occurred_at)
     first = state.version == 0
     money_left = False
