@@ -287,11 +287,11 @@ def to_store(
             log.sealed.pop(log.lo, None)  # (deleted all the same: a key of that number may be stored)
             written.append((segment_key(customer_id, name, log.lo), None))
             log.lo += 1
-    for name, log in layout.logs():
-        if log.sealed:
-            for number, items in log.sealed.items():
+    for name, sealed_log in layout.logs():
+        if sealed_log.sealed:
+            for number, items in sealed_log.sealed.items():
                 written.append((segment_key(customer_id, name, number), _ENCODER.encode(items)))
-            log.sealed = {}
+            sealed_log.sealed = {}
     return _head_of(state, layout), written
 
 
