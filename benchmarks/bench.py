@@ -39,16 +39,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
-from history import history_stage  # beside this script (`python benchmarks/bench.py`)
+from history import history_stage, memory_by_history  # beside this script (`python benchmarks/bench.py`)
 
 from journey.collector import fewer_collections, tune_for_throughput
-from journey.customer import CustomerState, encode_state
+from journey.customer import CustomerState
 from journey.money import load_rates
 from journey.referrals import ShareJoin, apply_sighting, sighting_for
 from journey.replay import default_jobs, replay_file
 from journey.scoring import ScoringRules, apply_event
 from journey.settings import Settings
 from journey.simulate import JourneySimulator
+from journey.stored import to_store
 from schemas.decode import parse_event, scored
 from schemas.events import Event
 from stream.app import PRODUCER_BATCH_BYTES
@@ -628,7 +629,7 @@ def memory_per_customer(customers: int) -> float:
                 data["share_id"] = f"share-{number:08d}"
             event = scored(parse_event(json.dumps(data).encode(), expected_type=None, currencies=rules.rates))
             apply_event(state, event, rules)
-        held[customer_id] = encode_state(state)
+        held[customer_id] = to_store(state, None, rules.csat_window_us, rules.cltv_window_us)[0]
         live.add(customer_id)
     gc.collect()
     return (rss_bytes() - before) / customers
@@ -796,12 +797,28 @@ async def history(broker: Broker, kafka: dict[str, Any], priors: list[int], tmp:
         partitions=PARTITIONS,
         tmp=tmp,
     )
-    short, long = costs[0], costs[-1]
-    cpu, written = long.cpu_us / short.cpu_us, long.written_bytes / short.written_bytes
+    for prior, stored, decoded in memory_by_history(priors, ScoringRules(rates=load_rates(RATES, "USD"))):
+        log(
+            f"  memory per customer of {prior} prior events: {stored:,.0f} B stored, {decoded:,.0f} B decoded in the cache"
+        )
+    # The worst ratio of the longest history's cost over the shortest's, of either profile.
+    ratios = []
+    for profile in {cost.profile for cost in costs}:
+        mine = [cost for cost in costs if cost.profile == profile]
+        short, long = mine[0], mine[-1]
+        ratios.append(
+            (
+                long.cpu_us / short.cpu_us,
+                long.changelog_bytes / short.changelog_bytes,
+                long.written_bytes / short.written_bytes,
+            )
+        )
+    cpu, changelog, written = (max(column) for column in zip(*ratios, strict=True))
     log(
-        f"history {long.prior}/{short.prior}: CPU per event {cpu:.1f}x, bytes written per event {written:.1f}x"
+        f"history {priors[-1]}/{priors[0]} (the worse profile): CPU per event {cpu:.2f}x, state changelogs "
+        f"{changelog:.2f}x, bytes written per event {written:.2f}x (target: 1.5x)"
     )
-    return f", history {long.prior}/{short.prior} {cpu:.1f}x CPU {written:.1f}x bytes"
+    return f", history {priors[-1]}/{priors[0]} {cpu:.1f}x CPU {written:.1f}x bytes"
 
 
 if __name__ == "__main__":

@@ -1,22 +1,29 @@
 """The history stage of `make bench`: what one more event costs a worker for customers with
 10, 100 and 1,000 prior events (issue #33: cost must not grow with loyalty).
 
-For each history length, a deployment of its own: `CUSTOMERS` (200) customers whose prior events
-(touchpoints with sentiment, purchases and surveys, one every 17 hours: the longer
-histories span two years, so their CSAT and 365-day windows are full) are streamed through
-one worker first; then `ROUNDS` rounds of one new event per customer, each round waited for
-before the next, so that a customer is in one batch per round. Measured over the rounds
-only: the worker's CPU per event (less what it spends idle), events/s, and the bytes the worker wrote per event to the
-customers changelog and to every topic but the inputs (keys and values, as read back).
+For each history length and each of two profiles, a deployment of its own: `CUSTOMERS` (200)
+customers whose prior events (touchpoints with sentiment, purchases and surveys) are streamed
+through one worker first; then `ROUNDS` rounds of one new event per customer, each round
+waited for before the next, so that a customer is in one batch per round. The profiles:
+*full*, an event every 17 hours (the longer histories span two years, so their CSAT and
+365-day windows are full and entries leave them at every event), and *quiet*, an event every
+nine days (a handful in each window). Measured over the rounds only: the worker's CPU per
+event (less what it spends idle), events/s, and the bytes the worker wrote per event to its
+state changelogs (customers and history) and to every topic but the inputs (keys and values,
+as read back). And, in this process, the memory a worker holds per customer at each history
+length: its records (head and segments) and its decoded state, as the worker's cache keeps it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import json
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,24 +31,31 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from journey.customer import CustomerState
+from journey.journal import Layout
+from journey.scoring import ScoringRules, apply_event
+from journey.stored import to_store
+from schemas.decode import parse_event, scored
 from stream.kafka.admin import create_topics
 from stream.kafka.topics import TopicNames
 
-__all__ = ["HistoryCost", "history_stage"]
+__all__ = ["HistoryCost", "history_stage", "memory_by_history"]
 
 CUSTOMERS = 200
 ROUNDS = 20
 IDLE_SECONDS = 3.0
-_STEP = timedelta(hours=17)
-_START = datetime(2025, 1, 1, tzinfo=UTC)
+# The time between a customer's events, by profile.
+PROFILES = {"full": timedelta(hours=17), "quiet": timedelta(days=9)}
+_START = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class HistoryCost:
     """What one more event cost, for customers of `prior` prior events."""
 
     def __init__(
-        self, prior: int, events: int, seconds: float, cpu: float, changelog: int, written: int
+        self, profile: str, prior: int, events: int, seconds: float, cpu: float, changelog: int, written: int
     ) -> None:
+        self.profile = profile
         self.prior = prior
         self.events = events
         self.rate = events / seconds
@@ -51,14 +65,15 @@ class HistoryCost:
 
     def line(self) -> str:
         return (
-            f"  {self.prior:>5} prior events: {self.rate:,.0f} events/s, worker CPU {self.cpu_us:.1f} us/event, "
-            f"customers changelog {self.changelog_bytes:,.0f} B/event, all outputs {self.written_bytes:,.0f} B/event"
+            f"  {self.profile:>5} {self.prior:>5} prior events: {self.rate:,.0f} events/s, worker CPU "
+            f"{self.cpu_us:.1f} us/event, state changelogs {self.changelog_bytes:,.0f} B/event, "
+            f"all outputs {self.written_bytes:,.0f} B/event"
         )
 
 
-def _event(customer: str, index: int) -> dict[str, Any]:
+def _event(customer: str, index: int, step: timedelta = PROFILES["full"]) -> dict[str, Any]:
     """The `index`th event of a customer: a touchpoint with sentiment, a purchase or a survey."""
-    at = (_START + _STEP * index).isoformat().replace("+00:00", "Z")
+    at = (_START + step * index).isoformat().replace("+00:00", "Z")
     base = {"event_id": f"{customer}-{index}", "customer_id": customer, "occurred_at": at}
     match index % 3:
         case 0:
@@ -146,43 +161,111 @@ async def history_stage(
     partitions: int,
     tmp: Path,
 ) -> list[HistoryCost]:
-    """One `HistoryCost` per history length in `priors`; the callables are the bench's own
-    (its producer, worker and metric readers), so that every stage measures the same way."""
+    """One `HistoryCost` per profile and history length in `priors`; the callables are the
+    bench's own (its producer, worker and metric readers), so that every stage measures the
+    same way."""
+    tools = _Tools(produce, start_worker, events_handled, cpu_seconds, free_port, partitions)
     costs = []
-    for prior in priors:
-        names = TopicNames(prefix=f"history{prior}.")
-        await create_topics(kafka, names, partitions=partitions, replication_factor=1)
-        customers = [f"h{prior}-{i:04d}" for i in range(CUSTOMERS)]
-        await produce(kafka, _messages(names, [_event(c, i) for i in range(prior) for c in customers]))
-        port = free_port()
-        worker = start_worker(names.prefix, port)
-        try:
-            handled = functools.partial(events_handled, port)
-            await _wait_for(handled, prior * CUSTOMERS, 900)
-            # Everything the worker writes: all topics but the inputs (changelogs included).
-            outputs = [t for t in names.all if t not in names.inputs]
-            changelog = names.changelogs[0]
-            before = await _ends(kafka, outputs)
-            # What the worker spends idle (its fetch loops and timers, our samples), per
-            # second: taken off the rounds' CPU, which at a few thousand events a second it
-            # would otherwise dominate.
-            idle_from, idle_cpu = time.perf_counter(), cpu_seconds(worker.pid)
-            await asyncio.sleep(IDLE_SECONDS)
-            idle = (cpu_seconds(worker.pid) - idle_cpu) / (time.perf_counter() - idle_from)
-            started, cpu = time.perf_counter(), cpu_seconds(worker.pid)
-            for round_ in range(ROUNDS):
-                await produce(kafka, _messages(names, [_event(c, prior + round_) for c in customers]))
-                target = (prior + round_ + 1) * CUSTOMERS
-                await _wait_for(handled, target, 120)
-            seconds = time.perf_counter() - started
-            used = max(0.0, cpu_seconds(worker.pid) - cpu - idle * seconds)
-            await asyncio.sleep(1.0)  # the last round's sends acknowledged and readable
-            sizes = await _bytes_between(kafka, before, await _ends(kafka, outputs))
-        finally:
-            worker.terminate()
-            worker.wait(30)
-        events = ROUNDS * CUSTOMERS
-        cost = HistoryCost(prior, events, seconds, used, sizes.get(changelog, 0), sum(sizes.values()))
-        print(cost.line(), flush=True)
-        costs.append(cost)
+    for profile, step in PROFILES.items():
+        for prior in priors:
+            cost = await _one(kafka, tools, profile, step, prior)
+            print(cost.line(), flush=True)
+            costs.append(cost)
     return costs
+
+
+@dataclass(frozen=True)
+class _Tools:
+    produce: Callable[[dict[str, Any], list[tuple[str, bytes, bytes]]], Any]
+    start_worker: Callable[[str, int], Any]
+    events_handled: Callable[[int], float]
+    cpu_seconds: Callable[[int], float]
+    free_port: Callable[[], int]
+    partitions: int
+
+
+async def _one(
+    kafka: dict[str, Any], tools: _Tools, profile: str, step: timedelta, prior: int
+) -> HistoryCost:
+    """One deployment: `prior` events of each customer, then the measured rounds."""
+    produce, cpu_seconds = tools.produce, tools.cpu_seconds
+    names = TopicNames(prefix=f"history-{profile}{prior}.")
+    await create_topics(kafka, names, partitions=tools.partitions, replication_factor=1)
+    customers = [f"h{prior}-{i:04d}" for i in range(CUSTOMERS)]
+    await produce(kafka, _messages(names, [_event(c, i, step) for i in range(prior) for c in customers]))
+    port = tools.free_port()
+    worker = tools.start_worker(names.prefix, port)
+    try:
+        handled = functools.partial(tools.events_handled, port)
+        await _wait_for(handled, prior * CUSTOMERS, 900)
+        # Everything the worker writes: all topics but the inputs (changelogs included).
+        outputs = [t for t in names.all if t not in names.inputs]
+        changelogs = names.changelogs[:2]  # customers and history
+        before = await _ends(kafka, outputs)
+        # What the worker spends idle (its fetch loops and timers, our samples), per
+        # second: taken off the rounds' CPU, which at a few thousand events a second it
+        # would otherwise dominate.
+        idle_from, idle_cpu = time.perf_counter(), cpu_seconds(worker.pid)
+        await asyncio.sleep(IDLE_SECONDS)
+        idle = (cpu_seconds(worker.pid) - idle_cpu) / (time.perf_counter() - idle_from)
+        started, cpu = time.perf_counter(), cpu_seconds(worker.pid)
+        for round_ in range(ROUNDS):
+            await produce(kafka, _messages(names, [_event(c, prior + round_, step) for c in customers]))
+            target = (prior + round_ + 1) * CUSTOMERS
+            await _wait_for(handled, target, 120)
+        seconds = time.perf_counter() - started
+        used = max(0.0, cpu_seconds(worker.pid) - cpu - idle * seconds)
+        await asyncio.sleep(1.0)  # the last round's sends acknowledged and readable
+        sizes = await _bytes_between(kafka, before, await _ends(kafka, outputs))
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    events = ROUNDS * CUSTOMERS
+    state_bytes = sum(sizes.get(changelog, 0) for changelog in changelogs)
+    return HistoryCost(profile, prior, events, seconds, used, state_bytes, sum(sizes.values()))
+
+
+def memory_by_history(
+    priors: Sequence[int], rules: ScoringRules, customers: int = 200
+) -> list[tuple[int, float, float]]:
+    """(prior, stored, decoded): the bytes a worker holds per customer of `prior` events
+    (full profile), in its tables (the head and the history's segments, keys included) and
+    in its cache of decoded states (deduplication's sets and the windows' heaps included),
+    as Python allocated them (tracemalloc)."""
+    measured = []
+    for prior in priors:
+        events = [
+            [
+                scored(
+                    parse_event(
+                        json.dumps(_event(f"m-{c:04d}", i)).encode(),
+                        expected_type=None,
+                        currencies=rules.rates,
+                    )
+                )
+                for i in range(prior)
+            ]
+            for c in range(customers)
+        ]
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        heads: dict[str, bytes] = {}
+        history: dict[str, bytes] = {}
+        decoded = []
+        for stream in events:
+            state = CustomerState(stream[0].customer_id, layout=Layout())
+            for event in stream:
+                apply_event(state, event, rules)
+            head, written = to_store(state, state.layout, rules.csat_window_us, rules.cltv_window_us)
+            heads[state.customer_id] = head
+            history.update((key, value) for key, value in written if value is not None)
+            decoded.append(state)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - base
+        decoded.clear()
+        gc.collect()
+        stored = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        measured.append((prior, stored / customers, (held - stored) / customers))
+    return measured

@@ -283,7 +283,7 @@ def to_store(
     ):
         ends = log.ends
         while ends and ends[0] < start:  # every entry of segment `lo` left the window
-            ends.popleft()
+            del ends[0]
             log.sealed.pop(log.lo, None)  # (deleted all the same: a key of that number may be stored)
             written.append((segment_key(customer_id, name, log.lo), None))
             log.lo += 1

@@ -110,7 +110,7 @@ class TopicNames:
     def changelogs(self) -> list[str]:
         return [
             f"{self.prefix}{self.app_id}-{table}-changelog"
-            for table in ("customers", "shares", "impact", "erasures", "persons")
+            for table in ("customers", "history", "shares", "impact", "erasures", "persons")
         ]
 
     @property

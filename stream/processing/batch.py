@@ -11,6 +11,7 @@ import faust
 
 from journey.customer import CustomerState
 from journey.impact import Contribution
+from journey.journal import Layout
 from journey.scoring import ScoringRules
 from stream.kafka.outbox import Outbox
 from stream.kafka.topics import TopicNames
@@ -55,6 +56,8 @@ class Batch:
     states: dict[str, CustomerState] = field(default_factory=dict)
     # Each customer's impact contribution as stored before this batch.
     before: dict[str, Contribution | None] = field(default_factory=dict)
+    # Each customer's layout as stored before this batch (`journey.stored.to_store`).
+    layouts: dict[str, Layout | None] = field(default_factory=dict)
     # Customers whose state changed, by their partition (which is their changelog's).
     changed: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     # Faust's current event for each partition of the batch (see `current_record`).

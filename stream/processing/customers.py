@@ -11,9 +11,11 @@ from typing import Any
 import faust
 import orjson
 
-from journey.customer import CustomerState, decode_state, encode_state
+from journey.customer import CustomerState
 from journey.impact import Contribution, Packed, add_change, contribution, encode_change
+from journey.journal import Layout
 from journey.scoring import ppp_update
+from journey.stored import Written, load, removed, to_store
 from stream.kafka.batching import make_current
 from stream.kafka.outbox import Outbox, default_partition, estimate, send_together
 from stream.processing.batch import Batch, Config
@@ -44,6 +46,7 @@ class Customers:
     def __init__(
         self,
         table: Any,
+        history: Any,
         config: Config,
         eraser: Eraser,
         merger: Merger,
@@ -59,6 +62,10 @@ class Customers:
         self.metrics = metrics
         # The store itself, as `store` writes it: Table.get's hooks cost 5% of a busy worker.
         self._held = store_get(table)
+        self.history = history
+        self._segment = store_get(history)
+        self._history_changelog = history.changelog_topic.get_topic_name()
+        self._windows = (config.rules.csat_window_us, config.rules.cltv_window_us)
         # The top customers by PPP of each partition this worker owns (`stream.serving.leaders`).
         self.leaders = LeaderBoard(table.data, config.partitions)
         # Customers this process has handled since its last assignment (see `Events.score`).
@@ -102,13 +109,16 @@ class Customers:
             batch.before[customer_id] = self._contributions[customer_id]
         else:
             held: bytes | None = self._held(customer_id)
-            state = CustomerState(customer_id) if held is None else decode_state(held)
             if held is None:
+                state = CustomerState(customer_id, layout=Layout())
                 ids = self.merger.ids_of(batch.identity, customer_id)
                 if ids:
                     state.aliases = ids - {customer_id}
+            else:
+                state = load(held, self._segment, *self._windows)
             batch.before[customer_id] = contribution(state)
         batch.states[customer_id] = state
+        batch.layouts[customer_id] = state.layout
         horizon = self.eraser.horizon(customer_id)
         if horizon is not None:
             batch.horizons[customer_id] = horizon
@@ -136,6 +146,7 @@ class Customers:
         changelog = self.table.changelog_topic.get_topic_name()
         chunk = batch.out.sibling()
         await chunk.partition_count(changelog)  # metadata known before queuing
+        await chunk.partition_count(self._history_changelog)
         await chunk.partition_count(self.config.names.impact_changes)
         update_partitions = await chunk.partition_count(self.config.names.ppp_updates)
         chunks = _Chunks(chunk, self.config.names.impact_changes, self.config.partitions, self._batch_bytes)
@@ -183,17 +194,32 @@ class Customers:
         chunk, limit = chunks.chunk, chunks.limit
         updates_topic = self.config.names.ppp_updates
         state = batch.states[customer_id]
-        gone = not state.holds_anything()
-        encoded = None if gone else encode_state(state)
+        prior = batch.layouts.get(customer_id)
+        encoded: bytes | None
+        if state.holds_anything():
+            encoded, written = to_store(state, prior, *self._windows)
+        else:
+            encoded, written = None, removed(customer_id, prior)
         key = customer_id.encode("utf-8")
         updates = batch.updates.pop(customer_id, ())
         room = chunk.has_room(changelog, partition, key, encoded, limit)
+        history = self._history_changelog
+        if written:
+            room = room and chunk.room_for(history, partition, _written_size(written), limit)
         if updates:
             to = default_partition(key, update_partitions)
             room = room and chunk.room_for(updates_topic, to, _size(key, updates), limit)
         if not room:
             await chunks.send()
             make_current(current)  # others ran meanwhile
+        # The history first: a head never names a segment the broker has not taken.
+        history_data = self.history.data
+        for segment_key, record in written:
+            if record is None:
+                history_data.pop(segment_key, None)
+            else:
+                history_data[segment_key] = record
+            chunk.add(history, segment_key.encode("utf-8"), record, partition)
         if encoded is None:
             # Nothing left of the customer (an erasure): a tombstone, so that
             # compaction removes the records before it.
@@ -214,6 +240,10 @@ class Customers:
             # Room for the next customer's new entries on any changes partition.
             await chunks.send()
             make_current(current)
+
+
+def _written_size(written: Written) -> int:
+    return sum(estimate(key.encode("utf-8"), record) for key, record in written)
 
 
 def _order(batch: Batch) -> list[tuple[int, str]]:

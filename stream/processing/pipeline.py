@@ -80,6 +80,9 @@ class Pipeline:
         # Customers are held encoded (a few hundred bytes each), a fifth of the memory of
         # live objects; only the most recently handled ones are also kept decoded.
         self.customers = self._table(app, "customers", "raw", partitions)
+        # Their history in segments written once (`journey.stored`): so that what a worker
+        # writes for an event does not grow with the customer's history.
+        self.history = self._table(app, "history", "raw", partitions)
         self.shares = self._table(app, "shares", SHARE_JOIN_CODEC, partitions)
         # Impact entries by `dimension/key`, each owned by the partition its changes arrive on.
         self.impact = self._table(app, "impact", IMPACT_ENTRY_CODEC, partitions)
@@ -103,6 +106,7 @@ class Pipeline:
         batch_bytes = int(app.conf.producer_max_batch_size) - 128
         self.states = Customers(
             self.customers,
+            self.history,
             self.config,
             self.eraser,
             self.merger,

@@ -16,9 +16,10 @@ from typing import Any
 
 import orjson
 
-from journey.customer import CustomerState, decode_state
+from journey.customer import CustomerState
 from journey.leaders import LEADERS, Leaders, ranked
 from journey.recovery import at_risk
+from journey.stored import decode_head
 from stream.kafka.batching import JourneyApp
 from stream.kafka.outbox import default_partition
 from stream.serving.followed import FollowedTopic
@@ -103,7 +104,7 @@ class LeaderBoard:
         leaders = fresh.get(_murmur_partition(customer_id.encode("utf-8"), self.partitions))
         if leaders is None:
             return
-        state = decode_state(raw)
+        state = decode_head(raw)
         if state.version > 0:  # a state of version 0 only holds a referral link so far
             leaders.note_risk(customer_id, at_risk(state))
             leaders.offer(customer_id, state.ppp, state.view)

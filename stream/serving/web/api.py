@@ -15,11 +15,12 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from journey.customer import RECOVERY_KEYS, decode_state
+from journey.customer import RECOVERY_KEYS
 from journey.identity import decode_id_record
 from journey.impact import DIMENSIONS
 from journey.leaders import LEADERS
 from journey.recovery import second_moment
+from journey.stored import decode_head
 from stream.kafka.silence import seconds_since_a_broker_answered
 from stream.serving.impact_view import ImpactView
 from stream.serving.leaders import LeadersView
@@ -94,7 +95,7 @@ class Answers:
 def held_state(customers: Any, customer_id: str) -> dict[str, Any] | None:
     """The customer's state as `GET /customers/{id}` answers it, from this worker's table."""
     held: bytes | None = customers.get(customer_id)
-    state = None if held is None else decode_state(held)
+    state = None if held is None else decode_head(held)
     # A state of version 0 holds a referral link whose customer's events are yet to come.
     if state is None or state.version == 0:
         return None
