@@ -797,9 +797,12 @@ async def history(broker: Broker, kafka: dict[str, Any], priors: list[int], tmp:
         partitions=PARTITIONS,
         tmp=tmp,
     )
-    for prior, stored, decoded in memory_by_history(priors, ScoringRules(rates=load_rates(RATES, "USD"))):
+    for prior, head, stored, decoded in memory_by_history(
+        priors, ScoringRules(rates=load_rates(RATES, "USD"))
+    ):
         log(
-            f"  memory per customer of {prior} prior events: {stored:,.0f} B stored, {decoded:,.0f} B decoded in the cache"
+            f"  a customer of {prior} prior events: head record {head:,.0f} B; memory {stored:,.0f} B "
+            f"stored (head and segments), {decoded:,.0f} B decoded in the cache"
         )
     # The worst ratio of the longest history's cost over the shortest's, of either profile.
     ratios = []

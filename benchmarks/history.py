@@ -227,9 +227,9 @@ async def _one(
 
 def memory_by_history(
     priors: Sequence[int], rules: ScoringRules, customers: int = 200
-) -> list[tuple[int, float, float]]:
-    """(prior, stored, decoded): the bytes a worker holds per customer of `prior` events
-    (full profile), in its tables (the head and the history's segments, keys included) and
+) -> list[tuple[int, float, float, float]]:
+    """(prior, head, stored, decoded) per customer of `prior` events (full profile): its head
+    record's size, and the bytes a worker holds for it in its tables (the head and the history's segments, keys included) and
     in its cache of decoded states (deduplication's sets and the windows' heaps included),
     as Python allocated them (tracemalloc)."""
     measured = []
@@ -267,5 +267,6 @@ def memory_by_history(
         gc.collect()
         stored = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
-        measured.append((prior, stored / customers, (held - stored) / customers))
+        head_bytes = sum(map(len, heads.values())) / customers
+        measured.append((prior, head_bytes, stored / customers, (held - stored) / customers))
     return measured
