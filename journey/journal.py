@@ -64,7 +64,11 @@ class WindowLog(Log):
     __slots__ = ("ends",)
 
     def __init__(self, lo: int = 0, hi: int = 0, tail: list[Any] | None = None) -> None:
-        super().__init__(lo, hi, tail)
+        # (Not through Log's: a layout is made for every customer new to a worker.)
+        self.lo = lo
+        self.hi = hi
+        self.tail = [] if tail is None else tail
+        self.sealed = {}
         # The newest entry's time of each segment from `lo` on (a list: a deque took 600
         # bytes of every cached customer's three windows, and segments leave seldom).
         self.ends: list[int] = []

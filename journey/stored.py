@@ -20,8 +20,8 @@ from decimal import Decimal
 import msgspec
 
 from journey.customer import CustomerState, decode_state
-from journey.decimals import decimal_sum
-from journey.journal import MONEY, SEEN, SENTIMENTS, SURVEYS, Layout, Log, SeenItem
+from journey.decimals import ZERO, decimal_sum
+from journey.journal import MONEY, SEEN, SENTIMENTS, SURVEYS, Layout, Log, SeenItem, WindowLog
 
 __all__ = [
     "HEAD_FORMAT",
@@ -82,7 +82,8 @@ class _Head(msgspec.Struct, array_like=True):
 
 _ENCODER = msgspec.msgpack.Encoder()
 _HEAD = msgspec.msgpack.Decoder(_Head)
-_SEEN = msgspec.msgpack.Decoder(list[SeenItem])
+# A sealed segment of the seen log: the customer's own event_ids, then the other items.
+_SEEN = msgspec.msgpack.Decoder(tuple[list[str], list[SeenItem]])
 _ENTRIES = msgspec.msgpack.Decoder(list[tuple[int, Decimal]])
 _ARRAY_16 = 0xDC
 
@@ -158,32 +159,44 @@ def _decode(raw: bytes) -> _Head:
 
 def _state_of(head: _Head) -> CustomerState:
     """The state without its history: what the page, the API and the leaders read."""
+    # Positional, in CustomerState's order: a worker reads a head for every customer not
+    # in its cache, and keywords took a third of that.
     return CustomerState(
         head.customer_id,
-        first_us=head.first_us,
-        last_us=head.last_us,
-        surveys=head.surveys,
-        purchases=head.purchases,
-        refunds=head.refunds,
-        moments=head.moments,
-        latest_survey=head.latest_survey,
-        lifetime_net=head.lifetime_net,
-        version=head.version,
-        csat=head.csat,
-        cltv=head.cltv,
-        cltv_365d=head.cltv_365d,
-        ppp=head.ppp,
-        previous_ppp=head.previous_ppp,
-        cause_event_id=head.cause_event_id,
-        cause_type=head.cause_type,
-        campaigns=head.campaigns,
-        channels=head.channels,
-        referrals=head.referrals,
-        smot_failures=head.smot_failures,
-        last_failure_us=head.last_failure_us,
-        last_good_us=head.last_good_us,
-        aliases=head.aliases,
-        referral_seqs=head.referral_seqs,
+        set(),
+        head.first_us,
+        head.last_us,
+        head.surveys,
+        head.purchases,
+        head.refunds,
+        head.moments,
+        [],
+        ZERO,
+        head.latest_survey,
+        [],
+        ZERO,
+        head.lifetime_net,
+        [],
+        ZERO,
+        head.version,
+        head.csat,
+        head.cltv,
+        head.cltv_365d,
+        head.ppp,
+        head.previous_ppp,
+        head.cause_event_id,
+        head.cause_type,
+        head.campaigns,
+        head.channels,
+        head.referrals,
+        set(),
+        None,
+        head.smot_failures,
+        head.last_failure_us,
+        head.last_good_us,
+        head.aliases,
+        {},
+        head.referral_seqs,
     )
 
 
@@ -210,29 +223,50 @@ def load(
     layout.seen.hi = head.seen_hi
     layout.seen.tail = head.seen_tail
     for number in range(head.seen_hi):
-        items = segment(segment_key(customer_id, SEEN, number))
-        if items is not None:
-            _take_seen(state, _SEEN.decode(items))
+        stored = segment(segment_key(customer_id, SEEN, number))
+        if stored is not None:
+            own, others = _SEEN.decode(stored)
+            state.seen.update(own)
+            _take_seen(state, others)
     _take_seen(state, head.seen_tail)
     csat_start = head.last_us - csat_window_us
-    starts = (csat_start, csat_start, head.last_us - cltv_window_us)
-    for (name, log), (lo, hi, tail), start in zip(
-        ((SURVEYS, layout.surveys), (SENTIMENTS, layout.sentiments), (MONEY, layout.money)),
-        head.windows,
-        starts,
-        strict=True,
-    ):
-        log.lo, log.hi, log.tail = lo, hi, tail
-        window: list[tuple[int, Decimal]] = []
-        for number in range(lo, hi):
-            stored = segment(segment_key(customer_id, name, number))
-            entries = [] if stored is None else _ENTRIES.decode(stored)
-            log.ends.append(max((at for at, _ in entries), default=start - 1))
-            window += [entry for entry in entries if entry[0] >= start]
-        window += [entry for entry in tail if entry[0] >= start]
-        heapq.heapify(window)
-        _set_window(state, name, window)
+    surveys, sentiments, money = head.windows
+    state.window_surveys, state.window_survey_sum = _window(
+        layout.surveys, SURVEYS, surveys, csat_start, customer_id, segment
+    )
+    state.sentiments, state.sentiment_sum = _window(
+        layout.sentiments, SENTIMENTS, sentiments, csat_start, customer_id, segment
+    )
+    state.recent_money, state.recent_sum = _window(
+        layout.money, MONEY, money, head.last_us - cltv_window_us, customer_id, segment
+    )
     return state
+
+
+def _window(
+    log: WindowLog,
+    name: str,
+    stored: tuple[int, int, list[tuple[int, Decimal]]],
+    start: int,
+    customer_id: str,
+    segment: Callable[[str], bytes | None],
+) -> tuple[list[tuple[int, Decimal]], Decimal]:
+    """A window's heap and sum from its log: the entries at or after `start`."""
+    lo, hi, tail = stored
+    log.lo, log.hi, log.tail = lo, hi, tail
+    window: list[tuple[int, Decimal]] = []
+    for number in range(lo, hi):
+        raw = segment(segment_key(customer_id, name, number))
+        entries = [] if raw is None else _ENTRIES.decode(raw)
+        log.ends.append(max((at for at, _ in entries), default=start - 1))
+        window += entries
+    window += tail
+    if not window:
+        return window, ZERO
+    if min(window)[0] < start:  # some left the window since they were stored
+        window = [entry for entry in window if entry[0] >= start]
+    heapq.heapify(window)
+    return window, decimal_sum(window)
 
 
 def _take_seen(state: CustomerState, items: Iterable[SeenItem]) -> None:
@@ -290,6 +324,8 @@ def to_store(
     for name, sealed_log in layout.logs():
         if sealed_log.sealed:
             for number, items in sealed_log.sealed.items():
+                if name == SEEN:  # (see _SEEN)
+                    items = [[item for owner, item in items if owner == ""], [i for i in items if i[0] != ""]]
                 written.append((segment_key(customer_id, name, number), _ENCODER.encode(items)))
             sealed_log.sealed = {}
     return _head_of(state, layout), written

@@ -261,6 +261,11 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
     assert erased_customers & tombstoned, "the workload erases customers whose states were published"
     assert all(last.get(customer) is None for customer in gone)
     assert all(last_state.get(customer) is None for customer in gone)
+    # And nothing of their history: every segment of theirs ends in a tombstone.
+    segments = await env.read_topic(f"{env.names.prefix}journey-history-changelog")
+    last_segment = {r.key.decode(): r.value for r in segments}
+    left = sorted(k for k, v in last_segment.items() if v is not None and k.rpartition("\x00")[0] in gone)
+    assert not left, left
 
     letters = [json.loads(r.value) for r in await env.read_topic(env.names.dead_letters)]
     # (By offset: a worker killed before its offsets were committed sends a letter again.)

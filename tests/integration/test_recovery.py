@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 import pytest
 
+from journey.money import load_rates
 from journey.replay import replay_file
+from journey.scoring import ScoringRules
 from tests.fixtures.broker import ON_BOTH_BROKERS, WorkerProcess
 from tests.fixtures.conformance import IMPACT_KEYS
 from tests.integration.helpers import (
@@ -102,3 +105,78 @@ async def test_two_workers_split_partitions_and_route_lookups(journey_env: Any, 
     # Either worker answers every impact request, rankings over all partitions included.
     assert replayed.impact is not None
     await wait_for_impact(env, [first, second], replayed.impact)
+
+
+def _loyal_events(customers: int, count: int) -> list[dict[str, Any]]:
+    """Events of customers with long histories: one every five days, so that their windows
+    fill and empty again, and their logs fill segments (`journey.stored`)."""
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    events = []
+    for index in range(count):
+        for number in range(customers):
+            customer = f"loyal-{number:02d}"
+            at = (start + timedelta(days=5 * index, minutes=number)).isoformat().replace("+00:00", "Z")
+            common = {"event_id": f"{customer}-{index}", "customer_id": customer, "occurred_at": at}
+            if index % 3 == 0:
+                moment = ("zmot", "fmot", "smot")[min(index, 2)]
+                events.append(
+                    {"type": "touchpoint", **common, "moment": moment, "channel": "app", "sentiment": 0.5}
+                )
+            elif index % 3 == 1:
+                kind = "refund" if index % 7 == 0 else "purchase"
+                events.append(
+                    {
+                        "type": "purchase",
+                        **common,
+                        "kind": kind,
+                        "order_id": f"o-{index}",
+                        "amount": "20.00",
+                        "currency": "USD",
+                    }
+                )
+            else:
+                events.append({"type": "survey", **common, "score": 1 + index % 10, "scale": "1-10"})
+    return events
+
+
+@ON_BOTH_BROKERS
+async def test_long_histories_survive_sigkill_and_duplicates_stay_duplicates(
+    journey_env: Any, tmp_path: Any
+) -> None:
+    """Customers of 100 events: a worker killed after 70 of each, a new one given the other
+    30 and 40 duplicates of the early ones (whose event_ids live in sealed segments only,
+    read back from the history changelog): every duplicate is one, the states equal replay,
+    and the windows' expired segments are deleted from the changelog."""
+    env = journey_env
+    events = _loyal_events(12, 100)
+    messages = [
+        (env.names.for_type(e["type"]), e["customer_id"].encode(), json.dumps(e).encode()) for e in events
+    ]
+    early = [m for m, e in zip(messages, events, strict=True) if int(e["event_id"].rsplit("-", 1)[1]) < 40]
+    cut = 70 * 12
+    worker = env.worker()
+    # In rounds of ten events a customer, each handled before the next: one round's
+    # touchpoints, purchases and surveys come on three topics in any order, so only rounds
+    # keep the windows full (an entry that comes after its window moved on never enters).
+    for done in range(120, cut + 1, 120):
+        await env.produce(messages[done - 120 : done])
+        await wait_for_processed(worker, done, deadline_s=60)
+    worker.kill()
+    await env.produce(messages[cut:] + early)
+    restarted = env.worker()
+    path = tmp_path / "loyal.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    rules = ScoringRules(rates=load_rates(None, "USD"))
+    replayed = replay_file(path, rules, currencies=rules.rates)
+    expected = {state["customer_id"]: state for state in map(json.loads, replayed.lines)}
+    assert replayed.events == len(events) and len(expected) == 12
+    await wait_for_states(restarted, expected, deadline_s=120)
+    status, text = await asyncio.to_thread(restarted.get, "/metrics")
+    duplicates = metric_sum(metric_values(text), "journey_events_total", outcome="duplicate")
+    # (And the redelivered events the killed worker had not committed: duplicates too.)
+    assert status == 200 and duplicates >= len(early), (duplicates, len(early))
+    history = {
+        r.key.decode(): r.value for r in await env.read_topic(f"{env.names.prefix}journey-history-changelog")
+    }
+    assert any(value is None for value in history.values()), "expired window segments are deleted"
+    assert sum(value is not None for value in history.values()) >= 12 * 100 // 16, "seen segments are kept"
