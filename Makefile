@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export JOURNEY_FX_RATES ?= $(CURDIR)/deploy/fx-rates.json
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools kafka demo test lint typecheck format unit integration deploy-check bench bench-kafka soak clean
+.PHONY: help install tools kafka demo test lint typecheck format unit integration deploy-check docs docs-serve bench bench-kafka soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,12 +78,18 @@ integration: $(STAMP) tools kafka ## the tests on the embedded broker and Apache
 deploy-check: $(STAMP) tools ## promtool and static checks of deploy/
 	$(BIN)/pytest tests/deploy $(PYTEST_ARGS)
 
+docs: $(STAMP) ## build the docs site into site/, strictly (a broken link or a missing page fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP) ## serve the docs site at http://127.0.0.1:8000/, rebuilt as pages change
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 # pytest's exit 5 ("no tests collected") is not a failure of the suite.
-test: tools kafka lint typecheck ## everything CI runs: lint, types, unit and integration tests
+test: tools kafka lint typecheck docs ## everything CI runs: lint, types, the docs site, unit and integration tests
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 clean: ## remove the virtualenv, caches and local data
-	rm -rf $(VENV) .journey-data .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .journey-data .pytest_cache .mypy_cache .ruff_cache build site *.egg-info
 
 bench: $(STAMP) ## benchmark: raw aiokafka vs journey vs replay, latency, memory (prints ratios)
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)

@@ -27,7 +27,7 @@ __all__ = ["cli", "main"]
 def cli() -> None:
     """journey: customer journeys in, PPP = CSAT x CLTV out, on Kafka.
 
-    Configuration comes from JOURNEY_* environment variables (see the README).
+    Configuration comes from JOURNEY_* environment variables (docs/configuration.md).
     """
 
 

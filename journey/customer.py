@@ -232,7 +232,7 @@ class _Record(msgspec.Struct, array_like=True):
     # Added within format 4: a record written without it reads as no joins.
     joined: set[str] = msgspec.field(default_factory=set)
     # Added within format 4 for the second moment: a record written without them reads as
-    # no SMOT failure, so its SMOT touchpoints until then count as smooth (README).
+    # no SMOT failure, so its SMOT touchpoints until then count as smooth (docs/choices.md).
     smot_failures: int = 0
     last_failure_us: int | None = None
     last_good_us: int | None = None

@@ -157,7 +157,7 @@ def _fold_in(state: CustomerState, event: Event, at: int, rules: ScoringRules) -
         score = normalise_score(event.score, event.scale)
         candidate = (at, event.event_id, score)
         # Two ids of one person may share an event_id: a tie of time and event_id goes to
-        # the greater score, so that the choice stays a function of the set (README).
+        # the greater score, so that the choice stays a function of the set (docs/choices.md).
         if state.latest_survey is None or candidate > state.latest_survey:
             state.latest_survey = candidate
         if at >= csat_start:

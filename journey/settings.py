@@ -1,6 +1,6 @@
 """Every setting of journey, read once from `JOURNEY_*` environment variables.
 
-This class is the one list of configuration; the README's table is written from it and a
+This class is the one list of configuration; docs/configuration.md's table is generated from it and a
 test keeps the two in step.
 """
 

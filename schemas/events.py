@@ -44,7 +44,7 @@ Moment = Literal["zmot", "fmot", "smot"]
 Scale = Literal["1-10", "0-10", "1-5"]
 
 # A single order above a trillion units is a producer bug, not a sale; the bound also keeps
-# every sum exact within the core's decimal precision (SPEC is silent; see README).
+# every sum exact within the core's decimal precision (SPEC is silent; see docs/choices.md).
 MAX_AMOUNT = Decimal("1000000000000")
 _FOUR_PLACES = Decimal("0.0001")
 

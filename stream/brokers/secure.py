@@ -59,7 +59,7 @@ def journey_acls(prefix: str, app_id: str = "journey") -> list[Acl]:
     by name (read, write, create, describe), the consumer group of its workers
     (`<prefix><app_id>`), the transactional ids of its workers (`<prefix><app_id>-<worker
     name>`), and idempotent writes. `publish`, `tail` and `forget` need a part of these
-    (README, "Secured brokers")."""
+    (docs/secured.md)."""
     topics = TopicNames(prefix, app_id).all
     app = f"{prefix}{app_id}"
     operations = ("read", "write", "create", "describe")

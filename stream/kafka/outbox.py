@@ -211,7 +211,7 @@ async def tables_last(outbox: Outbox, changelog: str, *outputs: str) -> Outbox |
     its links (6 referral keys missing after a broker and a worker were SIGKILLed
     together on the three-node cluster): the records wait in the Outbox returned, sent
     once the outputs are acknowledged (`after`). A crash between the two then sends
-    the outputs again on redelivery, and loses none (README, "Tested on Apache Kafka")."""
+    the outputs again on redelivery, and loses none (docs/kafka.md, "Tested on Apache Kafka")."""
     if await led_by_one(outbox, changelog, *outputs):
         return None
     return outbox.sibling()

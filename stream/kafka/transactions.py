@@ -61,7 +61,7 @@ async def _broker_runs_transactions(kafka: Mapping[str, Any], probe_prefix: str)
         await asyncio.wait_for(producer.commit_transaction(), _PROBE_TIMEOUT_S)
     except TransactionalIdAuthorizationFailed:
         # A secured cluster that runs transactions but not for this user: silently at
-        # least once would hide it (README, "Secured brokers").
+        # least once would hide it (docs/secured.md).
         raise KafkaSetupError(
             f"the broker denies the transactional id {transactional_id!r}: grant WRITE and DESCRIBE "
             f"on transactional ids prefixed {probe_prefix.removesuffix('probe-')!r}, or set "

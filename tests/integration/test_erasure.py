@@ -178,7 +178,7 @@ async def test_erasure_streamed_through_a_killed_worker_equals_replay(journey_en
         # As a rolling restart does: the next broker goes only once the first is back in
         # every in-sync replica set. (Killed before that, while some partitions had one
         # replica in sync, 2 runs of 8 ended with a few customers' referral keys missing:
-        # README, "Tested on Apache Kafka".)
+        # docs/kafka.md, "Tested on Apache Kafka".)
         await fully_replicated(env, 3, deadline_s=60)
         # A broker and the worker together; the broker stays down to the end of the checks.
         killed = next(n for n in (1, 2, 3) if n != killed)

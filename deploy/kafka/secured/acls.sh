@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ACLs of journey's user for docker-compose.secured.yml: what `journey_acls` lists
-# (README, "Secured brokers"), for the topics of JOURNEY_TOPIC_PREFIX (empty here) and the
+# (docs/secured.md), for the topics of JOURNEY_TOPIC_PREFIX (empty here) and the
 # app id `journey`, granted over the node's own listener.
 set -euo pipefail
 acl() { /opt/kafka/bin/kafka-acls.sh --bootstrap-server localhost:9092 --add --allow-principal User:journey "$@"; }
