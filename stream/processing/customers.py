@@ -212,7 +212,9 @@ class Customers:
         if not room:
             await chunks.send()
             make_current(current)  # others ran meanwhile
-        # The history first: a head never names a segment the broker has not taken.
+        # The history's records, then the head, in the same chunk: one produce request, as
+        # a state and its impact change (a head naming a segment that was lost would forget
+        # the event_ids in it).
         history_data = self.history.data
         for segment_key, record in written:
             if record is None:
