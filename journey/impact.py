@@ -50,12 +50,17 @@ DIMENSIONS = ("all", "campaign", "channel", "referrer", "referral_channel", "rec
 ALL_KEY = "all/*"
 _MOMENTS = ("zmot", "fmot", "smot", "umot")
 
-# The sums of an entry, in this order (a change holds the same 13, packed: see `Packed`):
+# The sums of an entry, in this order (a change holds the same 16, packed: see `Packed`):
 # customers, buyers, surveyed, referred, the four moments reached, then ppp, cltv and
-# csat_sum in cents, then attributed_ppp and attributed_cltv in millionths.
+# csat_sum in cents, then attributed_ppp and attributed_cltv in millionths, then the
+# customers who reached both a moment and the one before it (FMOT after ZMOT, SMOT after
+# FMOT, UMOT after SMOT): the circle's onward shares. The last three came later than the
+# others: a change or an entry written before them holds 13 sums and reads as 16.
 _COUNTS = 8
 _PPP, _CLTV, _CSAT, _ATTRIBUTED_PPP, _ATTRIBUTED_CLTV = 8, 9, 10, 11, 12
-_SUMS = 13
+_ONWARD = 13
+_SUMS = 16
+_SUMS_BEFORE_ONWARD = 13
 _MICROS_PER_CENT = 10_000
 
 Sums = list[int]
@@ -113,6 +118,7 @@ def _cents(value: Decimal) -> int:
 
 
 _ONE, _BUYER, _SURVEYED, _REFERRED, _ZMOT, _FMOT, _SMOT, _UMOT = _PLACE[:_COUNTS]
+_FMOT_AFTER_ZMOT, _SMOT_AFTER_FMOT, _UMOT_AFTER_SMOT = _PLACE[_ONWARD:_SUMS]
 # Where each sum's digit starts: placing a value there is a shift, three times cheaper than
 # multiplying by the digit's place.
 _AT_PPP, _AT_CLTV, _AT_CSAT, _AT_ATTRIBUTED_PPP, _AT_ATTRIBUTED_CLTV = (
@@ -143,6 +149,12 @@ def contribution(state: CustomerState) -> Contribution | None:
         base += _SMOT
     if umot:
         base += _UMOT
+    if fmot and zmot:
+        base += _FMOT_AFTER_ZMOT
+    if smot and fmot:
+        base += _SMOT_AFTER_FMOT
+    if umot and smot:
+        base += _UMOT_AFTER_SMOT
     keys = state.entry_keys
     if keys is None:
         keys = state.entry_keys = _entry_keys(state)
@@ -265,6 +277,9 @@ class ImpactEntry:
     sums: Packed = 0
     version: int = 0
     applied: int = -1
+    # Whether the onward sums count every customer: not for an entry kept from before they
+    # existed (format 1), whose customers counted then are in none of them.
+    onward_known: bool = True
 
 
 def apply_change(entry: ImpactEntry, change: Packed, offset: int) -> bool:
@@ -279,28 +294,40 @@ def apply_change(entry: ImpactEntry, change: Packed, offset: int) -> bool:
     return True
 
 
-_ENTRY_FORMAT = 1
+_ENTRY_FORMAT = 2
 
 
 def encode_entry(entry: ImpactEntry, sums: Sums | None = None) -> bytes:
-    """The entry's table record: its 13 sums as a JSON list (`sums`, when the caller has
-    them unpacked already), its version and its last applied offset."""
+    """The entry's table record (format 2): its 16 sums as a JSON list (`sums`, when the
+    caller has them unpacked already), its version, its last applied offset, and whether
+    its onward sums are known."""
     return orjson.dumps(
-        [_ENTRY_FORMAT, unpack(entry.sums) if sums is None else sums, entry.version, entry.applied]
+        [
+            _ENTRY_FORMAT,
+            unpack(entry.sums) if sums is None else sums,
+            entry.version,
+            entry.applied,
+            entry.onward_known,
+        ]
     )
 
 
 def decode_entry(raw: bytes) -> ImpactEntry:
+    """Formats 2 and 1; an entry of format 1 (13 sums) has its onward sums at 0, unknown."""
     data = orjson.loads(raw)
-    if data[0] != _ENTRY_FORMAT:
-        raise ValueError(f"impact entry encoded in format {data[0]!r}; this release reads {_ENTRY_FORMAT}")
-    return ImpactEntry(pack(data[1]), data[2], data[3])
+    if data[0] == _ENTRY_FORMAT:
+        return ImpactEntry(pack(data[1]), data[2], data[3], data[4])
+    if data[0] == 1:
+        return ImpactEntry(pack([*data[1], 0, 0, 0]), data[2], data[3], onward_known=False)
+    raise ValueError(f"impact entry encoded in format {data[0]!r}; this release reads 1 and {_ENTRY_FORMAT}")
 
 
 # A change on the internal changes topic: the packed integer itself, little-endian and
-# signed, in a fixed width (13 digits of 128 bits and a byte for the sign): written and
-# read in a fraction of a microsecond, where a JSON list of 13 numbers cost several.
+# signed, in a fixed width (16 digits of 128 bits and a byte for the sign): written and
+# read in a fraction of a microsecond, where a JSON list of 16 numbers cost several. A
+# change of the release before holds 13 digits, and reads as the same integer.
 _CHANGE_BYTES = _SUMS * _DIGIT // 8 + 1
+_CHANGE_WIDTHS = frozenset({_CHANGE_BYTES, _SUMS_BEFORE_ONWARD * _DIGIT // 8 + 1})
 
 
 def encode_change(change: Packed) -> bytes:
@@ -308,7 +335,7 @@ def encode_change(change: Packed) -> bytes:
 
 
 def decode_change(raw: bytes) -> Packed:
-    if len(raw) != _CHANGE_BYTES:
+    if len(raw) not in _CHANGE_WIDTHS:
         raise ValueError(f"an impact change is {_CHANGE_BYTES} bytes, not {len(raw)}")
     return int.from_bytes(raw, "little", signed=True)
 
@@ -323,8 +350,11 @@ def _money_of_micros(micros: int) -> float:
     return _money(_divide(micros, _MICROS_PER_CENT))
 
 
-def entry_message(key: str, sums: Sums, version: int | None = None) -> dict[str, Any]:
-    """The `impact` message of an entry (SPEC.md); without `version` when it is None."""
+def entry_message(
+    key: str, sums: Sums, version: int | None = None, *, onward_known: bool = True
+) -> dict[str, Any]:
+    """The `impact` message of an entry (SPEC.md); without `version` when it is None.
+    `moments_onward` (beyond SPEC.md) is null where the onward sums are not known."""
     dimension, name = split_key(key)
     message: dict[str, Any] = {
         "dimension": dimension,
@@ -339,6 +369,7 @@ def entry_message(key: str, sums: Sums, version: int | None = None) -> dict[str,
         "csat_sum": _money(sums[_CSAT]),
         "attributed_ppp": _money_of_micros(sums[_ATTRIBUTED_PPP]),
         "attributed_cltv": _money_of_micros(sums[_ATTRIBUTED_CLTV]),
+        "moments_onward": dict(zip(_MOMENTS[1:], sums[_ONWARD:_SUMS], strict=True)) if onward_known else None,
     }
     if version is not None:
         message["version"] = version
@@ -454,15 +485,17 @@ def with_comparisons(entry: Mapping[str, Any], everyone: Mapping[str, Any] | Non
 
 def circle(everyone: Mapping[str, Any]) -> dict[str, Any]:
     """The journey's circle from the published `all` entry: the customers at each moment,
-    how many reach each next moment per customer at the one before (`onward`, rounded like
-    the other ratios; above 1 when a moment also takes customers who skipped the one
-    before), and the arc back to ZMOT: customers `referred` and the `k_factor`."""
+    the share of the customers at each moment who also reached the next one (`onward`, a
+    fraction from 0 to 1 rounded like the other ratios; None where it cannot be known: no
+    customer at the moment before, or an entry kept from before the onward sums), and the
+    arc back to ZMOT: customers `referred` and the `k_factor`."""
     moments = everyone["moments"]
-    counts = [_decimal(moments[moment]) for moment in _MOMENTS]
-    onward = {
-        moment: _out(_rounded(_ratio(count, before), _TEN_THOUSANDTH))
-        for moment, count, before in zip(_MOMENTS[1:], counts[1:], counts[:-1], strict=True)
-    }
+    both = everyone.get("moments_onward")
+    onward: dict[str, float | None] = {}
+    for moment, before in zip(_MOMENTS[1:], _MOMENTS[:-1], strict=True):
+        reached = None if both is None else _decimal(both[moment])
+        share = None if reached is None else _ratio(reached, _decimal(moments[before]))
+        onward[moment] = _out(_rounded(share, _TEN_THOUSANDTH))
     return {
         "moments": dict(moments),
         "onward": onward,

@@ -119,6 +119,17 @@ class CustomerState(BaseModel):
     aliases: list[str] = Field(description="the person's other ids, sorted ([] for a person of one id)")
 
 
+class OnwardMoments(BaseModel):
+    """Customers who reached a moment and the one before it (beyond SPEC.md: the circle's
+    onward shares, docs/choices.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fmot: int = Field(ge=0, description="customers who reached ZMOT and FMOT")
+    smot: int = Field(ge=0, description="customers who reached FMOT and SMOT")
+    umot: int = Field(ge=0, description="customers who reached SMOT and UMOT")
+
+
 class ImpactEntry(BaseModel):
     """One message on `impact`, keyed by `dimension/key`: the sums over the customers that
     have the key (SPEC.md, "Impact"). A null value (tombstone) when no customer is left."""
@@ -137,6 +148,13 @@ class ImpactEntry(BaseModel):
     csat_sum: float = Field(ge=0)
     attributed_ppp: float = Field(ge=0, description="linear attribution: each customer's ppp / its keys")
     attributed_cltv: float = Field(ge=0)
+    moments_onward: OnwardMoments | None = Field(
+        default=None,
+        description=(
+            "customers who reached each moment and the one before it; null where not known"
+            " (an entry kept from a release before these counts)"
+        ),
+    )
     version: int = Field(ge=1, description="counts the messages of this key; drop lower ones")
 
 

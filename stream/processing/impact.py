@@ -70,7 +70,11 @@ class ImpactSums:
             key = entry_key.encode("utf-8")
             sums = unpack(entry.sums)
             record = encode_entry(entry, sums)
-            message = orjson.dumps(entry_message(entry_key, sums, entry.version)) if sums[0] else None
+            message = (
+                orjson.dumps(entry_message(entry_key, sums, entry.version, onward_known=entry.onward_known))
+                if sums[0]
+                else None
+            )
             impact_partition = default_partition(key, impact_partitions)
             if not (
                 (tables is not None or chunk.has_room(changelog, partition, key, record, limit))

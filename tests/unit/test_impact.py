@@ -20,6 +20,7 @@ from journey.impact import (
     ImpactEntry,
     add_change,
     apply_change,
+    circle,
     contribution,
     decode_change,
     decode_entry,
@@ -91,16 +92,24 @@ def test_the_file_order_does_not_matter(impact_conformance: Any, tmp_path: Path)
 # Worked examples ------------------------------------------------------------------------
 
 
-def _customer(cid: str, *, ppp: str, cltv: str, csat: str, campaigns: set[str]) -> CustomerState:
+def _customer(
+    cid: str,
+    *,
+    ppp: str,
+    cltv: str,
+    csat: str,
+    campaigns: set[str] | None = None,
+    moments: list[int] | None = None,
+) -> CustomerState:
     return CustomerState(
         cid,
         version=1,
         surveys=1,
-        moments=[1, 0, 0, 0],
+        moments=moments or [1, 0, 0, 0],
         ppp=Decimal(ppp),
         cltv=Decimal(cltv),
         csat=Decimal(csat),
-        campaigns=campaigns,
+        campaigns=campaigns or set(),
         channels={"web"},
     )
 
@@ -110,12 +119,16 @@ def test_linear_attribution_rounds_each_share_half_even_to_six_decimals() -> Non
     state = _customer("c-1", ppp="0.02", cltv="0.01", csat="2.00", campaigns={"a", "b", "c"})
     changes: dict[str, int] = {}
     add_change(changes, None, contribution(state))
-    assert unpack(changes["campaign/a"])[11:] == [6667, 3333]
-    assert unpack(changes[ALL_KEY])[11:] == [20000, 10000]
+    assert unpack(changes["campaign/a"])[11:13] == [6667, 3333]
+    assert unpack(changes[ALL_KEY])[11:13] == [20000, 10000]
     # Half-even at the sixth decimal: 0.000005 / 2 = 0.0000025 -> 0.000002.
-    assert entry_message("campaign/x", [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 5000])["attributed_cltv"] == 0.0
     assert (
-        entry_message("campaign/x", [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15000, 5000])["attributed_ppp"] == 0.02
+        entry_message("campaign/x", [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 5000, 0, 0, 0])["attributed_cltv"]
+        == 0.0
+    )
+    assert (
+        entry_message("campaign/x", [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15000, 5000, 0, 0, 0])["attributed_ppp"]
+        == 0.02
     )
 
 
@@ -160,24 +173,24 @@ def test_converts_but_satisfies_less_is_flagged() -> None:
 
 def test_keys_split_at_the_first_slash_only() -> None:
     assert split_key("campaign/b2b/enterprise") == ("campaign", "b2b/enterprise")
-    assert entry_message("campaign/a/b%20c", [0] * 13)["key"] == "a/b%20c"
+    assert entry_message("campaign/a/b%20c", [0] * 16)["key"] == "a/b%20c"
 
 
 def test_a_change_delivered_again_is_not_counted_twice() -> None:
     entry = ImpactEntry()
-    one = decode_change(encode_change(pack([1] * 13)))
+    one = decode_change(encode_change(pack([1] * 16)))
     assert apply_change(entry, one, offset=4)
     assert not apply_change(entry, one, offset=4)
-    assert not apply_change(entry, pack([5] * 13), offset=3)
+    assert not apply_change(entry, pack([5] * 16), offset=3)
     assert apply_change(entry, one, offset=9)
-    assert unpack(entry.sums) == [2] * 13
+    assert unpack(entry.sums) == [2] * 16
     assert decode_entry(encode_entry(entry)) == entry
     # A negative change (a customer leaving an entry) survives the wire too.
-    assert unpack(decode_change(encode_change(pack([-1, 0, -(2**90), *[3] * 10])))) == [
+    assert unpack(decode_change(encode_change(pack([-1, 0, -(2**90), *[3] * 13])))) == [
         -1,
         0,
         -(2**90),
-        *[3] * 10,
+        *[3] * 13,
     ]
     with pytest.raises(ValueError, match="bytes"):
         decode_change(b"[1, 2, 3]")
@@ -306,8 +319,8 @@ def test_attributed_sums_of_a_dimension_are_what_its_customers_are_worth(data: s
 
 
 def test_with_comparisons_reads_published_floats_exactly() -> None:
-    entry = entry_message("campaign/a", [3, 1, 1, 0, 1, 0, 0, 0, 10, 10, 10, 100000, 100000])
-    everyone = entry_message(ALL_KEY, [6, 3, 2, 0, 1, 0, 0, 0, 40, 40, 20, 400000, 400000])
+    entry = entry_message("campaign/a", [3, 1, 1, 0, 1, 0, 0, 0, 10, 10, 10, 100000, 100000, 0, 0, 0])
+    everyone = entry_message(ALL_KEY, [6, 3, 2, 0, 1, 0, 0, 0, 40, 40, 20, 400000, 400000, 0, 0, 0])
     out = with_comparisons(entry, everyone)
     # Inside: 0.10 / 3 customers; outside: 0.30 / 3.
     assert out["ppp_uplift"] == round(1 / 3 - 1, 4)
@@ -316,10 +329,40 @@ def test_with_comparisons_reads_published_floats_exactly() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.integers(-(2**100), 2**100), min_size=13, max_size=13),
-    st.lists(st.integers(-(2**100), 2**100), min_size=13, max_size=13),
+    st.lists(st.integers(-(2**100), 2**100), min_size=16, max_size=16),
+    st.lists(st.integers(-(2**100), 2**100), min_size=16, max_size=16),
 )
 def test_packed_sums_add_digit_by_digit_and_come_back_exactly(a: list[int], b: list[int]) -> None:
     assert unpack(pack(a)) == a
     assert unpack(pack(a) + pack(b)) == [x + y for x, y in zip(a, b, strict=True)]
     assert unpack(pack(a) - pack(b)) == [x - y for x, y in zip(a, b, strict=True)]
+
+
+def test_onward_counts_customers_who_reached_a_moment_and_the_one_before() -> None:
+    """The circle's arrows: of the customers at a moment, the share who also reached the
+    next one, at most 1 (SMOT repeats and takes customers who skipped FMOT, which a ratio
+    of the two counts took for more than everyone)."""
+    states = [
+        _customer("a", ppp="1.00", cltv="1.00", csat="5.00", moments=[1, 1, 3, 0]),
+        _customer("b", ppp="1.00", cltv="1.00", csat="5.00", moments=[1, 0, 2, 1]),
+        _customer("c", ppp="1.00", cltv="1.00", csat="5.00", moments=[0, 0, 4, 1]),
+    ]
+    everyone = next(e for e in impact_report(map(contribution, states)) if e["dimension"] == "all")
+    assert everyone["moments"] == {"zmot": 2, "fmot": 1, "smot": 3, "umot": 2}
+    assert everyone["moments_onward"] == {"fmot": 1, "smot": 1, "umot": 2}
+    assert circle(everyone)["onward"] == {"fmot": 0.5, "smot": 1.0, "umot": 0.6667}
+
+
+def test_an_entry_of_format_1_reads_with_its_onward_sums_unknown() -> None:
+    old = orjson.dumps([1, [3, 1, 1, 0, 2, 1, 3, 2, 300, 300, 1500, 3000000, 3000000], 7, 41])
+    entry = decode_entry(old)
+    assert (entry.version, entry.applied, entry.onward_known) == (7, 41, False)
+    assert unpack(entry.sums)[:13] == [3, 1, 1, 0, 2, 1, 3, 2, 300, 300, 1500, 3000000, 3000000]
+    message = entry_message(ALL_KEY, unpack(entry.sums), entry.version, onward_known=entry.onward_known)
+    assert message["moments_onward"] is None
+    assert circle(message)["onward"] == {"fmot": None, "smot": None, "umot": None}
+    again = decode_entry(encode_entry(entry))
+    assert again == entry  # format 2 keeps that it is not known
+    # A change written by the release before (13 digits) reads as the same sums.
+    old_change = pack([1] * 13 + [0] * 3)
+    assert decode_change(old_change.to_bytes(13 * 16 + 1, "little", signed=True)) == old_change

@@ -16,7 +16,7 @@ _KEYS = st.sampled_from(["a", "b", "c/d", "été", "50% off", "x", "y", "z"])
 def _message(dimension: str, key: str, attributed_cents: int, version: int) -> bytes:
     sums = list(unpack(0))
     sums[0] = 1  # one customer
-    sums[-2] = attributed_cents * 10_000  # attributed PPP, in millionths
+    sums[11] = attributed_cents * 10_000  # attributed PPP, in millionths
     return orjson.dumps(entry_message(f"{dimension}/{key}", unpack(pack(sums)), version))
 
 

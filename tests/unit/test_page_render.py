@@ -70,7 +70,11 @@ def test_untrusted_text_is_escaped_and_figures_keep_their_api_values() -> None:
 
 
 def test_circle_shares_come_from_the_all_entry() -> None:
-    everyone = {"moments": {"zmot": 40, "fmot": 30, "smot": 0, "umot": 5}, "referred": 2}
+    everyone = {
+        "moments": {"zmot": 40, "fmot": 30, "smot": 0, "umot": 5},
+        "moments_onward": {"fmot": 30, "smot": 0, "umot": 0},
+        "referred": 2,
+    }
     assert circle(everyone) == {
         "moments": {"zmot": 40, "fmot": 30, "smot": 0, "umot": 5},
         "onward": {"fmot": 0.75, "smot": 0.0, "umot": None},  # nobody at SMOT to go on from

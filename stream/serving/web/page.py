@@ -103,9 +103,13 @@ def render_circle(circle: Mapping[str, Any]) -> str:
     ]
     for moment, (path, (x, y)) in _ARCS.items():
         before = list(_MOMENTS)[list(_MOMENTS).index(moment) - 1]
+        share = onward[moment]
         label = (
-            f"{percent(onward[moment])} of the customers at {_MOMENTS[before][0]} "
-            f"per customer reach {_MOMENTS[moment][0]}"
+            f"{percent(share)} of the customers who reached {_MOMENTS[before][0]} also reached "
+            f"{_MOMENTS[moment][0]}"
+            if share is not None
+            else f"How many of the customers at {_MOMENTS[before][0]} also reached {_MOMENTS[moment][0]}: "
+            "not known (no customer there yet, or counts kept from before this release)"
         )
         parts.append(f'<path d="{path}" class="arc" marker-end="url(#head)"><title>{label}</title></path>')
         parts.append(
@@ -163,8 +167,8 @@ def render_circle(circle: Mapping[str, Any]) -> str:
     return (
         '<h2 id="circle-title">The circle of moments</h2>'
         f"{svg}"
-        '<p class="hint">Each moment shows the customers who reached it; each arrow, how many reach '
-        "the next moment per customer at the one before; the arc back to ZMOT, the customers "
+        '<p class="hint">Each moment shows the customers who reached it; each arrow, the share of '
+        "the customers at the moment before who also reached the next one; the arc back to ZMOT, the customers "
         "brought in by referrals and the K-factor (referred per customer who shared). "
         "Hover over or focus a moment for what it is.</p>"
         f'<ul class="legend">{legend}</ul>'
