@@ -318,7 +318,9 @@ def decode_entry(raw: bytes) -> ImpactEntry:
     if data[0] == _ENTRY_FORMAT:
         return ImpactEntry(pack(data[1]), data[2], data[3], data[4])
     if data[0] == 1:
-        return ImpactEntry(pack([*data[1], 0, 0, 0]), data[2], data[3], onward_known=False)
+        return ImpactEntry(
+            pack([*data[1], *[0] * (_SUMS - _SUMS_BEFORE_ONWARD)]), data[2], data[3], onward_known=False
+        )
     raise ValueError(f"impact entry encoded in format {data[0]!r}; this release reads 1 and {_ENTRY_FORMAT}")
 
 

@@ -38,10 +38,10 @@ class Log:
 
     __slots__ = ("hi", "lo", "sealed", "tail")
 
-    def __init__(self, lo: int = 0, hi: int = 0, tail: list[Any] | None = None) -> None:
-        self.lo = lo
-        self.hi = hi
-        self.tail: list[Any] = [] if tail is None else tail
+    def __init__(self) -> None:
+        self.lo = 0
+        self.hi = 0
+        self.tail: list[Any] = []
         self.sealed: dict[int, list[Any]] = {}
 
     def add(self, item: Any) -> None:
@@ -63,11 +63,11 @@ class WindowLog(Log):
 
     __slots__ = ("ends",)
 
-    def __init__(self, lo: int = 0, hi: int = 0, tail: list[Any] | None = None) -> None:
+    def __init__(self) -> None:
         # (Not through Log's: a layout is made for every customer new to a worker.)
-        self.lo = lo
-        self.hi = hi
-        self.tail = [] if tail is None else tail
+        self.lo = 0
+        self.hi = 0
+        self.tail = []
         self.sealed = {}
         # The newest entry's time of each segment from `lo` on (a list: a deque took 600
         # bytes of every cached customer's three windows, and segments leave seldom).

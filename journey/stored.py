@@ -280,16 +280,6 @@ def _take_seen(state: CustomerState, items: Iterable[SeenItem]) -> None:
             state.seen_of(owner).add(item)
 
 
-def _set_window(state: CustomerState, name: str, window: list[tuple[int, Decimal]]) -> None:
-    total = decimal_sum(window)
-    if name == SURVEYS:
-        state.window_surveys, state.window_survey_sum = window, total
-    elif name == SENTIMENTS:
-        state.sentiments, state.sentiment_sum = window, total
-    else:
-        state.recent_money, state.recent_sum = window, total
-
-
 def to_store(
     state: CustomerState, prior: Layout | None, csat_window_us: int, cltv_window_us: int
 ) -> tuple[bytes, Written]:
