@@ -13,7 +13,8 @@ The broker is the embedded one (Tansu), or one Apache Kafka node with `--broker 
 4. saturation: what one worker handles while the latency stage's load generator runs beside
    it, offering more than (2) (issue #17: "half of saturation" means with the generator);
 5. latency: produce-to-`ppp-updates` p50/p99 at a fixed offered load of half of (4), for
-   the raw passthrough and for journey;
+   the raw passthrough and for journey, each measured from a process of its own, started
+   again on topics a warm-up run of it wrote, once it is ready (`serve_latency`);
 6. memory: bytes per customer held, for `--customers` customers in the core's state.
 
 Absolute numbers vary from machine to machine and run to run; the ratios are the result.
@@ -34,7 +35,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -61,6 +62,17 @@ from stream.kafka.topics import TopicNames
 
 Broker = EmbeddedBroker | KafkaCluster
 
+
+class Address(Protocol):
+    """What a pipeline needs of its broker: a broker, or a process's note of one."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def bootstrap(self) -> list[str]: ...
+
+
 ROOT = Path(__file__).resolve().parents[1]
 RATES = ROOT / "deploy" / "fx-rates.json"
 PARTITIONS = 4
@@ -74,21 +86,24 @@ THROUGHPUT_RUNS = 2
 SATURATION_OVERLOAD = 1.25
 SATURATION_WARMUP = 2.0
 MIN_TIMED_SECONDS = 1.0
+# The latency stage's warm-up run, before the measured one (`serve_latency`).
+WARM_UP_SECONDS = 5.0
 
 
 def log(message: str) -> None:
     print(message, flush=True)
 
 
-def workload(count: int, *, identity: bool = True) -> list[dict[str, Any]]:
+def workload(count: int, *, identity: bool = True, prefix: str = "b") -> list[dict[str, Any]]:
     """The simulator's journeys; with `identity`, one customer in twenty researches under a
-    device id and is identified at its first purchase (about 4% of people are merged)."""
+    device id and is identified at its first purchase (about 4% of people are merged).
+    Workloads of different `prefix`es share no customer and no event."""
     currencies = sorted(load_rates(RATES, "USD").rates)
     simulator = JourneySimulator(
         seed=42,
         customers=count // 6,
         currencies=currencies,
-        prefix="b",
+        prefix=prefix,
         anonymous_every=20 if identity else 0,
     )
     return list(simulator.events(count))
@@ -164,14 +179,17 @@ def metric(port: int, name: str) -> float:
 
 
 def assigned(port: int) -> bool:
+    """Whether the worker has its partitions and has restored its tables: Faust's rebalance
+    ends when recovery does, and the input waits until then."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-            return bool(json.loads(response.read())["assigned"])
+            health = json.loads(response.read())
     except OSError:
         return False
+    return bool(health["assigned"]) and not health["rebalancing"]
 
 
-def start_worker(broker: Broker, prefix: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
+def start_worker(broker: Address, prefix: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "JOURNEY_BROKER": broker.url,
@@ -317,7 +335,7 @@ class JourneyPipeline(Pipeline):
 
     label = "journey"
 
-    def __init__(self, broker: Broker, tmp: Path) -> None:
+    def __init__(self, broker: Address, tmp: Path) -> None:
         names = TopicNames(prefix="latency.")
         super().__init__(names, names.ppp_updates, "cause_event_id")
         self.broker, self.tmp, self.port = broker, tmp, free_port()
@@ -326,7 +344,7 @@ class JourneyPipeline(Pipeline):
         return start_worker(self.broker, self.names.prefix, self.port, self.tmp)
 
     def ready(self, process: subprocess.Popen[bytes]) -> bool:
-        return assigned(self.port)  # joined the group, partitions assigned
+        return assigned(self.port)  # joined the group, partitions assigned, tables restored
 
 
 class RawPipeline(Pipeline):
@@ -336,23 +354,28 @@ class RawPipeline(Pipeline):
 
     label = "raw"
 
-    def __init__(self, broker: Broker, tmp: Path) -> None:
+    def __init__(self, broker: Address, tmp: Path) -> None:
         names = TopicNames(prefix="latency-raw.")
         super().__init__(names, names.ppp_updates, "event_id")
         self.broker, self.ready_file = broker, tmp / "raw-passthrough.ready"
+        self.started = False
 
     def start(self) -> subprocess.Popen[bytes]:
         self.ready_file.unlink(missing_ok=True)
         bootstrap = ",".join(self.broker.bootstrap)
         command = [sys.executable, __file__, "--passthrough", bootstrap, self.names.prefix]
-        return subprocess.Popen([*command, str(self.ready_file)])
+        # Started again after the warm-up (`serve_latency`): from where that run ended.
+        start = "end" if self.started else "beginning"
+        self.started = True
+        return subprocess.Popen([*command, str(self.ready_file), start])
 
     def ready(self, process: subprocess.Popen[bytes]) -> bool:
         return self.ready_file.exists()
 
 
-async def serve_passthrough(bootstrap: str, prefix: str, ready_file: Path) -> None:
-    """The raw pipeline's process (`--passthrough`): every input topic's message to `ppp-updates`."""
+async def serve_passthrough(bootstrap: str, prefix: str, ready_file: Path, start: str) -> None:
+    """The raw pipeline's process (`--passthrough`): every input topic's message to `ppp-updates`,
+    from the `start` ("beginning" or "end") of the inputs, as a worker resumes where it was."""
     names = TopicNames(prefix=prefix)
     kafka = {"bootstrap_servers": [bootstrap]}
     consumer = AIOKafkaConsumer(**kafka, auto_offset_reset="earliest", fetch_max_wait_ms=10)
@@ -362,7 +385,12 @@ async def serve_passthrough(bootstrap: str, prefix: str, ready_file: Path) -> No
     try:
         partitions = [TopicPartition(t, p) for t in names.inputs for p in range(PARTITIONS)]
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        if start == "end":
+            await consumer.seek_to_end(*partitions)
+            for partition in partitions:  # resolved now: nothing sent after `ready` is skipped
+                await consumer.position(partition)
+        else:
+            await consumer.seek_to_beginning(*partitions)
         ready_file.touch()
         while True:
             batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
@@ -466,7 +494,7 @@ async def latency(
     warmup: float = 1.0,
     window: float = 5.0,
     broker_pid: int | None = None,
-) -> tuple[float, float, int, list[float], dict[str, float]]:
+) -> tuple[float, float, int, list[float], dict[str, float], float]:
     """p50 and p99 of produce -> `pipeline`'s output, in ms, with `events` offered at `rate`
     events/s by a producer that batches for `linger_ms` (counted in the latency); and the
     p99 of each `window` seconds, in ms; and the share of a CPU the broker, the pipeline's
@@ -480,6 +508,7 @@ async def latency(
     names = pipeline.names
     await create_topics(kafka, names, partitions=PARTITIONS, replication_factor=1)
     process = pipeline.start()
+    launched = time.perf_counter()
     sent_at: dict[str, float] = {}
     seen: list[tuple[float, float]] = []
     # Committed records only: on Apache Kafka the worker writes in transactions (a reader that
@@ -507,6 +536,7 @@ async def latency(
     try:
         while not pipeline.ready(process) and process.poll() is None:
             await asyncio.sleep(0.2)
+        ready_after = time.perf_counter() - launched
         producer = AIOKafkaProducer(**kafka, linger_ms=linger_ms)
         await producer.start()
         pids = {"broker": broker_pid, "pipeline": process.pid, "load generator": os.getpid()}
@@ -531,7 +561,7 @@ async def latency(
         windows.setdefault(int((at - first) / window), []).append(delay)
     per_window = [percentile(sorted(delays), 0.99) * 1000 for _, delays in sorted(windows.items())]
     p50, p99 = percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000
-    return p50, p99, len(ordered), per_window, cpu
+    return p50, p99, len(ordered), per_window, cpu, ready_after
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -541,6 +571,59 @@ def cpu_seconds(pid: int | None) -> float:
     except (OSError, IndexError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class LatencyRun(NamedTuple):
+    """One pipeline's latency stage, as handed to the process that measures it."""
+
+    url: str
+    bootstrap: list[str]
+    broker_pid: int | None
+    label: str
+    rate: float
+    seconds: float
+
+
+def measure_latency(
+    run: LatencyRun, identity: bool, linger_ms: int, tmp: Path
+) -> tuple[float, float, int, list[float], dict[str, float], float]:
+    """`latency` of one pipeline, measured from a process of its own (`--latency`), as a
+    producer and a consumer of the outputs are: this one holds every earlier stage's
+    workloads, and its collections and allocations, in the loop that also sends and
+    reads, were measured as latency (a first 5 s at a p99 of 1-4 s, the worker idle in
+    between: docs/benchmarks.md, 2026-12-06)."""
+    spec = json.dumps({**run._asdict(), "identity": identity, "linger_ms": linger_ms, "tmp": str(tmp)})
+    result = subprocess.run(
+        [sys.executable, __file__, "--latency", spec], stdout=subprocess.PIPE, check=True, timeout=900
+    )
+    # The last line: the pipelines it starts may print before it.
+    p50, p99, samples, windows, cpu, ready_after = json.loads(result.stdout.splitlines()[-1])
+    return p50, p99, samples, windows, cpu, ready_after
+
+
+async def serve_latency(spec: dict[str, Any]) -> list[Any]:
+    """The latency process (`--latency`): a warm-up run of the pipeline, then the measured
+    one, a process started again on the same topics, as a deployed pipeline restarts.
+
+    The warm-up is for Kafka, not the pipeline: on Apache Kafka 4.1.1 the first writes to
+    partitions just created stall for 0.6-2 s (a plain aiokafka producer, acks=1, its third
+    request to 40 new partitions; none to partitions written before: docs/benchmarks.md,
+    2026-12-06). journey writes to about ten new topics, the raw passthrough to one, so
+    measured on fresh topics that is most of journey's first 5 s. Deployed topics are
+    written once and then for good; a worker started on them is what is measured.
+
+    The workloads are made here, then frozen, so that the collector never walks them while
+    messages are sent and read."""
+    run = LatencyRun(*(spec[name] for name in LatencyRun._fields))
+    tmp = Path(spec["tmp"])
+    pipeline: Pipeline = RawPipeline(run, tmp) if run.label == "raw" else JourneyPipeline(run, tmp)
+    warm = workload(int(run.rate * WARM_UP_SECONDS), identity=spec["identity"], prefix="w")
+    events = workload(int(run.rate * (1.0 + run.seconds)), identity=spec["identity"])
+    gc.freeze()
+    kafka = {"bootstrap_servers": run.bootstrap}
+    options: dict[str, Any] = {"linger_ms": spec["linger_ms"], "broker_pid": run.broker_pid}
+    await latency(kafka, pipeline, warm, run.rate, **options)
+    return list(await latency(kafka, pipeline, events, run.rate, **options))
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -682,10 +765,14 @@ async def main() -> None:
         " issue #33 asks for 5000 too)",
     )
     parser.add_argument("--history-only", action="store_true", help="run only the history stage")
-    parser.add_argument("--passthrough", nargs=3, help=argparse.SUPPRESS)  # RawPipeline's process
+    parser.add_argument("--passthrough", nargs=4, help=argparse.SUPPRESS)  # RawPipeline's process
     parser.add_argument("--raw-throughput", nargs=3, help=argparse.SUPPRESS)  # raw_passthrough's
     parser.add_argument("--replay-rates", type=Path, help=argparse.SUPPRESS)  # replay_rate's
+    parser.add_argument("--latency", help=argparse.SUPPRESS)  # measure_latency's
     args = parser.parse_args()
+    if args.latency:
+        print(json.dumps(await serve_latency(json.loads(args.latency))))
+        return
     if args.replay_rates:
         print(json.dumps(serve_replay_rates(args.replay_rates)))
         return
@@ -694,8 +781,8 @@ async def main() -> None:
         print(await serve_raw_throughput(bootstrap, run, int(count)))
         return
     if args.passthrough:
-        bootstrap, prefix, ready_file = args.passthrough
-        await serve_passthrough(bootstrap, prefix, Path(ready_file))
+        bootstrap, prefix, ready_file, start = args.passthrough
+        await serve_passthrough(bootstrap, prefix, Path(ready_file), start)
         return
 
     log(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
@@ -756,18 +843,19 @@ async def main() -> None:
             f"{saturated:,.0f} is the latency stage's load"
         )
         offered = saturated / 2
-        measured = workload(int(offered * (1.0 + args.latency_seconds)), identity=identity)
         p99s: dict[str, float] = {}
-        for pipeline in (RawPipeline(broker, tmp), JourneyPipeline(broker, tmp)):
-            p50, p99, samples, windows, cpu = await latency(
-                kafka, pipeline, measured, offered, linger_ms=args.linger_ms, broker_pid=broker.pid
+        for label in ("raw", "journey"):
+            spec = LatencyRun(broker.url, broker.bootstrap, broker.pid, label, offered, args.latency_seconds)
+            p50, p99, samples, windows, cpu, ready_after = measure_latency(
+                spec, identity, args.linger_ms, tmp
             )
-            p99s[pipeline.label] = p99
+            p99s[label] = p99
             log(
-                f"latency, {pipeline.label:7} at {offered:,.0f} events/s (50% of saturation under load): "
+                f"latency, {label:7} at {offered:,.0f} events/s (50% of saturation under load): "
                 f"p50 {p50:6.1f} ms, p99 {p99:7.1f} ms ({samples} messages; p99 per 5 s: "
                 f"{', '.join(f'{w:.0f}' for w in windows)}; CPU: "
-                f"{', '.join(f'{name} {share:.0%}' for name, share in cpu.items())})"
+                f"{', '.join(f'{name} {share:.0%}' for name, share in cpu.items())}; "
+                f"ready {ready_after:.1f} s after its start, on topics a warm-up run wrote)"
             )
         growth = await history(broker, kafka, priors, tmp)
     per_customer = memory_per_customer(args.customers)
