@@ -178,7 +178,7 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-def assigned(port: int) -> bool:
+def worker_ready(port: int) -> bool:
     """Whether the worker has its partitions and has restored its tables: Faust's rebalance
     ends when recovery does, and the input waits until then."""
     try:
@@ -344,7 +344,7 @@ class JourneyPipeline(Pipeline):
         return start_worker(self.broker, self.names.prefix, self.port, self.tmp)
 
     def ready(self, process: subprocess.Popen[bytes]) -> bool:
-        return assigned(self.port)  # joined the group, partitions assigned, tables restored
+        return worker_ready(self.port)  # joined the group, partitions assigned, tables restored
 
 
 class RawPipeline(Pipeline):
@@ -462,7 +462,7 @@ async def saturation(
     port = free_port()
     worker = start_worker(broker, names.prefix, port, tmp)
     try:
-        while not assigned(port) and worker.poll() is None:
+        while not worker_ready(port) and worker.poll() is None:
             await asyncio.sleep(0.2)
         producer = AIOKafkaProducer(**kafka, linger_ms=linger_ms)
         await producer.start()
