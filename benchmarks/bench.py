@@ -403,6 +403,9 @@ async def serve_passthrough(bootstrap: str, prefix: str, ready_file: Path, start
 
 
 _Message = tuple[str, str, bytes, bytes]  # topic, event_id, key, value
+# What `latency` measures: p50 and p99 (ms), messages, p99 per window (ms), CPU shares by
+# process, seconds until the pipeline was ready.
+Latency = tuple[float, float, int, list[float], dict[str, float], float]
 
 
 def serialised(names: TopicNames, events: list[dict[str, Any]]) -> list[_Message]:
@@ -494,7 +497,7 @@ async def latency(
     warmup: float = 1.0,
     window: float = 5.0,
     broker_pid: int | None = None,
-) -> tuple[float, float, int, list[float], dict[str, float], float]:
+) -> Latency:
     """p50 and p99 of produce -> `pipeline`'s output, in ms, with `events` offered at `rate`
     events/s by a producer that batches for `linger_ms` (counted in the latency); and the
     p99 of each `window` seconds, in ms; and the share of a CPU the broker, the pipeline's
@@ -584,9 +587,7 @@ class LatencyRun(NamedTuple):
     seconds: float
 
 
-def measure_latency(
-    run: LatencyRun, identity: bool, linger_ms: int, tmp: Path
-) -> tuple[float, float, int, list[float], dict[str, float], float]:
+def measure_latency(run: LatencyRun, identity: bool, linger_ms: int, tmp: Path) -> Latency:
     """`latency` of one pipeline, measured from a process of its own (`--latency`), as a
     producer and a consumer of the outputs are: this one holds every earlier stage's
     workloads, and a collection walking them pauses the loop that sends and reads (one of
