@@ -34,11 +34,12 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
-from mode import Service, ServiceT
+from mode import ServiceT
 from mode.utils.futures import notify
 
 from stream.kafka.outbox import default_partition
-from stream.kafka.transactions import TRANSACTION_TIMEOUT_MS, RecoveryPastMarkers, Transactions
+from stream.kafka.restoring import ChangelogRestore
+from stream.kafka.transactions import TRANSACTION_TIMEOUT_MS, Transactions
 
 __all__ = [
     "BatchHandler",
@@ -87,6 +88,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     _seeks_begun = 0
     _seeks_ended = 0
     _no_seek_event: asyncio.Event | None = None
+    _restore_changelogs: ChangelogRestore | None = None
 
     def _batch_handlers(self) -> dict[str, BatchHandler]:
         return cast(JourneyApp, self.app).batch_handlers
@@ -157,6 +159,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 records, active = await self._wait_next_records(timeout=1.0)
                 await self.sleep(0)
                 if not records or self.should_stop:
+                    self._restoring().end_past_markers(self._position_now)
                     continue
                 generation = self.app.consumer_generation_id
                 acks_enabled = self.app.topics.acks_enabled_for
@@ -183,11 +186,13 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         again.add(tp)  # changelogs are not seeked back: theirs are kept
                         continue
                     monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    read = self._read_offset[tp]
                     if handler is None:
-                        if not await self._deliver_each(tp, batch, generation, seeks):
+                        if self._restoring().takes(tp):
+                            await self._restore(tp, [r for r in batch if read is None or r.offset >= read])
+                        elif not await self._deliver_each(tp, batch, generation, seeks):
                             again.add(tp)
                         continue
-                    read = self._read_offset[tp]
                     # Faust's read offset is the next to read after a seek, the last read otherwise.
                     fresh = [r for r in batch if read is None or r.offset >= read]
                     if fresh:
@@ -205,6 +210,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         self._read_offset[tp] = fresh[-1].offset
                 if again:
                     await self._fetch_again(again)
+                # Everything fetched is applied: a position past a changelog's end is markers.
+                self._restoring().end_past_markers(self._position_now)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -218,6 +225,22 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _restoring(self) -> ChangelogRestore:
+        # Made on first use: the app's tables exist once the consumer runs.
+        if self._restore_changelogs is None:
+            self._restore_changelogs = ChangelogRestore(self.app, self._to_message, self._deliver_one)
+        return self._restore_changelogs
+
+    async def _deliver_one(self, message: Any) -> None:
+        # As `_deliver_each` hands a message on: not waiting through a rebalance's pause.
+        await self.wait_first(self.callback(message), self.suspend_flow.wait())
+
+    async def _restore(self, tp: TP, records: list[Any]) -> None:
+        """A changelog partition's records, applied to its table at once (`stream.kafka.restoring`)."""
+        if records:
+            await self._restoring().apply(tp, records)
+            self._read_offset[tp] = records[-1].offset
 
     def _flowing(self, generation: int) -> bool:
         return self.flow_active and self.app.consumer_generation_id == generation
@@ -350,20 +373,14 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         read = self._read_offset.get(tp)
         if read is None or self._committed_offset.get(tp) != read + 1:
             return None
+        return self._position_now(tp)
+
+    def _position_now(self, tp: TP) -> int | None:
+        """The consumer's position in `tp`: past every record fetched so far."""
         # aiokafka's positions (in Faust's consumer thread): no public view of them.
         subscription = self._thread._ensure_consumer()._subscription.subscription  # noqa: SLF001
         state = None if subscription is None else subscription.assignment.state_value(tp)
         return state.position if state is not None and state.has_valid_position else None
-
-    @Service.task
-    async def _recovery_past_markers(self) -> None:
-        # A task of the consumer's: the app's timers start only once recovery has ended.
-        if cast(JourneyApp, self.app).transactions is None:
-            return
-        past = RecoveryPastMarkers()
-        while not self.should_stop:
-            await self.sleep(1.0)
-            await past.tick(cast(Any, self.app.tables).recovery, self.position)
 
     async def wait_empty(self) -> None:
         # A batch's outcome is its own business (a failed one is raised by the next

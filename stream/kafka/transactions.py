@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -32,7 +32,6 @@ from stream.kafka.connection import KafkaSetupError
 
 __all__ = [
     "TRANSACTION_TIMEOUT_MS",
-    "RecoveryPastMarkers",
     "Transactions",
     "choose_exactly_once",
     "install_coordinator_retries",
@@ -168,33 +167,3 @@ class Transactions:
         await producer.commit_transaction()
         self.commits += 1
         await producer.begin_transaction()
-
-
-class RecoveryPastMarkers:
-    """Lets table recovery end where a changelog ends in a transaction marker.
-
-    Faust recovers a changelog partition until it has received the record before the end
-    offset; in transactions the last offset is a commit marker, which is never received,
-    and a worker taking partitions over waited forever (the two-worker test). Faust's own
-    exactly_once mode checks the consumer's position instead; `tick` (every second) does
-    the same: a partition whose position is past the end while its last received offset
-    stood still for two ticks has nothing left but markers."""
-
-    def __init__(self) -> None:
-        self._still: dict[Any, int] = {}
-
-    async def tick(self, recovery: Any, position: Callable[[Any], Awaitable[int | None]]) -> None:
-        if not recovery.in_recovery:
-            self._still.clear()
-            return
-        for tp, highwater in list(recovery.active_highwaters.items()):
-            offset = recovery.active_offsets.get(tp)
-            if highwater is None or offset is None or offset >= highwater:
-                continue
-            at = await position(tp)
-            if at is None or at <= highwater:
-                self._still.pop(tp, None)
-            elif self._still.get(tp) == offset:
-                recovery.active_offsets[tp] = highwater
-            else:
-                self._still[tp] = offset
