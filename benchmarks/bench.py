@@ -6,7 +6,9 @@ The broker is the embedded one (Tansu), or one Apache Kafka node with `--broker 
 1. raw: an aiokafka consume -> produce passthrough of the same messages (no parsing): the
    most a Python Kafka pipeline can do on this machine and broker;
 2. journey: one `journey worker` process on the same messages, impact included (done when
-   the last event is handled, the last link is out and the `all` impact entry is final);
+   the last event is handled, the last link is out and the `all` impact entry is final),
+   then a worker started again on the state the first run left: how long until it has its
+   partitions and until it has restored its tables from their changelogs;
 3. replay: `journey replay`'s work (`journey.replay.replay_file`) on a file of the same
    events, with one process and with one per CPU (the pure core, with parsing and
    validation), and the same with `--impact`;
@@ -178,15 +180,58 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
+def health(port: int) -> dict[str, Any] | None:
+    """The worker's /health, None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except OSError:
+        return None
+    return answer
+
+
 def worker_ready(port: int) -> bool:
     """Whether the worker has its partitions and has restored its tables: Faust's rebalance
     ends when recovery does, and the input waits until then."""
+    answer = health(port)
+    return answer is not None and bool(answer["assigned"]) and not answer["rebalancing"]
+
+
+async def changelog_records(kafka: dict[str, Any], names: TopicNames) -> int:
+    """Records (transaction markers included) in the changelog topics of `names`' worker."""
+    consumer = AIOKafkaConsumer(**kafka)
+    await consumer.start()
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-            health = json.loads(response.read())
-    except OSError:
-        return False
-    return bool(health["assigned"]) and not health["rebalancing"]
+        tps = [TopicPartition(topic, p) for topic in names.changelogs for p in range(PARTITIONS)]
+        ends, starts = await consumer.end_offsets(tps), await consumer.beginning_offsets(tps)
+    finally:
+        await consumer.stop()
+    return sum(ends[tp] - starts[tp] for tp in tps)
+
+
+async def restore(
+    broker: Broker, kafka: dict[str, Any], names: TopicNames, tmp: Path
+) -> tuple[int, float, float]:
+    """A worker started again on the state a run left under `names`: the changelog records
+    it restores, the seconds until it had its partitions, and until it was ready (its
+    tables restored)."""
+    records = await changelog_records(kafka, names)
+    port = free_port()
+    launched = time.perf_counter()
+    worker = start_worker(broker, names.prefix, port, tmp)
+    assigned = None
+    try:
+        while time.perf_counter() - launched < 600:
+            answer = health(port)
+            if answer is not None and answer["assigned"]:
+                assigned = assigned or time.perf_counter() - launched
+                if not answer["rebalancing"]:
+                    return records, assigned, time.perf_counter() - launched
+            await asyncio.sleep(0.05)
+        raise RuntimeError("bench: a restarted worker was not ready within 600 s")
+    finally:
+        worker.terminate()
+        worker.wait(30)
 
 
 def start_worker(broker: Address, prefix: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
@@ -745,7 +790,9 @@ async def main() -> None:
         help="the latency stage's producer batching, ms (counted in the latency; docs/benchmarks.md)",
     )
     parser.add_argument(
-        "--throughput-only", action="store_true", help="stop after the raw and journey throughput stage"
+        "--throughput-only",
+        action="store_true",
+        help="stop after the raw and journey throughput stage (and the restart on its state)",
     )
     parser.add_argument(
         "--broker",
@@ -815,6 +862,12 @@ async def main() -> None:
         log(
             f"journey, one worker:      {journey:10,.0f} events/s   (best of {THROUGHPUT_RUNS})   "
             f"journey/raw = {journey / raw:.1%}"
+        )
+        records, assigned, ready = await restore(broker, kafka, TopicNames(prefix="bench0."), tmp)
+        log(
+            f"restore: a worker started again on the first journey run's state: {records:,} changelog "
+            f"records, its partitions {assigned:.1f} s after its start, ready {ready:.1f} s after "
+            f"({records / (ready - assigned):,.0f} records/s)"
         )
         if args.throughput_only:
             return
