@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -234,7 +235,10 @@ async def restore(
         worker.wait(30)
 
 
-def start_worker(broker: Address, prefix: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    broker: Address, prefix: str, port: int, tmp: Path, settings: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A `journey worker` on `prefix`'s topics, with the bench's settings and `settings`."""
     env = {
         **os.environ,
         "JOURNEY_BROKER": broker.url,
@@ -244,6 +248,7 @@ def start_worker(broker: Address, prefix: str, port: int, tmp: Path) -> subproce
         "JOURNEY_DATA_DIR": str(tmp / prefix),
         "JOURNEY_SESSION_TIMEOUT": "6",
         "JOURNEY_LOG_LEVEL": "warning",
+        **(settings or {}),
     }
     log_file = (tmp / f"{prefix}worker.log").open("wb")
     return subprocess.Popen(
@@ -931,7 +936,7 @@ async def history(broker: Broker, kafka: dict[str, Any], priors: list[int], tmp:
         kafka,
         priors,
         produce=produce,
-        start_worker=lambda prefix, port: start_worker(broker, prefix, port, tmp),
+        start_worker=lambda prefix, port, settings: start_worker(broker, prefix, port, tmp, settings),
         events_handled=lambda port: metric(port, "journey_events_total"),
         cpu_seconds=cpu_seconds,
         free_port=free_port,
@@ -945,7 +950,7 @@ async def history(broker: Broker, kafka: dict[str, Any], priors: list[int], tmp:
             f"  a customer of {prior} prior events: head record {head:,.0f} B; memory {stored:,.0f} B "
             f"stored (head and segments), {decoded:,.0f} B decoded in the cache"
         )
-    # The worst ratio of the longest history's cost over the shortest's, of either profile.
+    # The worst ratio of the longest history's cost over the shortest's, of any profile.
     ratios = []
     for profile in {cost.profile for cost in costs}:
         mine = [cost for cost in costs if cost.profile == profile]
@@ -959,7 +964,7 @@ async def history(broker: Broker, kafka: dict[str, Any], priors: list[int], tmp:
         )
     cpu, changelog, written = (max(column) for column in zip(*ratios, strict=True))
     log(
-        f"history {priors[-1]}/{priors[0]} (the worse profile): CPU per event {cpu:.2f}x, state changelogs "
+        f"history {priors[-1]}/{priors[0]} (the worst profile): CPU per event {cpu:.2f}x, state changelogs "
         f"{changelog:.2f}x, bytes written per event {written:.2f}x (target: 1.5x)"
     )
     return f", history {priors[-1]}/{priors[0]} {cpu:.1f}x CPU {written:.1f}x bytes"

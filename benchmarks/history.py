@@ -1,13 +1,16 @@
 """The history stage of `make bench`: what one more event costs a worker for customers with
 10, 100 and 1,000 prior events (issue #33: cost must not grow with loyalty).
 
-For each history length and each of two profiles, a deployment of its own: `CUSTOMERS` (200)
+For each history length and each of three profiles, a deployment of its own: `CUSTOMERS` (200)
 customers whose prior events (touchpoints with sentiment, purchases and surveys) are streamed
 through one worker first; then `ROUNDS` rounds of one new event per customer, each round
 waited for before the next, so that a customer is in one batch per round. The profiles:
 *full*, an event every 17 hours (the longer histories span two years, so their CSAT and
-365-day windows are full and entries leave them at every event), and *quiet*, an event every
-nine days (a handful in each window). Measured over the rounds only: the worker's CPU per
+365-day windows are full and entries leave them at every event), *quiet*, an event every
+nine days (a handful in each window), and *cold*: *full* with a worker that keeps no
+customer decoded between batches (`JOURNEY_CACHED_CUSTOMERS=0`), so that each event reads
+its customer back from the tables, as a worker owning more customers than its cache holds
+does for a customer whose last event was long ago. Measured over the rounds only: the worker's CPU per
 event (less what it spends idle), events/s, and the bytes the worker wrote per event to its
 state changelogs (customers and history) and to every topic but the inputs (keys and values,
 as read back). And, in this process, the memory a worker holds per customer at each history
@@ -22,7 +25,7 @@ import gc
 import json
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +48,9 @@ CUSTOMERS = 200
 ROUNDS = 20
 IDLE_SECONDS = 3.0
 # The time between a customer's events, by profile.
-PROFILES = {"full": timedelta(hours=17), "quiet": timedelta(days=9)}
+PROFILES = {"full": timedelta(hours=17), "quiet": timedelta(days=9), "cold": timedelta(hours=17)}
+# The settings of each profile's worker, beyond the bench's.
+_SETTINGS = {"cold": {"JOURNEY_CACHED_CUSTOMERS": "0"}}
 _START = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -154,7 +159,7 @@ async def history_stage(
     priors: Sequence[int],
     *,
     produce: Callable[[dict[str, Any], list[tuple[str, bytes, bytes]]], Any],
-    start_worker: Callable[[str, int], Any],
+    start_worker: Callable[[str, int, Mapping[str, str]], Any],
     events_handled: Callable[[int], float],
     cpu_seconds: Callable[[int], float],
     free_port: Callable[[], int],
@@ -177,7 +182,7 @@ async def history_stage(
 @dataclass(frozen=True)
 class _Tools:
     produce: Callable[[dict[str, Any], list[tuple[str, bytes, bytes]]], Any]
-    start_worker: Callable[[str, int], Any]
+    start_worker: Callable[[str, int, Mapping[str, str]], Any]
     events_handled: Callable[[int], float]
     cpu_seconds: Callable[[int], float]
     free_port: Callable[[], int]
@@ -194,7 +199,7 @@ async def _one(
     customers = [f"h{prior}-{i:04d}" for i in range(CUSTOMERS)]
     await produce(kafka, _messages(names, [_event(c, i, step) for i in range(prior) for c in customers]))
     port = tools.free_port()
-    worker = tools.start_worker(names.prefix, port)
+    worker = tools.start_worker(names.prefix, port, _SETTINGS.get(profile, {}))
     try:
         handled = functools.partial(tools.events_handled, port)
         await _wait_for(handled, prior * CUSTOMERS, 900)
