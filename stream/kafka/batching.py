@@ -89,6 +89,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     _seeks_ended = 0
     _no_seek_event: asyncio.Event | None = None
     _restore_changelogs: ChangelogRestore | None = None
+    # Changelog partitions some of whose fetched records were dropped unapplied (fetched
+    # while the flow stopped, or while paused): their position says nothing of what their
+    # table has until a seek reads them again (see `_position_applied`).
+    _unapplied: set[TP] | None = None
 
     def _batch_handlers(self) -> dict[str, BatchHandler]:
         return cast(JourneyApp, self.app).batch_handlers
@@ -159,7 +163,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 records, active = await self._wait_next_records(timeout=1.0)
                 await self.sleep(0)
                 if not records or self.should_stop:
-                    self._restoring().end_past_markers(self._position_now)
+                    self._restoring().end_past_markers(self._position_applied)
                     continue
                 generation = self.app.consumer_generation_id
                 acks_enabled = self.app.topics.acks_enabled_for
@@ -181,6 +185,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         # they are read again (changelogs: Faust's recovery seeks those).
                         if handler is not None:
                             again.add(tp)
+                        else:
+                            self._unapplied_changelogs().add(tp)
                         continue
                     if acks_enabled(tp.topic) and self._resynced_since(seeks):
                         again.add(tp)  # changelogs are not seeked back: theirs are kept
@@ -211,7 +217,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                 if again:
                     await self._fetch_again(again)
                 # Everything fetched is applied: a position past a changelog's end is markers.
-                self._restoring().end_past_markers(self._position_now)
+                self._restoring().end_past_markers(self._position_applied)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -241,6 +247,24 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         if records:
             await self._restoring().apply(tp, records)
             self._read_offset[tp] = records[-1].offset
+
+    def _unapplied_changelogs(self) -> set[TP]:
+        if self._unapplied is None:
+            self._unapplied = set()
+        return self._unapplied
+
+    def _position_applied(self, tp: TP) -> int | None:
+        """The position in a changelog partition, if every record before it was applied."""
+        return None if tp in self._unapplied_changelogs() else self._position_now(tp)
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        # How recovery moves changelog partitions: their records are read again from there.
+        await super().seek_wait(partitions)
+        self._unapplied_changelogs().difference_update(partitions)
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        await super()._seek(partition, offset)
+        self._unapplied_changelogs().discard(partition)
 
     def _flowing(self, generation: int) -> bool:
         return self.flow_active and self.app.consumer_generation_id == generation
