@@ -126,7 +126,10 @@ class Settings(BaseSettings):
     cached_customers: int = Field(
         default=10_000,
         ge=0,
-        description="Customers a worker keeps decoded between batches (about 4 KB each; 0: none). One not kept is read back whole, its history included, at its next event.",
+        description=(
+            "Customers a worker keeps decoded between batches (about 4 KB each; 0: none). "
+            "One not kept is read back whole, its history included, at its next event."
+        ),
     )
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag refreshes.")
     store: Literal["memory://", "rocksdb://"] = Field(
